@@ -1,0 +1,44 @@
+"""One settings object for the whole system (environment prefix ``MEDBUILDER_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medbuilder import REPO_ROOT
+
+
+class Settings(BaseSettings):
+    """Where things live, which agent core runs, and the limits every run obeys.
+
+    Every field can be set from the environment, e.g. ``MEDBUILDER_DATA_DIR=/mnt/data``.
+    Secrets (``llm_api_key``) are never written to run folders or logs.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MEDBUILDER_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where `medbuilder data prepare` lays datasets out; relative datacard paths resolve here.")
+    runs_dir: Path = Field(Path("runs"), description="One folder per build run.")
+    datacards_dir: Path = Field(REPO_ROOT / "datacards", description="One datacard file (YAML or JSON) per dataset.")
+    core: Literal["offline", "llm"] = Field("offline", description="Agent core: deterministic offline policies, or an LLM.")
+    llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp).")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
+    llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key for the endpoint; also read from OPENAI_API_KEY.")
+    max_steps: int = Field(30, ge=1, description="Tool calls an agent may make in one attempt.")
+    max_debug_loops: int = Field(3, ge=0, description="Retries of a role after its check fails.")
+    script_timeout_s: float = Field(900.0, gt=0, description="Wall-clock limit for one run_script call.")
+    tool_output_chars: int = Field(6000, ge=200, description="Tool output longer than this is cut to head and tail.")
+    approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
+
+    def resolve_data_path(self, path: Path) -> Path:
+        """A datacard path: absolute as given, relative under ``data_dir``."""
+        return path if path.is_absolute() else (self.data_dir / path).resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

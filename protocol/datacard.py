@@ -1,0 +1,75 @@
+"""Datacards: a free-text description of a dataset plus typed fields.
+
+The free text is what an agent reads first, as in M3Builder's datacards: what the
+folders and files are, which columns hold the labels, sampling rules. The typed
+fields let the Task Manager match a request and let tools check the data.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Task(str, Enum):
+    diagnosis = "diagnosis"
+    segmentation = "segmentation"
+    anomaly_detection = "anomaly_detection"
+    report_generation = "report_generation"
+
+
+class Confounder(BaseModel):
+    """Something in the images that can stand in for the label (a shortcut)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="e.g. 'burnt-in text', 'chest drain'.")
+    how_to_find: str = Field(description="A mask file column, a region of interest, or a detector name.")
+
+
+class Datacard(BaseModel):
+    """One dataset, described for agents and for people."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    name: str = Field(description="Unique slug: lower case letters, digits, '-' and '_'.")
+    title: str = Field(description="Human-readable name.")
+    description: str = Field(min_length=40, description="Free text: folders, files, label columns, sampling rules.")
+    path: Path = Field(description="Dataset root: absolute, or relative to the data folder.")
+    tasks: list[Task] = Field(min_length=1)
+    modality: str = Field(description="e.g. MRI, CT, X-ray, fundus.")
+    dimension: Literal["2D", "3D"]
+    anatomy: str = Field(description="e.g. brain, chest.")
+    has_images: bool = Field(True, description="False for text-only sets (reports without their images).")
+    label_names: list[str] = Field(default_factory=list, description="Class or structure names; empty for report text.")
+    file_formats: list[str] = Field(min_length=1, description="e.g. jpg, nii.gz, csv, json.")
+    licence: str
+    provenance: Literal["real", "generated"]
+    source: str = Field(description="Where the files come from (package, URL, generator).")
+    prepare: str | None = Field(None, description="Name of the `medbuilder data prepare` recipe that lays this dataset out.")
+    confounders: list[Confounder] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+            raise ValueError("use lower case letters, digits, '-' and '_' (e.g. 'br35h')")
+        return value
+
+    @field_validator("file_formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        return [v.lower().lstrip(".") for v in value]
+
+    @model_validator(mode="after")
+    def _generated_is_named(self) -> "Datacard":
+        if self.provenance == "generated" and "generated" not in (self.title + self.description).lower():
+            raise ValueError("provenance is 'generated': say 'generated' in the title or description")
+        return self
+
+    def tasks_text(self) -> str:
+        return ", ".join(t.value for t in self.tasks)
