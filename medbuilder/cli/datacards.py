@@ -1,0 +1,77 @@
+"""`medbuilder datacards list | show NAME | validate [FILE] | add FILE`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from medbuilder.cli.common import fail, registry
+from medbuilder.protocol.registry import DatacardError, check_path, load_card
+from medbuilder.settings import get_settings
+
+app = typer.Typer(help="List, show, validate and add datacards (one file per dataset).", no_args_is_help=True)
+
+
+@app.command("list")
+def list_cards() -> None:
+    """One line per dataset: name, provenance, tasks, modality, dimension."""
+    try:
+        cards = registry().cards()
+    except DatacardError as err:
+        fail(str(err))
+    for card in cards.values():
+        typer.echo(f"{card.name:20} {card.provenance:9} {card.dimension} {card.modality:8} {card.tasks_text()}")
+
+
+@app.command()
+def show(name: str) -> None:
+    """Print a datacard in full."""
+    try:
+        card = registry().get(name)
+    except (KeyError, DatacardError) as err:
+        fail(str(err).strip("'\""))
+    typer.echo(yaml.safe_dump(card.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100))
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(None, help="Datacard files; default: every card in the datacards folder."),
+    require_data: bool = typer.Option(False, "--require-data", help="Also fail when a card's data is not prepared yet."),
+) -> None:
+    """Check datacards: schema, names unique, dataset folder present (or preparable)."""
+    settings = get_settings()
+    targets = files or registry().files()
+    problems, seen = 0, {}
+    for file in targets:
+        try:
+            card = load_card(file)
+            if card.name in seen:
+                raise DatacardError(file, "name", f"'{card.name}' is also used by {seen[card.name]}", "rename one of them")
+            seen[card.name] = file
+            note = check_path(card, file, settings.data_dir)
+        except DatacardError as err:
+            problems += 1
+            typer.secho(f"FAIL {err}", fg=typer.colors.RED, err=True)
+            continue
+        if note and require_data:
+            problems += 1
+            typer.secho(f"FAIL {file}: field 'path': {note}", fg=typer.colors.RED, err=True)
+        else:
+            typer.echo(f"ok   {file}" + (f"  ({note})" if note else ""))
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def add(file: Path) -> None:
+    """Validate FILE and copy it into the datacards folder (never overwrites a card)."""
+    if not file.is_file():
+        fail(f"{file} does not exist; give the path of a datacard YAML or JSON file")
+    try:
+        check_path(load_card(file), file, get_settings().data_dir)
+        target = registry().add(file)
+    except DatacardError as err:
+        fail(str(err))
+    typer.echo(f"added {target}")
