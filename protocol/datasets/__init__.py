@@ -1,0 +1,73 @@
+"""The shipped datasets: ``medbuilder data prepare NAME`` recipes and their reference splits.
+
+Each recipe copies or derives files from installed packages (never modifying
+them) into a target folder, ending with a ``.prepared.json`` manifest; each
+dataset has one datacard in ``datacards/`` whose ``prepare`` field names it.
+
+===================  =========  ==================================================
+recipe               kind       layout
+===================  =========  ==================================================
+br35h                real       yes/*.jpg, no/*.jpg (folder per class)
+iu-xray-reports      real       reports.json + xml/*.xml (text only, no images)
+brain-mask-3d        real       images/*.nii.gz + masks/*.nii.gz (+ atlas/)
+synth-seg3d          generated  dataset.json + imagesTr/ + labelsTr/ (MSD style)
+synth-cxr-reports    generated  metadata.csv + images/*.png (CSV of paths, labels)
+===================  =========  ==================================================
+
+Example::
+
+    from medbuilder.protocol.datasets import prepare, reference_index
+    root = prepare("br35h", Path("data/br35h"), limit=20)
+    index = reference_index("br35h", root, "diagnosis")
+    index.write(Path("runs/demo/index"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from medbuilder.protocol.datacard import Task
+from medbuilder.protocol.datasets import brain_mask, br35h, iu_xray, synth_cxr, synth_seg3d
+from medbuilder.protocol.datasets.base import Item, NoImagesError, Recipe, SourceMissingError
+from medbuilder.protocol.datasets.engine import MANIFEST, read_manifest, run
+from medbuilder.protocol.index import DataIndex
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    br35h.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE)}
+
+__all__ = ["RECIPES", "Recipe", "Item", "prepare", "reference_index", "get_recipe", "read_manifest",
+           "MANIFEST", "SourceMissingError", "NoImagesError"]
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; a KeyError lists the valid names."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset recipe '{name}'. Valid names: {', '.join(sorted(RECIPES))}") from None
+
+
+def prepare(name: str, target: Path, limit: int | None = None, *, force: bool = False,
+            echo: Callable[[str], None] = print) -> Path:
+    """Lay dataset ``name`` out in ``target`` and return ``target``.
+
+    Idempotent: a complete target (matching ``.prepared.json``) is left alone and
+    ``echo`` says so; a partial one is completed, keeping every file the recipe
+    does not write. ``limit`` keeps a small real subset (at most N per class;
+    see each recipe's ``limit_note``). ``force`` rewrites every planned file,
+    even where a file of other content is in the way.
+    Raises KeyError (unknown name, listing valid ones), SourceMissingError (names
+    the package to install), FileExistsError (a foreign file is in the way).
+    """
+    recipe = get_recipe(name)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of items per class, got {limit}")
+    return run(recipe, Path(target), limit, force, echo)
+
+
+def reference_index(name: str, root: Path, task: Task | str) -> DataIndex:
+    """The hand-written reference split (seed 0, about 80/20, stratified by class,
+    duplicates kept on one side) of the prepared dataset in ``root``, for ``task``.
+    Paths in the index are absolute."""
+    return get_recipe(name).index(Path(root), task)

