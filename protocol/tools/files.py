@@ -1,0 +1,202 @@
+"""Workspace tools: list_files, read_files and write_file.
+
+Every function takes the run's `Workspace` first; the docstrings are written for
+the model (the LangChain layer shows them without the `ctx` argument).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medbuilder.protocol.tools.context import ToolError, Workspace, human_size, natural_key
+
+SKIPPED_DIRS = {".git", "__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
+MAX_FILES_PER_READ = 10
+
+
+@dataclass
+class Listing:
+    folder: str
+    entries: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+    def as_text(self) -> str:
+        if not self.entries:
+            return f"{self.folder} is empty."
+        note = "\n[listing stopped at the cap; use preview_dirs for large dataset folders]" if self.truncated else ""
+        return f"{self.folder}:\n" + "\n".join(self.entries) + note
+
+
+def list_files(ctx: Workspace, path: str = ".", recursive: bool = False, max_entries: int = 200) -> Listing:
+    """List the files and folders in a folder of the workspace or of a read-only dataset folder.
+
+    Folders end with '/', files show their size. Entries are in natural order
+    (img2 before img10). With recursive=True, sub-folders are walked too (.git and
+    __pycache__ are skipped) until max_entries entries are listed. For a dataset
+    folder with thousands of images use preview_dirs instead, which counts files
+    per folder.
+
+    Args:
+        path: Folder to list, relative to the workspace or absolute. Defaults to the workspace.
+        recursive: Also list everything inside sub-folders.
+        max_entries: Stop after this many entries (at most 2000).
+    """
+    folder = ctx.existing(path, kind="dir")
+    cap = max(1, min(int(max_entries), 2000))
+    listing = Listing(ctx.show(folder))
+    pending = deque([folder])
+    while pending and not listing.truncated:
+        current = pending.popleft()
+        children = sorted(current.iterdir(), key=lambda p: natural_key(p.name))
+        for child in children:
+            if len(listing.entries) >= cap:
+                listing.truncated = True
+                break
+            rel = child.relative_to(folder)
+            if child.is_dir() and not child.is_symlink():
+                listing.entries.append(f"{rel}/")
+                if recursive and child.name not in SKIPPED_DIRS:
+                    pending.append(child)
+            elif child.is_symlink():
+                listing.entries.append(f"{rel} -> {os.readlink(child)}")
+            else:
+                listing.entries.append(f"{rel}  ({human_size(child.stat().st_size)})")
+    return listing
+
+
+def as_path_list(paths: list[str] | str | Path) -> list[str]:
+    """A list of paths; a single path, or a JSON list sent as a string, is accepted too."""
+    if isinstance(paths, Path):
+        return [str(paths)]
+    if isinstance(paths, str):
+        text = paths.strip()
+        if text.startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                loaded = None
+            if isinstance(loaded, list) and all(isinstance(p, str) for p in loaded):
+                return loaded
+        return [paths]
+    return [str(p) for p in paths]
+
+
+@dataclass
+class FileText:
+    path: str
+    text: str
+    first_line: int
+    last_line: int
+    total_lines: int
+    lines_cut: int = 0
+
+    def as_text(self) -> str:
+        whole = (self.first_line, self.last_line) == (1, self.total_lines)
+        span = "" if whole else f", showing lines {self.first_line}-{self.last_line}"
+        return f"===== {self.path} ({self.total_lines} lines{span}) =====\n{self.text}"
+
+
+def read_files(
+    ctx: Workspace, paths: list[str] | str, start_line: int | None = None, end_line: int | None = None
+) -> list[FileText]:
+    """Read one or several short text files (code, configs, descriptions).
+
+    A long file is cut to its head and tail, with a note saying which lines were
+    left out; read those by calling again with start_line and end_line. The output
+    limit is shared by the files of one call. Binary
+    files (images, archives) are refused: use load_med_data for images and
+    preview_files for large tables or JSON. At most 10 files per call.
+
+    Args:
+        paths: File paths, relative to the workspace or absolute, e.g. ["train.py"].
+        start_line: First line to read (1-based). Applies to every file given.
+        end_line: Last line to read (inclusive).
+    """
+    paths = as_path_list(paths)
+    if not paths:
+        raise ToolError("no path given; pass a list of file paths, e.g. ['train.py']")
+    if len(paths) > MAX_FILES_PER_READ:
+        raise ToolError(f"{len(paths)} files asked for; read at most {MAX_FILES_PER_READ} per call")
+    first = max(1, int(start_line or 1))
+    if end_line is not None and int(end_line) < first:
+        raise ToolError(f"end_line {end_line} is before start_line {first}; give start_line <= end_line")
+    budget = max(ctx.output_chars // len(paths), 1500)
+    return [_read_one(ctx, p, first, end_line, budget) for p in paths]
+
+
+def _read_one(ctx: Workspace, path: str, first: int, last: int | None, budget: int) -> FileText:
+    file = ctx.existing(path, kind="file")
+    with file.open("rb") as handle:
+        if b"\0" in handle.read(8192):
+            raise ToolError(
+                f"'{path}' is a binary file ({human_size(file.stat().st_size)}); "
+                "use load_med_data for images and volumes, preview_files for tables and JSON"
+            )
+    head: list[str] = []
+    tail: deque[str] = deque()
+    head_chars = tail_chars = total = 0
+    with file.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            total = number
+            if number < first or (last is not None and number > last):
+                continue
+            if len(line) > budget // 3:
+                line = f"{line[: budget // 3]} [... this line is {len(line):,} characters long, cut ...]\n"
+            if head_chars + len(line) <= budget * 2 // 3 and not tail:
+                head.append(line)
+                head_chars += len(line)
+                continue
+            tail.append(line)
+            tail_chars += len(line)
+            while tail_chars > budget // 3 and len(tail) > 1:
+                tail_chars -= len(tail.popleft())
+    if first > max(total, 1):
+        raise ToolError(f"'{path}' has only {total} lines; start_line {first} is past the end")
+    stop = min(last, total) if last is not None else total
+    shown_lines = len(head) + len(tail)
+    missing = (stop - first + 1) - shown_lines
+    text = "".join(head)
+    if missing > 0:
+        cut_from, cut_to = first + len(head), first + len(head) + missing - 1
+        text += (
+            f"[... {missing} lines ({cut_from}-{cut_to}) not shown; call read_files with "
+            f"start_line={cut_from} and end_line={min(cut_to, cut_from + 150)} to read them ...]\n"
+        )
+    text += "".join(tail)
+    return FileText(ctx.show(file), text.rstrip("\n"), first, stop, total, max(missing, 0))
+
+
+@dataclass
+class WriteResult:
+    path: str
+    chars: int
+    lines: int
+    created: bool
+
+    def as_text(self) -> str:
+        verb = "Created" if self.created else "Overwrote"
+        return f"{verb} {self.path} ({self.lines} lines, {self.chars} characters)."
+
+
+def write_file(ctx: Workspace, path: str, content: str) -> WriteResult:
+    """Create a text file in the workspace, or overwrite it completely, with the given content.
+
+    Parent folders are created as needed. Only the workspace is writable; the
+    dataset and reference folders are read-only. To change a few lines of an
+    existing file use edit_file instead of rewriting it.
+
+    Args:
+        path: File path inside the workspace, e.g. "Datapath/make_splits.py".
+        content: The full text of the file.
+    """
+    target = ctx.resolve_write(path)
+    if target.is_dir():
+        raise ToolError(f"'{path}' is an existing folder; give a file path inside it, e.g. '{path}/main.py'")
+    created = not target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content, encoding="utf-8")
+    return WriteResult(ctx.show(target), len(content), content.count("\n") + (0 if content.endswith("\n") else 1), created)
