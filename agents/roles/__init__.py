@@ -1,0 +1,8 @@
+"""The four roles, by name, in the order a build runs them."""
+
+from medbuilder.agents.roles import data_engineer, task_manager
+
+ROLES = {
+    "task_manager": task_manager.ROLE,
+    "data_engineer": data_engineer.ROLE,
+}

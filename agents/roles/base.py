@@ -1,0 +1,69 @@
+"""What every role shares: its context, its spec, and how its prompts are rendered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.protocol.artifacts import Feedback, Plan, RunFolder
+from medbuilder.protocol.datacard import Datacard
+from medbuilder.protocol.registry import Registry
+from medbuilder.settings import Settings
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+_jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS), undefined=jinja2.StrictUndefined,
+                            keep_trailing_newline=True)
+
+
+class RoleCheckFailed(Exception):
+    """A role's output failed its check; `feedback` is what the next attempt starts from."""
+
+    def __init__(self, feedback: Feedback):
+        self.feedback = feedback
+        super().__init__(f"{feedback.role} attempt {feedback.attempt} failed its check:\n{feedback.text()}")
+
+
+@dataclass
+class RoleContext:
+    run: RunFolder
+    settings: Settings
+    request: str
+    attempt: int
+    feedback: Feedback | None
+    plan: Plan | None = None
+    card: Datacard | None = None
+
+    @property
+    def dataset_root(self) -> Path:
+        return self.settings.resolve_data_path(self.card.path)
+
+    @classmethod
+    def load(cls, run: RunFolder, settings: Settings, attempt: int, feedback: Feedback | None) -> "RoleContext":
+        request = run.read_json("request.json")["text"]
+        plan = run.read("plan.json", Plan) if run.exists("plan.json") else None
+        card = None
+        if plan and plan.status == "ok":
+            card = Datacard.model_validate(run.read_json("datacard.json")) if run.exists("datacard.json") \
+                else Registry(settings.datacards_dir).get(plan.dataset)
+        return cls(run, settings, request, attempt, feedback, plan, card)
+
+
+@dataclass
+class Role:
+    name: str
+    tools: list[str]
+    policy: Callable[[RoleJob, Actor], str]
+    read_roots: Callable[[RoleContext], list[Path]]
+    check: Callable[[RoleContext], list[str]]
+    context: Callable[[RoleContext], dict]
+    publish: Callable[[RoleContext], None] = lambda ctx: None
+
+    def system_prompt(self, values: dict) -> str:
+        return _jinja.get_template(f"{self.name}.system.md").render(**values)
+
+    def brief(self, values: dict) -> str:
+        return _jinja.get_template(f"{self.name}.brief.md").render(**values)

@@ -1,0 +1,120 @@
+"""Task Manager: pick the dataset that fits the request (or say none fits) and write the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.agents.matching import rank
+from medbuilder.agents.request_terms import RequestTerms
+from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.protocol.artifacts import Plan
+from medbuilder.protocol.registry import DatacardError, Registry, load_card
+
+PLAN_FILE = "plan.json"
+METRICS = {"diagnosis": "auroc", "segmentation": "dice", "anomaly_detection": "auroc", "report_generation": "bleu4"}
+STEPS = {
+    "data_engineer": "Inspect the dataset with the preview tools, write and run make_index.py that writes "
+                     "index/train.json, index/test.json and index/label_dict.json (about 80/20, stratified, "
+                     "duplicates kept in one split).",
+    "module_architect": "Copy the {task} template, fill config.json from the data, check that the dataloader "
+                        "yields a batch of the right shape and dtype.",
+    "model_trainer": "Choose hyperparameters from the data size, dimension and class balance; train; "
+                     "report the test {metric} with its 95% confidence interval.",
+}
+
+
+def _context(ctx: RoleContext) -> dict:
+    hint = ctx.run.read_json("request.json").get("dataset")
+    return {"request": ctx.request, "datacards_dir": str(ctx.settings.datacards_dir), "dataset_hint": hint,
+            "plan_file": PLAN_FILE, "feedback": ctx.feedback.text() if ctx.feedback else None,
+            "tasks": list(METRICS), "workspace": str(ctx.run.workspace)}
+
+
+def _plan(request: str, cards: list, hint: str | None) -> Plan:
+    candidates = rank(request, cards)
+    chosen = next((c for c in candidates if c.name == hint), None) if hint else None
+    if hint and chosen is None:
+        return Plan(status="no_fit", request=request, candidates=candidates,
+                    reasons=[f"the dataset asked for, '{hint}', has no datacard"])
+    chosen = chosen or next((c for c in candidates if c.fits), None)
+    if chosen is None or not chosen.fits:
+        why = [f"{c.name}: {'; '.join(r.removeprefix('against: ') for r in c.reasons if r.startswith('against'))}"
+               for c in candidates]
+        return Plan(status="no_fit", request=request, candidates=candidates, reasons=["no dataset fits", *why])
+    card = next(c for c in cards if c.name == chosen.name)
+    terms = RequestTerms.parse(request)
+    task = terms.task if terms.task in [t.value for t in card.tasks] else card.tasks[0].value
+    metric = METRICS[task]
+    reasons = [f"{card.name} ({card.provenance}, {card.modality}, {card.dimension}, {card.anatomy}) "
+               f"scored {chosen.score:.2f}, the best of {len(candidates)} datacards",
+               *(r.removeprefix("for: ") for r in chosen.reasons)]
+    if hint:
+        reasons.insert(0, f"the clinician asked for {hint}")
+    steps = [f"{role}: {text.format(task=task, metric=metric)}" for role, text in STEPS.items()]
+    return Plan(status="ok", request=request, dataset=card.name, task=task, dimension=card.dimension,
+                metric=metric, reasons=reasons, candidates=candidates, steps=steps)
+
+
+def policy(job: RoleJob, act: Actor) -> str:
+    values = job.context
+    listing = act.expect("list_files", "Which datacards are there?", path=values["datacards_dir"])
+    names = [entry.split("  ")[0] for entry in listing.result.entries]
+    files = [n for n in names if n.endswith((".yaml", ".yml", ".json"))]
+    paths = [str(Path(values["datacards_dir"]) / name) for name in files]
+    cards = []
+    for start in range(0, len(paths), 5):
+        act.expect("read_files", "Read the datacards.", paths=paths[start:start + 5])
+    for path in paths:
+        try:
+            cards.append(load_card(path))
+        except DatacardError:
+            continue  # a broken card is not a candidate; `medbuilder datacards validate` reports it
+    plan = _plan(values["request"], cards, values["dataset_hint"])
+    act.expect("write_file", "Write the plan.", path=values["plan_file"], content=plan.model_dump_json(indent=1))
+    if plan.status == "no_fit":
+        return "No dataset fits this request:\n" + "\n".join(plan.reasons)
+    return f"Chose {plan.dataset} for {plan.task} ({plan.metric}). " + " ".join(plan.reasons[:2])
+
+
+def check(ctx: RoleContext) -> list[str]:
+    file = ctx.run.workspace / PLAN_FILE
+    if not file.exists():
+        return [f"write the plan to {PLAN_FILE} in the workspace (a JSON object following the Plan schema)"]
+    try:
+        plan = Plan.model_validate_json(file.read_text())
+    except ValidationError as err:
+        return [f"{PLAN_FILE} does not follow the Plan schema: {err}"]
+    if plan.status == "no_fit":
+        return [] if plan.reasons else ["a 'no_fit' plan must give its reasons"]
+    try:
+        card = Registry(ctx.settings.datacards_dir).get(plan.dataset or "")
+    except (KeyError, DatacardError) as err:
+        return [f"plan.dataset: {err}"]
+    if plan.task not in [t.value for t in card.tasks]:
+        return [f"plan.task '{plan.task}' is not served by {card.name} (it serves {card.tasks_text()})"]
+    if not card.has_images:
+        return [f"{card.name} has no images; choose a dataset with images or answer no_fit"]
+    return []
+
+
+def publish(ctx: RoleContext) -> None:
+    """Copy the checked plan and the chosen datacard to the run folder."""
+    plan = Plan.model_validate_json((ctx.run.workspace / PLAN_FILE).read_text())
+    ctx.run.write("plan.json", plan)
+    if plan.status == "ok":
+        ctx.run.write("datacard.json", Registry(ctx.settings.datacards_dir).get(plan.dataset).model_dump(mode="json"))
+
+
+ROLE = Role(
+    name="task_manager",
+    tools=["list_files", "read_files", "preview_files", "write_file"],
+    policy=policy,
+    read_roots=lambda ctx: [ctx.settings.datacards_dir],
+    check=check,
+    context=_context,
+    publish=publish,
+)

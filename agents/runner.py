@@ -1,0 +1,69 @@
+"""Run one attempt of one role: trajectory, tools, core, check, feedback.
+
+A role is a plain function of (run folder, core, feedback) -> artifact. When its
+output fails the role's check, the feedback is saved to
+``feedback/<role>-<attempt>.json`` and `RoleCheckFailed` is raised: the retry
+that follows (a Prefect retry in the flow) starts from that file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from medbuilder.agents.core import AgentExit, RoleJob, make_core
+from medbuilder.agents.roles import ROLES
+from medbuilder.agents.roles.base import RoleCheckFailed, RoleContext
+from medbuilder.agents.toolbox import Toolbox
+from medbuilder.agents.trajectory import Trajectory
+from medbuilder.protocol.artifacts import Feedback, RunFolder
+from medbuilder.protocol.tools import Workspace
+from medbuilder.settings import Settings
+
+
+class RoleOutcome(BaseModel):
+    role: str
+    attempt: int
+    core: str
+    status: str
+    actions: int
+    tokens: int
+    final: str | None = None
+
+
+def next_attempt(run: RunFolder, role: str) -> int:
+    return len(list((run.root / "trajectories").glob(f"{role}-*.json"))) + 1
+
+
+def last_feedback(run: RunFolder, role: str) -> Feedback | None:
+    files = sorted((run.root / "feedback").glob(f"{role}-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    return Feedback.model_validate_json(files[-1].read_text()) if files else None
+
+
+def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None) -> RoleOutcome:
+    role = ROLES[name]
+    core = make_core(core_name or settings.core, settings)
+    attempt = next_attempt(run, name)
+    ctx = RoleContext.load(run, settings, attempt, last_feedback(run, name))
+    values = role.context(ctx)
+    trajectory = Trajectory(role=name, attempt=attempt, core=core.name,
+                            feedback_in=ctx.feedback.text() if ctx.feedback else None,
+                            path=run.root / "trajectories" / f"{name}-{attempt}.json")
+    workspace = Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)])
+    job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
+    try:
+        final = core.run(job, Toolbox(workspace, role.tools, trajectory), trajectory)
+        trajectory.finish("submitted", final=final)
+    except AgentExit as exit_:
+        trajectory.finish(exit_.status, error=str(exit_))
+    problems = role.check(ctx)
+    if trajectory.status != "submitted":
+        problems = [f"the agent stopped with {trajectory.status}: {trajectory.error}", *problems]
+    if problems:
+        feedback = Feedback(role=name, attempt=attempt, problems=problems)
+        run.write(f"feedback/{name}-{attempt}.json", feedback)
+        raise RoleCheckFailed(feedback)
+    role.publish(ctx)
+    return RoleOutcome(role=name, attempt=attempt, core=core.name, status=trajectory.status,
+                       actions=trajectory.actions, tokens=trajectory.tokens.total, final=trajectory.final)

@@ -1,0 +1,87 @@
+"""One JSON trajectory per role attempt, saved after every step.
+
+Both agent cores write the same format: the messages (system, user, assistant
+with tool calls, tool results), one step record per tool call, token counts and
+timings, and the named exit status. Tests and the dashboard read these files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FORMAT_VERSION = 1
+
+Status = Literal["running", "submitted", "exit_step_limit", "exit_format", "exit_endpoint", "exit_error"]
+
+
+class Step(BaseModel):
+    index: int
+    tool: str
+    args: dict[str, Any]
+    ok: bool
+    observation_chars: int
+    seconds: float
+
+
+class Tokens(BaseModel):
+    prompt: int = 0
+    completion: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+class Trajectory(BaseModel):
+    format_version: int = FORMAT_VERSION
+    role: str
+    attempt: int
+    core: str
+    model: str | None = None
+    feedback_in: str | None = Field(None, description="The failed check's feedback this attempt started from.")
+    status: Status = "running"
+    final: str | None = None
+    error: str | None = None
+    started: float = Field(default_factory=time.time)
+    ended: float | None = None
+    messages: list[dict[str, Any]] = []
+    steps: list[Step] = []
+    tokens: Tokens = Tokens()
+    endpoint_retries: int = 0
+    path: Path | None = Field(None, exclude=True)
+
+    @property
+    def actions(self) -> int:
+        return len(self.steps)
+
+    def add_message(self, role: str, content: str | None = None, **extra: Any) -> None:
+        self.messages.append({"role": role, "content": content, **extra})
+        self.save()
+
+    def add_step(self, tool: str, args: dict, ok: bool, observation: str, seconds: float) -> None:
+        self.steps.append(Step(index=len(self.steps), tool=tool, args=args, ok=ok,
+                               observation_chars=len(observation), seconds=round(seconds, 3)))
+        self.save()
+
+    def finish(self, status: Status, final: str | None = None, error: str | None = None) -> None:
+        self.status, self.final, self.error, self.ended = status, final, error, time.time()
+        self.save()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json") | {"actions": self.actions}, indent=1))
+        tmp.replace(self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Trajectory":
+        data = json.loads(Path(path).read_text())
+        data.pop("actions", None)
+        return cls.model_validate(data)
