@@ -12,14 +12,29 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def settings_env(tmp_path, monkeypatch):
-    """Point medbuilder's data, runs and datacards folders at a temporary place."""
+def _redirect(tmp_path: Path, monkeypatch, names: tuple[str, ...]) -> Path:
     from medbuilder.settings import get_settings
 
-    for name in ("data", "runs", "datacards"):
-        (tmp_path / name).mkdir()
+    for name in names:
+        (tmp_path / name).mkdir(exist_ok=True)
         monkeypatch.setenv(f"MEDBUILDER_{name.upper()}_DIR", str(tmp_path / name))
     get_settings.cache_clear()
-    yield tmp_path
+    return tmp_path
+
+
+@pytest.fixture()
+def settings_env(tmp_path, monkeypatch):
+    """Data, runs and datacards folders in a temporary place (no datacards at first)."""
+    yield _redirect(tmp_path, monkeypatch, ("data", "runs", "datacards"))
+    from medbuilder.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture()
+def data_env(tmp_path, monkeypatch):
+    """Data and runs folders in a temporary place; the shipped datacards."""
+    yield _redirect(tmp_path, monkeypatch, ("data", "runs"))
+    from medbuilder.settings import get_settings
+
     get_settings.cache_clear()

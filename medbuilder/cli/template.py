@@ -67,6 +67,11 @@ def train(
     values["index_dir"] = str((workdir / "index").resolve())
     fill_template(task, workdir / "workspace", values)
     metrics = run_training(workdir / "workspace")
-    low, high = metrics.get("ci95", [float("nan")] * 2)
     typer.echo(f"{task} on {dataset}: test {metrics['metric']} = {metrics['value']:.4f} "
-               f"(95% CI {low:.4f}-{high:.4f}, n_test={metrics.get('n_test')}); files in {workdir}")
+               f"({interval_text(metrics.get('ci95'))}, n_test={metrics.get('n_test')}); files in {workdir}")
+
+
+def interval_text(ci95) -> str:
+    if not ci95 or None in ci95:
+        return "no 95% CI: too few test cases"
+    return f"95% CI {ci95[0]:.4f}-{ci95[1]:.4f}"
