@@ -8,6 +8,7 @@ that follows (a Prefect retry in the flow) starts from that file.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -50,13 +51,17 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
     trajectory = Trajectory(role=name, attempt=attempt, core=core.name,
                             feedback_in=ctx.feedback.text() if ctx.feedback else None,
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
-    workspace = Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)])
+    workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)]),
+                        live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts)
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
         final = core.run(job, Toolbox(workspace, role.tools, trajectory), trajectory)
         trajectory.finish("submitted", final=final)
     except AgentExit as exit_:
         trajectory.finish(exit_.status, error=str(exit_))
+    except Exception as err:  # a bug, not a check failure: keep the record, then let it surface
+        trajectory.finish("exit_error", error=f"{type(err).__name__}: {err}")
+        raise
     problems = role.check(ctx)
     if trajectory.status != "submitted":
         problems = [f"the agent stopped with {trajectory.status}: {trajectory.error}", *problems]

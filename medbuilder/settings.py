@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_steps: int = Field(30, ge=1, description="Tool calls an agent may make in one attempt.")
     max_debug_loops: int = Field(3, ge=0, description="Retries of a role after its check fails.")
     script_timeout_s: float = Field(900.0, gt=0, description="Wall-clock limit for one run_script call.")
+    train_time_limit_s: float | None = Field(None, gt=0, description="Stop training after this many seconds (the template's time_limit_s).")
+    echo_scripts: bool = Field(True, description="Show the output of agents' scripts (training progress) on the console.")
     tool_output_chars: int = Field(6000, ge=200, description="Tool output longer than this is cut to head and tail.")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
 

@@ -11,8 +11,10 @@ paths are absolute. Record fields by task:
                       or {"image": path, "mask": path} for lesion segmentation
 - report_generation:  {"image": path, "report": text}
 
-Any record may also carry "patient_id" (never split across train and test) and
-"group" (a subgroup name used for subgroup metrics).
+Any record may also carry "patient_id" (never split across train and test),
+"duplicate_group" (records with one value are copies of one image: never split,
+not even between training and validation) and "group" (a subgroup name used for
+subgroup metrics).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class IndexRecord(BaseModel):
     mask: str | None = None
     report: str | None = None
     patient_id: str | None = None
+    duplicate_group: str | int | None = None
     group: str | None = None
 
 
@@ -74,7 +77,8 @@ class DataIndex(BaseModel):
             (folder / "label_dict.json").write_text(json.dumps(self.label_dict, indent=1))
 
     @classmethod
-    def read(cls, folder: Path, task: Task | str) -> "DataIndex":
+    def read(cls, folder: Path | str, task: Task | str) -> "DataIndex":
+        folder = Path(folder)
         def load(name: str):
             return json.loads((folder / name).read_text())
 

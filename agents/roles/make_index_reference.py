@@ -116,7 +116,10 @@ def main():
     if not records:
         sys.exit(f"no records found under {root} with layout {CONFIG['layout']}: check the layout parameters")
     labels = [r.get("label", "all") for r in records]
-    is_test = stratified_group_split(labels, group_ids(records, CONFIG["dimension"] == "2D"))
+    groups = group_ids(records, CONFIG["dimension"] == "2D")
+    for record, group in zip(records, groups):
+        record["duplicate_group"] = group
+    is_test = stratified_group_split(labels, groups)
     train = [r for r, t in zip(records, is_test) if not t]
     test = [r for r, t in zip(records, is_test) if t]
     if task == "anomaly_detection" and CONFIG.get("normal_class"):

@@ -108,9 +108,8 @@ def fill_template(task: Task | str, workspace: Path | str, values: dict[str, Any
     """
     spec = get_template(task)
     workspace = Path(workspace).resolve()
-    config, from_values, from_defaults = build_config(spec, dict(values))
-    planned = template_files(spec)
-    planned[CONFIG] = (json.dumps(config, indent=1) + "\n").encode()
+    config, _, _ = build_config(spec, dict(values))
+    planned = planned_files(spec, config)
     workspace.mkdir(parents=True, exist_ok=True)
     previous = FillRecord.read(workspace) if (workspace / FILL_RECORD).exists() else None
     conflicts = _conflicts(workspace, planned, previous)
@@ -121,10 +120,24 @@ def fill_template(task: Task | str, workspace: Path | str, values: dict[str, Any
         target = workspace / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    record = FillRecord(template=spec.name, version=spec.version, task=spec.task, workspace=str(workspace),
-                        filled_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        values=json.loads(json.dumps(dict(values), default=str)), from_values=from_values,
-                        from_defaults=from_defaults, config=config,
-                        files={rel: _sha(data) for rel, data in planned.items()})
+    record = fill_record(spec, workspace, values, config, planned)
     record.write(workspace)
     return record
+
+
+def planned_files(spec: TemplateSpec, config: dict[str, Any]) -> dict[str, bytes]:
+    """Every file a fill writes: the template's files and config.json."""
+    planned = template_files(spec)
+    planned[CONFIG] = (json.dumps(config, indent=1) + "\n").encode()
+    return planned
+
+
+def fill_record(spec: TemplateSpec, workspace: Path, values: dict[str, Any], config: dict[str, Any],
+                planned: dict[str, bytes]) -> FillRecord:
+    """The record of a fill: which keys came from `values`, which from defaults, and file hashes."""
+    return FillRecord(template=spec.name, version=spec.version, task=spec.task, workspace=str(workspace),
+                      filled_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      values=json.loads(json.dumps(dict(values), default=str)),
+                      from_values=[k for k in spec.keys if k in values],
+                      from_defaults=[k for k in spec.keys if k not in values], config=config,
+                      files={rel: _sha(data) for rel, data in planned.items()})

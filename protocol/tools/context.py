@@ -38,6 +38,8 @@ class Workspace:
     script_timeout_s: float = 900.0
     kill_grace_s: float = 3.0
     secret_env: str = r"API_KEY|SECRET|PASSWORD|ACCESS_KEY|(^|_)TOKEN$"
+    live_log: Path | None = None  # run_script appends every command's output here as it comes
+    echo: bool = False  # and also writes it to this process's stdout (progress on the console)
     """Environment variables whose names match this are not passed to scripts."""
 
     @classmethod

@@ -69,7 +69,7 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
         argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    capture = _BoundedCapture(process.stdout, ctx.output_chars)
+    capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command))
     capture.start()
     timed_out = False
     try:
@@ -80,9 +80,23 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
     finally:
         _stop_leftovers(process)
     capture.join(timeout=5)
+    capture.close_sinks()
     duration = time.monotonic() - started
     return ScriptResult(command, None if timed_out else process.returncode, timed_out, duration,
                         capture.text(), capture.total)
+
+
+def _live_sinks(ctx: Workspace, command: str) -> list:
+    """Where output goes while the command runs: the live log file and/or the console."""
+    sinks = []
+    if ctx.live_log is not None:
+        ctx.live_log.parent.mkdir(parents=True, exist_ok=True)
+        sink = ctx.live_log.open("ab")
+        sink.write(f"\n$ {command}\n".encode())
+        sinks.append(sink)
+    if ctx.echo:
+        sinks.append(sys.stdout.buffer)
+    return sinks
 
 
 def _argv_for(ctx: Workspace, command: str) -> list[str]:
@@ -154,14 +168,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 class _BoundedCapture(threading.Thread):
     """Reads a pipe to its end, keeping the first and last bytes and counting the rest."""
 
-    def __init__(self, pipe, limit_chars: int):
+    def __init__(self, pipe, limit_chars: int, sinks=()):
         super().__init__(daemon=True)
         self.pipe, self.head_limit, self.tail_limit = pipe, limit_chars * 2 // 3, limit_chars // 3
         self.head, self.tail, self.total, self.cut_lines = bytearray(), bytearray(), 0, 0
+        self.sinks = list(sinks)
 
     def run(self) -> None:
         with self.pipe:
             while chunk := self.pipe.read1(65536):
+                for sink in self.sinks:
+                    sink.write(chunk)
+                    sink.flush()
                 self.total += len(chunk)
                 room = self.head_limit - len(self.head)
                 if room > 0:
@@ -170,6 +188,11 @@ class _BoundedCapture(threading.Thread):
                 self.tail += chunk
                 if len(self.tail) > 2 * self.tail_limit:
                     self._drop(len(self.tail) - self.tail_limit)
+
+    def close_sinks(self) -> None:
+        for sink in self.sinks:
+            if sink is not sys.stdout.buffer:
+                sink.close()
 
     def _drop(self, n_bytes: int) -> None:
         self.cut_lines += self.tail.count(b"\n", 0, n_bytes)

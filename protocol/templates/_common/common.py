@@ -112,7 +112,8 @@ def read_index(index_dir: str | Path) -> tuple[list[dict], list[dict], dict[str,
 def _groups(records: list[dict]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        groups.setdefault(str(r.get("patient_id") or f"__item{i}"), []).append(i)
+        key = r.get("patient_id") or r.get("duplicate_group")
+        groups.setdefault(str(key) if key is not None else f"__item{i}", []).append(i)
     return groups
 
 
@@ -135,7 +136,8 @@ def subsample(records: list[dict], n: int | None, seed: int, key: str | None = "
 
 def split_validation(records: list[dict], fraction: float, seed: int, key: str | None = "label"
                      ) -> tuple[list[dict], list[dict]]:
-    """Deterministic train/validation split: stratified by `key`, patients never split."""
+    """Deterministic train/validation split: stratified by `key`; a patient's records, and copies of
+    one image (same ``duplicate_group``), stay on one side."""
     if fraction <= 0 or len(records) < 4:
         return list(records), []
     rng = random.Random(seed)

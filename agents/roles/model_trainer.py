@@ -1,0 +1,91 @@
+"""Model Trainer: choose hyperparameters from the data, train, and read the metric."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.agents.roles.module_architect import TRAINING_KEYS
+from medbuilder.protocol.index import DataIndex
+from medbuilder.protocol.templates import suggest_values
+from medbuilder.protocol.templates.spec import TEMPLATES_DIR
+
+TRAIN = "python train.py --config config.json"
+
+
+def _context(ctx: RoleContext) -> dict:
+    refinement = ctx.run.read_json("refinement.json") if ctx.run.exists("refinement.json") else None
+    return {"request": ctx.request, "task": ctx.plan.task, "metric": ctx.plan.metric, "dimension": ctx.card.dimension,
+            "workspace": str(ctx.run.workspace), "index_dir": str(ctx.run.index_dir), "train_command": TRAIN,
+            "time_limit_s": ctx.settings.train_time_limit_s, "refinement": refinement,
+            "feedback": ctx.feedback.text() if ctx.feedback else None}
+
+
+def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str | None,
+                           time_limit_s: float | None) -> tuple[dict, list[str]]:
+    """Training keys from data size, dimension and class balance, adjusted by a failed attempt's feedback."""
+    suggested = suggest_values(task, DataIndex.read(index_dir, task), dimension)
+    chosen = {k: v for k, v in suggested.items() if k in TRAINING_KEYS}
+    reasons = [f"epochs {chosen.get('epochs')} and batch size {chosen.get('batch_size')} for this data size and "
+               f"dimension" + (", balanced class weights for the class imbalance" if "class_weights" in chosen else "")]
+    if time_limit_s:
+        chosen["time_limit_s"] = float(time_limit_s)
+    text = (feedback or "").lower()
+    if "not finite" in text or "nan" in text:
+        chosen["lr"] = 0.0005
+        reasons.append("the last loss was not finite: lower learning rate 5e-4")
+    if "memory" in text or "killed" in text:
+        chosen["batch_size"] = max(1, int(chosen.get("batch_size", 8)) // 2)
+        reasons.append("the last run ran out of memory: half the batch size")
+    return chosen, reasons
+
+
+def policy(job: RoleJob, act: Actor) -> str:
+    values = job.context
+    shown = act.expect("read_files", "Current configuration.", paths=["config.json"])
+    config = json.loads(shown.result[0].text)
+    act.expect("preview_files", "How much training data?", path="index/train.json", n=2)
+    chosen, reasons = choose_hyperparameters(values["task"], values["index_dir"], values["dimension"],
+                                             values["feedback"], values["time_limit_s"])
+    if values["refinement"]:
+        chosen.update(values["refinement"].get("config", {}))
+        reasons.append(f"refinement round {values['refinement']['round']}: {values['refinement']['summary']}")
+    config.update(chosen)
+    act.expect("write_file", "Set hyperparameters: " + "; ".join(reasons), path="config.json",
+               content=json.dumps(config, indent=1) + "\n")
+    run = act("run_script", "Train.", command=values["train_command"])
+    if not run.ok:
+        return f"Training failed:\n{run.text[-2000:]}"
+    metrics = json.loads(act.expect("read_files", "Read the metric.", paths=["metrics.json"]).result[0].text)
+    return f"Trained: test {metrics['metric']} = {metrics['value']:.4f} (95% CI {metrics.get('ci95')}); " + \
+        "; ".join(reasons)
+
+
+def check(ctx: RoleContext) -> list[str]:
+    file = ctx.run.workspace / "metrics.json"
+    if not file.exists():
+        return [f"training wrote no metrics.json; run `{TRAIN}` in the workspace and read its output"]
+    metrics = json.loads(file.read_text())
+    problems = []
+    loss = metrics.get("final_train_loss")
+    if loss is None or not math.isfinite(loss):
+        problems.append(f"the final training loss is not finite ({loss}): lower the learning rate")
+    value = metrics.get("value")
+    if metrics.get("metric") != ctx.plan.metric or value is None or not 0 <= value <= 1:
+        problems.append(f"metrics.json must report the plan's metric {ctx.plan.metric} in [0, 1]; "
+                        f"it has {metrics.get('metric')} = {value}")
+    if not (ctx.run.workspace / "checkpoints" / "model.pt").exists():
+        problems.append("no checkpoints/model.pt was written")
+    return problems
+
+
+ROLE = Role(
+    name="model_trainer",
+    tools=["list_files", "read_files", "preview_files", "write_file", "edit_file", "run_script", "copy_files"],
+    policy=policy,
+    read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR],
+    check=check,
+    context=_context,
+)

@@ -1,0 +1,78 @@
+"""Module Architect: copy the task's template, fill its data keys, check one batch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.protocol.index import DataIndex
+from medbuilder.protocol.templates import build_config, get_template, suggest_values
+from medbuilder.protocol.templates.fill import CONFIG, fill_record, planned_files
+from medbuilder.protocol.templates.spec import COMMON_DIR, TEMPLATES_DIR
+
+# Keys the Model Trainer chooses; the Module Architect leaves them at their defaults.
+TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s"}
+BATCH_CHECK = "python dataloader.py --config config.json"
+
+
+def _context(ctx: RoleContext) -> dict:
+    spec = get_template(ctx.plan.task)
+    return {"request": ctx.request, "task": ctx.plan.task, "dimension": ctx.card.dimension,
+            "template_dir": str(spec.folder), "common_dir": str(COMMON_DIR), "workspace": str(ctx.run.workspace),
+            "index_dir": str(ctx.run.index_dir), "keys": spec.key_table(), "batch_check": BATCH_CHECK,
+            "feedback": ctx.feedback.text() if ctx.feedback else None}
+
+
+def data_values(task: str, index_dir, dimension: str) -> dict:
+    """The template keys that follow from the data (sizes, channels, classes), not training choices."""
+    values = suggest_values(task, DataIndex.read(index_dir, task), dimension)
+    return {k: v for k, v in values.items() if k not in TRAINING_KEYS} | {"index_dir": str(index_dir)}
+
+
+def policy(job: RoleJob, act: Actor) -> str:
+    values = job.context
+    listing = act.expect("list_files", "What does the template hold?", path=values["template_dir"])
+    act.expect("read_files", "Which keys does it take?", paths=[f"{values['template_dir']}/template.yaml"])
+    entries = [e.split("  ")[0].rstrip("/") for e in listing.result.entries]
+    sources = [f"{values['template_dir']}/{name}" for name in entries if name != "__pycache__"]
+    sources += [str(p) for p in sorted(COMMON_DIR.glob("*.py"))]
+    act.expect("copy_files", "Copy the template into the workspace.", sources=sources, destination=".",
+               overwrite=values["feedback"] is not None)
+    filled = data_values(values["task"], values["index_dir"], values["dimension"])
+    config, _, _ = build_config(get_template(values["task"]), filled)
+    shown = ", ".join(f"{k}={v}" for k, v in filled.items() if k != "index_dir")
+    act.expect("write_file", f"Fill the data keys: {shown}.", path=CONFIG, content=json.dumps(config, indent=1) + "\n")
+    spec = get_template(values["task"])
+    record = fill_record(spec, values["workspace"], filled, config, planned_files(spec, config))
+    act.expect("write_file", "Record the filling.", path="template_fill.json", content=record.model_dump_json(indent=1))
+    check = act("run_script", "Check one batch.", command=values["batch_check"])
+    return f"Filled the {values['task']} template ({shown}). Batch check: " + \
+        ("passed" if check.ok else "FAILED\n" + check.text[-1500:])
+
+
+def check(ctx: RoleContext) -> list[str]:
+    workspace = ctx.run.workspace
+    missing = [f for f in ("dataloader.py", "model.py", "train.py", CONFIG) if not (workspace / f).exists()]
+    if missing:
+        return [f"the workspace lacks {missing}: copy the {ctx.plan.task} template and write config.json"]
+    done = subprocess.run([sys.executable, "dataloader.py", "--config", CONFIG], cwd=workspace, capture_output=True,
+                          text=True, timeout=ctx.settings.script_timeout_s)
+    output = (done.stdout + done.stderr)[-3000:]
+    ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": done.returncode, "output": output})
+    if done.returncode != 0 or "dataloader OK" not in done.stdout:
+        return [f"`{BATCH_CHECK}` failed (exit code {done.returncode}); fix the config or the dataloader:\n{output}"]
+    return []
+
+
+ROLE = Role(
+    name="module_architect",
+    tools=["list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script", "load_med_data",
+           "check_3D", "normalize_image", "augment_image"],
+    policy=policy,
+    read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR],
+    check=check,
+    context=_context,
+)

@@ -1,0 +1,90 @@
+"""Clinician gates: the dataset decision and the review decision.
+
+In ``prefect`` mode a gate is a real ``pause_flow_run(wait_for_input=...)`` in the
+flow body: the Prefect UI shows the markdown description and a form for the
+typed input, and `medbuilder approve` (or the dashboard) resumes the run with
+``resume_flow_run``. ``auto`` records an automatic approval as such;
+``terminal`` asks on the console. Every decision is written to
+``decisions/<gate>.json`` with who, when and how; a decision already on disk
+(a resumed run) is reused, so no gate is asked twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import get_run_logger, pause_flow_run
+from prefect.context import get_run_context
+from prefect.input import RunInput
+
+from medbuilder.protocol.artifacts import GateDecision, RunFolder, now
+
+
+class DatasetDecision(RunInput):
+    """approve the chosen dataset, pick another one by name, or reject with a reason."""
+
+    action: Literal["approve", "pick", "reject"] = "approve"
+    dataset: str | None = None
+    reason: str | None = None
+    who: str = "clinician"
+
+
+class ReviewDecision(RunInput):
+    """approve the model, refine it with feedback in plain words, or reject it."""
+
+    action: Literal["approve", "refine", "reject"] = "approve"
+    feedback: str | None = None
+    who: str = "clinician"
+
+
+GATE_INPUTS = {"dataset": DatasetDecision, "review": ReviewDecision}
+
+
+def gate_kind(gate_id: str) -> str:
+    return gate_id.split("-")[0]
+
+
+def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s: int, poll_s: int) -> GateDecision:
+    """The decision for `gate_id`: from disk if already taken, else asked in `mode`."""
+    file = f"decisions/{gate_id}.json"
+    if run.exists(file):
+        return run.read(file, GateDecision)
+    model = GATE_INPUTS[gate_kind(gate_id)]
+    _write_text(run, gate_id, description)
+    if mode == "auto":
+        answer, via = model(who="auto"), "auto"
+    elif mode == "terminal":
+        answer, via = _ask_terminal(model, description), "terminal"
+    else:
+        answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s), "prefect"
+    decision = GateDecision(gate=gate_id, via=via, **answer.model_dump(include=set(model.model_fields)))
+    run.write(file, decision)
+    get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, via)
+    return decision
+
+
+def _write_text(run: RunFolder, gate_id: str, description: str) -> None:
+    target = run.path(f"gates/{gate_id}.md")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(description)
+
+
+def _pause(run: RunFolder, gate_id: str, model, description: str, timeout_s: int, poll_s: int):
+    flow_run_id = str(get_run_context().flow_run.id)
+    run.write("gates/pending.json", {"gate": gate_id, "flow_run_id": flow_run_id, "asked": now()})
+    try:
+        return pause_flow_run(wait_for_input=model.with_initial_data(description=description),
+                              timeout=timeout_s, poll_interval=poll_s, key=gate_id)
+    finally:
+        run.path("gates/pending.json").unlink(missing_ok=True)
+
+
+def _ask_terminal(model, description: str):
+    import typer
+
+    typer.echo(description)
+    fields = {}
+    for name, field in model.model_fields.items():
+        default = field.default if field.default is not None else ""
+        fields[name] = typer.prompt(name, default=default, show_default=True) or None
+    return model(**fields)

@@ -1,0 +1,43 @@
+"""Stage bookkeeping shared by every task: skip what is done, record attempts, time and outcome.
+
+A stage whose record says ``completed`` is not run again: that is what lets
+`medbuilder resume` continue a run without redoing finished work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from medbuilder.protocol.artifacts import RunFolder, now
+
+
+def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
+              totals: Callable[[], tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Run `work` as stage `name` unless it already completed; returns its summary dict.
+
+    `totals` gives the stage's (actions, tokens) over all its attempts so far.
+    """
+    record = run.stage(name)
+    if record.status == "completed":
+        return {"stage": name, "skipped": True, **record.model_dump(include={"attempts", "actions"})}
+    record.status, record.attempts, record.error = "running", record.attempts + 1, None
+    record.started = record.started or now()
+    run.save_stage(record)
+    started = time.monotonic()
+    try:
+        summary = work()
+    except BaseException as err:
+        record.status, record.error = "failed", f"{type(err).__name__}: {err}"[:4000]
+        raise
+    else:
+        record.status = "completed"
+        record.outputs = summary.get("outputs", record.outputs)
+        return {"stage": name, **summary}
+    finally:
+        record.seconds = round(record.seconds + time.monotonic() - started, 2)
+        record.ended = now()
+        if totals:
+            record.actions, record.tokens = totals()
+        run.save_stage(record)
