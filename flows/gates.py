@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
 from prefect import get_run_logger, pause_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
@@ -28,13 +29,26 @@ class DatasetDecision(RunInput):
     reason: str | None = None
     who: str = "clinician"
 
+    @model_validator(mode="after")
+    def _complete(self) -> "DatasetDecision":
+        if self.action == "pick" and not self.dataset:
+            raise ValueError("action 'pick' needs 'dataset': the name of the datacard to use instead")
+        return self
+
 
 class ReviewDecision(RunInput):
     """approve the model, refine it with feedback in plain words, or reject it."""
 
     action: Literal["approve", "refine", "reject"] = "approve"
     feedback: str | None = None
+    reason: str | None = None
     who: str = "clinician"
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ReviewDecision":
+        if self.action == "refine" and not (self.feedback or "").strip():
+            raise ValueError("action 'refine' needs 'feedback': say in plain words what should change")
+        return self
 
 
 GATE_INPUTS = {"dataset": DatasetDecision, "review": ReviewDecision}

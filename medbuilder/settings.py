@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     echo_scripts: bool = Field(True, description="Show the output of agents' scripts (training progress) on the console.")
     tool_output_chars: int = Field(6000, ge=200, description="Tool output longer than this is cut to head and tail.")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
+    gate_timeout_s: int = Field(86400, ge=1, description="How long a paused gate waits for an answer.")
+    gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer.")
+    max_dataset_rounds: int = Field(3, ge=1, description="Dataset choices the clinician may send back before the run stops.")
 
     def resolve_data_path(self, path: Path) -> Path:
         """A datacard path: absolute as given, relative under ``data_dir``."""

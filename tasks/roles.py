@@ -22,13 +22,14 @@ def role_totals(run: RunFolder, role: str) -> tuple[int, int]:
     return sum(t.actions for t in trajectories), sum(t.tokens.total for t in trajectories)
 
 
-def role_stage(run_dir: str, role: str, core: str) -> dict:
+def role_stage(run_dir: str, role: str, core: str, stage: str | None = None) -> dict:
+    """Run `role` as stage `stage` (default: the role's name) unless that stage completed."""
     run = RunFolder(run_dir)
 
     def work() -> dict:
         return run_role(role, run, get_settings(), core).model_dump()
 
-    return run_stage(run, role, work, totals=lambda: role_totals(run, role))
+    return run_stage(run, stage or role, work, totals=lambda: role_totals(run, role))
 
 
 def _retry_on_check_failure(task, task_run, state) -> bool:
@@ -41,8 +42,8 @@ def _retry_on_check_failure(task, task_run, state) -> bool:
     return False
 
 
-@task(name="role", task_run_name="{role}", retry_condition_fn=_retry_on_check_failure, retry_delay_seconds=0,
+@task(name="role", task_run_name="{stage}", retry_condition_fn=_retry_on_check_failure, retry_delay_seconds=0,
       persist_result=False)
-def role_task(run_dir: str, role: str, core: str) -> dict:
+def role_task(run_dir: str, role: str, core: str, stage: str) -> dict:
     """One attempt of `role`; Prefect retries it (a debug loop) when its check fails."""
-    return role_stage(run_dir, role, core)
+    return role_stage(run_dir, role, core, stage)

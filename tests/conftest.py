@@ -38,3 +38,27 @@ def data_env(tmp_path, monkeypatch):
     from medbuilder.settings import get_settings
 
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One real Prefect server (temporary SQLite) for the whole session; yields its API URL."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture()
+def br35h_small(data_env, monkeypatch):
+    """20 real Br35H images in the data folder, short training for flow tests."""
+    from medbuilder.protocol.datasets import prepare
+    from medbuilder.settings import get_settings
+
+    prepare("br35h", data_env / "data" / "br35h", limit=10, echo=lambda *_: None)
+    monkeypatch.setenv("MEDBUILDER_TRAIN_TIME_LIMIT_S", "8")
+    monkeypatch.setenv("MEDBUILDER_ECHO_SCRIPTS", "false")
+    get_settings.cache_clear()
+    return data_env

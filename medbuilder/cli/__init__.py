@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import typer
+import os
 
-from medbuilder.cli import data, datacards, template
+# Before Prefect is imported: no telemetry (no network here), and room for the
+# temporary local server to start on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+import typer  # noqa: E402
+
+from medbuilder.cli import build, data, datacards, template  # noqa: E402
 
 app = typer.Typer(
     help="Build, evaluate and explain medical-imaging models from a plain-language request.",
@@ -15,6 +22,12 @@ app = typer.Typer(
 app.add_typer(datacards.app, name="datacards")
 app.add_typer(data.app, name="data")
 app.add_typer(template.app, name="template")
+app.command("build")(build.build)
+app.command("resume")(build.resume)
+app.command("approve")(build.approve_gate)
+app.command("stage")(build.stage)
+app.command("predict")(build.predict)
+app.command("runs")(build.runs)
 
 
 def main() -> None:

@@ -1,0 +1,96 @@
+"""The `build_model` flow: a clinician's request in, an approved model bundle out.
+
+The flow body is only the sequence and the gates; every stage is a thin task
+over a plain function, and skips itself when its record in ``stages/`` says it
+completed, so `medbuilder resume RUN` continues where a run stopped.
+
+Run folder (``runs/<run-id>/``)::
+
+    run.json                    run id, request, core, gate mode, flow run id, API URL, status
+    request.json                the clinician's request and optional dataset name
+    plan.json                   Task Manager: chosen dataset, task, metric, reasons, candidates
+    datacard.json               the chosen datacard, as it was when chosen
+    decisions/<gate>.json       each gate's answer: action, who, via (auto/terminal/prefect/cli), when
+    gates/<gate>.md             the question each gate showed; gates/pending.json while one waits
+    workspace/                  where the agents work (the only place they write)
+      make_index.py             Data Engineer's script; index/{train,test,label_dict}.json
+      dataloader.py model.py train.py common.py engine.py config.json template_fill.json
+      checkpoints/ metrics.json predictions.json train_log.jsonl train_output.log
+    index_report.json           index checks: counts per split and class, problems
+    batch_check.json            the dataloader batch check
+    trajectories/<role>-<n>.json  one per role attempt: messages, tool calls, tokens, timings
+    feedback/<role>-<n>.json    why attempt n failed its check (attempt n+1 starts from it)
+    logs/<role>-<n>.log         the output of the scripts each attempt ran
+    stages/<stage>.json         status, attempts, actions, tokens, seconds per stage
+    rounds/<k>/                 round k's model: metrics, predictions, config, checkpoints/model.pt
+    report/round-<k>/           summary.json and figures (ROC, confusion matrix, Dice)
+    refinements/round-<k>.json  the feedback that started round k and the changes made
+    bundle/                     MONAI bundle of the approved round (configs/, models/, scripts/, docs/)
+    model_card.md               data and split, metrics with 95% CIs, intended use, limits, decisions
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from medbuilder.flows.describe import dataset_question, review_question
+from medbuilder.flows.gates import ask
+from medbuilder.flows.runs import finish, open_run
+from medbuilder.protocol.artifacts import Plan, RunFolder
+from medbuilder.review.refine import write_refinement
+from medbuilder.settings import get_settings
+from medbuilder.tasks.roles import role_task
+from medbuilder.tasks.steps import deliver, evaluate, prepare_data
+
+BUILD_ROLES = ("data_engineer", "module_architect", "model_trainer")
+
+
+@flow(name="build_model", log_prints=True, persist_result=False)
+def build_model(request: str = "", dataset: str | None = None, core: str | None = None,
+                approve: str | None = None, run_dir: str | None = None) -> dict:
+    """Build a model for `request` (or continue the run in `run_dir`); returns the run's summary."""
+    settings = get_settings()
+    run, core, approve = open_run(settings, request, dataset, core, approve, run_dir)
+    retries = settings.max_debug_loops
+
+    plan = choose_dataset(run, core, approve, retries)
+    if plan is None:
+        return finish(run, "no_fit" if run.read("plan.json", Plan).status == "no_fit" else "rejected")
+    prepare_data(str(run.root))
+    for role in BUILD_ROLES:
+        role_task.with_options(retries=retries)(str(run.root), role, core, role)
+
+    round_k = 0
+    while True:
+        summary = evaluate(str(run.root), round_k)
+        decision = ask(run, f"review-{round_k}", review_question(run, summary, round_k), approve,
+                       timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s)
+        if decision.action == "approve":
+            deliver(str(run.root), round_k)
+            return finish(run, "delivered", round_k)
+        if decision.action == "reject":
+            return finish(run, "rejected", round_k)
+        round_k += 1
+        write_refinement(run, round_k, decision.feedback or "")
+        role_task.with_options(retries=retries)(str(run.root), "model_trainer", core, f"model_trainer-{round_k}")
+
+
+def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Plan | None:
+    """Task Manager and the dataset gate, until the clinician approves a dataset (None: no fit or rejected)."""
+    settings = get_settings()
+    for attempt in range(1, settings.max_dataset_rounds + 1):
+        stage = "task_manager" if attempt == 1 else f"task_manager-{attempt}"
+        role_task.with_options(retries=retries)(str(run.root), "task_manager", core, stage)
+        plan = run.read("plan.json", Plan)
+        if plan.status == "no_fit":
+            get_run_logger().warning("no dataset fits: %s", "; ".join(plan.reasons))
+            return None
+        decision = ask(run, f"dataset-{attempt}", dataset_question(run, plan), approve,
+                       timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s)
+        if decision.action == "approve":
+            return plan
+        if decision.action == "reject":
+            return None
+        request = run.read_json("request.json")
+        run.write("request.json", {**request, "dataset": decision.dataset})
+    return None

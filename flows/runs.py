@@ -1,0 +1,70 @@
+"""Open a run folder for the flow (new or resumed) and close it with a status."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+
+from medbuilder.protocol.artifacts import RunFolder, RunRecord
+from medbuilder.settings import Settings
+
+
+class BadRequest(ValueError):
+    """A request the flow cannot start from; the message says what to write instead."""
+
+
+def check_request(text: str) -> str:
+    cleaned = " ".join((text or "").split())
+    if len(re.findall(r"[a-zA-Z]{2,}", cleaned)) < 3:
+        raise BadRequest(f"the request {text!r} is empty or too short to act on: describe the model in a sentence, "
+                         "e.g. \"Classify brain MRI slices as tumour or no tumour\"")
+    return cleaned
+
+
+def _slug(text: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:4]) or "build"
+
+
+def _api_url() -> str | None:
+    with get_client(sync_client=True) as client:
+        return str(client.api_url).rstrip("/")
+
+
+def open_run(settings: Settings, request: str, dataset: str | None, core: str | None, approve: str | None,
+             run_dir: str | None) -> tuple[RunFolder, str, str]:
+    """The run folder, and the core and gate mode it runs with (a resumed run keeps its own)."""
+    if run_dir and (Path(run_dir) / "run.json").exists():
+        run = RunFolder(Path(run_dir))
+        record = run.read("run.json", RunRecord)
+        record.core, record.approve = core or record.core, approve or record.approve
+    else:
+        text = check_request(request)
+        run = RunFolder(Path(run_dir)) if run_dir else RunFolder.new(settings.runs_dir, _slug(text))
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.write("request.json", {"text": text, "dataset": dataset})
+        record = RunRecord(run_id=run.run_id, request=text, dataset_hint=dataset, core=core or settings.core,
+                           approve=approve or settings.approve)
+    record.flow_run_id, record.api_url, record.status = str(get_run_context().flow_run.id), _api_url(), "running"
+    run.write("run.json", record)
+    get_run_logger().info("run folder %s (core %s, gates %s)", run.root, record.core, record.approve)
+    return run, record.core, record.approve
+
+
+def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:
+    record = run.read("run.json", RunRecord)
+    record.status = status
+    run.write("run.json", record)
+    summary = {"run_id": run.run_id, "run_dir": str(run.root), "status": status, "round": round_k}
+    if round_k is not None and run.exists(f"report/round-{round_k}/summary.json"):
+        report = run.read_json(f"report/round-{round_k}/summary.json")
+        summary.update(metric=report["metric"], value=report["value"], ci95=report.get("ci95"))
+    if status == "delivered":
+        summary["bundle"] = str(run.root / "bundle")
+    if status == "no_fit":
+        summary["reasons"] = run.read_json("plan.json")["reasons"]
+    get_run_logger().info("run %s ended: %s", run.run_id, status)
+    return summary

@@ -1,0 +1,135 @@
+"""`medbuilder build | resume | approve | stage | predict | runs`: the build flow from the command line."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from medbuilder.cli.common import fail
+from medbuilder.cli.runs import find_run
+
+STAGES = ("task_manager", "prepare_data", "data_engineer", "module_architect", "model_trainer", "evaluate", "deliver")
+
+
+class Core(str, Enum):
+    offline = "offline"
+    llm = "llm"
+
+
+class Approve(str, Enum):
+    auto = "auto"
+    terminal = "terminal"
+    prefect = "prefect"
+
+
+def _print_summary(summary: dict) -> None:
+    for key, value in summary.items():
+        if value is not None:
+            typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+
+
+def build(
+    request: str = typer.Argument(..., help="What the model should do, in plain words."),
+    dataset: str = typer.Option(None, "--dataset", help="Use this dataset (a datacard name) if it fits."),
+    core: Core = typer.Option(None, "--core", help="Agent core; default: MEDBUILDER_CORE or offline."),
+    approve: Approve = typer.Option(None, "--approve", help="How gates are answered; default: MEDBUILDER_APPROVE or prefect."),
+) -> None:
+    """Run the build_model flow: Task Manager -> dataset gate -> Data Engineer -> Module Architect ->
+    Model Trainer -> evaluation -> review gate (-> refinement rounds) -> delivery."""
+    from medbuilder.flows.build import build_model
+    from medbuilder.flows.runs import BadRequest
+
+    try:
+        summary = build_model(request=request, dataset=dataset, core=core and core.value,
+                              approve=approve and approve.value)
+    except BadRequest as err:
+        fail(str(err))
+    _print_summary(summary)
+
+
+def resume(
+    run: str = typer.Argument(..., help="Run id or run folder."),
+    approve: Approve = typer.Option(None, "--approve", help="Change how the remaining gates are answered."),
+) -> None:
+    """Continue an interrupted run; finished stages and answered gates are not redone."""
+    from medbuilder.flows.build import build_model
+
+    folder = find_run(run)
+    _print_summary(build_model(run_dir=str(folder.root), approve=approve and approve.value))
+
+
+def approve_gate(
+    run: str = typer.Argument(..., help="Run id or run folder of a run waiting at a gate."),
+    action: str = typer.Option("approve", "--action", help="dataset gate: approve|pick|reject; review gate: approve|refine|reject"),
+    dataset: str = typer.Option(None, "--dataset", help="With --action pick: the datacard to use instead."),
+    reason: str = typer.Option(None, "--reason", help="Why (recorded with the decision)."),
+    feedback: str = typer.Option(None, "--feedback", help="With --action refine: what should change, in plain words."),
+    who: str = typer.Option("clinician", "--who", help="Your name, recorded with the decision."),
+) -> None:
+    """Answer the gate a paused run waits at, from another terminal (resumes it through Prefect)."""
+    from medbuilder.flows.resume import GateInputError, NotWaiting, answer_gate
+
+    folder = find_run(run)
+    values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who}
+    try:
+        gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})
+    except (GateInputError, NotWaiting) as err:
+        fail(str(err))
+    typer.echo(f"answered gate {gate} of run {folder.run_id}: {action}; the run goes on")
+
+
+def stage(
+    run: str = typer.Argument(..., help="Run id or run folder."),
+    name: str = typer.Argument(..., help=f"One of: {', '.join(STAGES)}."),
+    round_k: int = typer.Option(0, "--round", help="evaluate/deliver: which training round."),
+    core: Core = typer.Option(None, "--core", help="Agent core for a role stage; default: the run's."),
+) -> None:
+    """Re-run one stage alone on an existing run folder (its record is reset first)."""
+    from medbuilder.protocol.artifacts import RunRecord
+    from medbuilder.tasks.roles import role_stage
+    from medbuilder.tasks.steps import deliver_stage, evaluate_stage, prepare_stage
+
+    folder = find_run(run)
+    if name not in STAGES:
+        fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    stage_name = {"evaluate": f"evaluate-{round_k}"}.get(name, name)
+    folder.path(f"stages/{stage_name}.json").unlink(missing_ok=True)
+    record = folder.read("run.json", RunRecord)
+    if name == "prepare_data":
+        summary = prepare_stage(str(folder.root))
+    elif name == "evaluate":
+        summary = evaluate_stage(str(folder.root), round_k)
+    elif name == "deliver":
+        summary = deliver_stage(str(folder.root), round_k)
+    else:
+        summary = role_stage(str(folder.root), name, (core and core.value) or record.core, name)
+    _print_summary(summary)
+
+
+def predict(
+    run: str = typer.Argument(..., help="Run id or run folder with a delivered model."),
+    files: list[Path] = typer.Argument(..., help="Images or volumes to predict on."),
+) -> None:
+    """Predict with a run's delivered model bundle; one JSON line per file."""
+    from medbuilder.delivery.predict import predict_run
+
+    folder = find_run(run)
+    try:
+        results = predict_run(folder.root, files)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    for result in results:
+        typer.echo(json.dumps(result))
+
+
+def runs() -> None:
+    """Recent runs: id, status, request."""
+    from medbuilder.protocol.artifacts import RunRecord
+    from medbuilder.settings import get_settings
+
+    for folder in sorted(get_settings().runs_dir.glob("*/run.json")):
+        record = RunRecord.model_validate_json(folder.read_text())
+        typer.echo(f"{record.run_id:40} {record.status:10} {record.request[:60]}")

@@ -1,0 +1,74 @@
+"""Predict with a run's delivered model: the bundle loaded with MONAI's ConfigParser.
+
+``predict_run(run_root, files)`` is what ``medbuilder predict RUN FILE...`` calls. Nothing
+of the run's workspace is imported: the predictor is built from ``bundle/configs/
+inference.json`` and the code in ``bundle/scripts/``, exactly as a MONAI user would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medbuilder.delivery.bundle import BUNDLE
+
+
+class NoBundleError(FileNotFoundError):
+    """The run has no delivered model yet."""
+
+
+class BundleLoadError(RuntimeError):
+    """The bundle's inference.json could not be turned into a predictor."""
+
+
+def bundle_dir(run_root: Path | str) -> Path:
+    """The run's bundle folder; NoBundleError (saying what to do) when it has none."""
+    run_root = Path(run_root).resolve()
+    bundle = run_root / BUNDLE
+    if not (bundle / "configs" / "inference.json").is_file():
+        raise NoBundleError(f"run {run_root.name} has no delivered model ({bundle / 'configs' / 'inference.json'} "
+                            f"is missing): approve its review gate first (`medbuilder approve {run_root.name}`), or "
+                            f"deliver an evaluated round with `medbuilder stage {run_root.name} deliver --round K`")
+    return bundle
+
+
+def load_bundle(bundle: Path | str, output_dir: Path | str | None = None, device: str | None = None):
+    """The bundle's ``predictor`` (the template's Predictor) via ConfigParser on configs/inference.json.
+
+    ``output_dir`` (segmentation: where mask files go) and ``device`` override the
+    config's values when given.
+    """
+    from monai.bundle import ConfigParser
+
+    bundle = Path(bundle).resolve()
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    if output_dir is not None and "output_dir" in parser:
+        parser["output_dir"] = str(Path(output_dir).resolve())
+    if device is not None:
+        parser["device"] = f"$torch.device({device!r})"
+    try:
+        return parser.get_parsed_content("predictor")
+    except Exception as err:
+        raise BundleLoadError(f"the bundle {bundle} did not load (configs/inference.json, item 'predictor'): "
+                              f"{err}; re-export it with `medbuilder stage RUN deliver --round K`") from err
+
+
+def predict_run(run_root: Path | str, files, output_dir: Path | str | None = None,
+                device: str | None = None) -> list[dict]:
+    """Predictions of the run's delivered model for ``files``, one dict per file, in order.
+
+    Segmentation masks go to ``output_dir`` (default ``runs/<id>/predictions/``). Raises
+    NoBundleError (a FileNotFoundError) when the run has no bundle, FileNotFoundError
+    naming any file that does not exist, and ValueError naming a file that cannot be read.
+    """
+    run_root = Path(run_root).resolve()
+    bundle = bundle_dir(run_root)
+    paths = [Path(f).expanduser().resolve() for f in files]
+    if not paths:
+        raise ValueError("no files given: name the images or volumes to predict on")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"file(s) not found: {', '.join(missing)}")
+    predictor = load_bundle(bundle, output_dir=output_dir or run_root / "predictions", device=device)
+    return predictor.predict([str(p) for p in paths])

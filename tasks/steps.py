@@ -1,0 +1,54 @@
+"""The non-agent stages: plain functions, and thin Prefect tasks over them."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.settings import get_settings
+from medbuilder.tasks.stages import run_stage
+
+
+def prepare_stage(run_dir: str) -> dict:
+    """Lay the chosen dataset out when its datacard has a recipe and the folder is missing."""
+    from medbuilder.protocol.datacard import Datacard
+    from medbuilder.protocol.datasets import prepare
+
+    run = RunFolder(run_dir)
+
+    def work() -> dict:
+        card = Datacard.model_validate(run.read_json("datacard.json"))
+        root = get_settings().resolve_data_path(card.path)
+        if root.is_dir() or not card.prepare:
+            return {"root": str(root), "prepared": False}
+        prepare(card.prepare, root)
+        return {"root": str(root), "prepared": True}
+
+    return run_stage(run, "prepare_data", work)
+
+
+def evaluate_stage(run_dir: str, round_k: int) -> dict:
+    from medbuilder.review.evaluate import evaluate_round
+
+    run = RunFolder(run_dir)
+    return run_stage(run, f"evaluate-{round_k}", lambda: evaluate_round(run, round_k))
+
+
+def deliver_stage(run_dir: str, round_k: int) -> dict:
+    from medbuilder.delivery.bundle import export_bundle
+    from medbuilder.delivery.model_card import render_card
+
+    run = RunFolder(run_dir)
+
+    def work() -> dict:
+        card = render_card(run.root, round_k)
+        (run.root / "model_card.md").write_text(card)
+        bundle = export_bundle(run.root, round_k, card)
+        return {"bundle": str(bundle), "model_card": str(run.root / "model_card.md")}
+
+    return run_stage(run, "deliver", work)
+
+
+prepare_data = task(name="prepare_data", persist_result=False)(prepare_stage)
+evaluate = task(name="evaluate", task_run_name="evaluate-round-{round_k}", persist_result=False)(evaluate_stage)
+deliver = task(name="deliver", persist_result=False)(deliver_stage)

