@@ -1,32 +1,42 @@
 """The LLM core: a tool-calling loop over `langchain-openai` against any OpenAI-compatible endpoint.
 
 Model mistakes go back to the model as observations (an unknown tool, arguments
-that are not valid JSON, a failing script); endpoint faults (connection errors,
-timeouts, HTTP 429 and 5xx) are retried with exponential backoff and, when they
-persist, end the attempt with the named status ``exit_endpoint``.
+that are not valid JSON, a failing script); a reply the client cannot turn into a
+message at all (tool-call arguments that are JSON but not an object) goes back as
+a note, and ends the attempt with ``exit_format`` when it happens
+``format_retries + 1`` times in a row. Endpoint faults (connection errors,
+timeouts, HTTP 429 and 5xx) are retried with exponential backoff (at least the
+server's ``Retry-After``, up to a minute) and, when they persist, end the attempt
+with the named status ``exit_endpoint``; so does an answer that is not JSON.
+``max_steps`` bounds tool calls, as for the offline core: once they are spent, a
+reply that asks for more ends the attempt with ``exit_step_limit``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_openai import ChatOpenAI
+from pydantic import ValidationError
 
 from medbuilder.agents.core import AgentCore, AgentExit, RoleJob
 from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
 
 RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError)
+MAX_RETRY_AFTER_S = 60.0
 
 
 class LlmCore(AgentCore):
     name = "llm"
 
-    def __init__(self, chat: ChatOpenAI, model: str, max_steps: int, endpoint_retries: int = 4, backoff_s: float = 1.0):
+    def __init__(self, chat: ChatOpenAI, model: str, max_steps: int, endpoint_retries: int = 4, backoff_s: float = 1.0,
+                 format_retries: int = 2):
         self.chat, self.model, self.max_steps = chat, model, max_steps
-        self.endpoint_retries, self.backoff_s = endpoint_retries, backoff_s
+        self.endpoint_retries, self.backoff_s, self.format_retries = endpoint_retries, backoff_s, format_retries
 
     @classmethod
     def from_settings(cls, settings) -> "LlmCore":
@@ -41,14 +51,28 @@ class LlmCore(AgentCore):
         messages = [SystemMessage(job.system_prompt), HumanMessage(job.brief)]
         trajectory.add_message("system", job.system_prompt)
         trajectory.add_message("user", job.brief)
-        for _ in range(self.max_steps):
-            reply = self._invoke(bound, messages, trajectory)
+        unreadable = 0
+        while True:  # every turn that is not the last runs a tool call, so max_steps bounds the turns too
+            try:
+                reply = self._invoke(bound, messages, trajectory)
+            except ValidationError as err:  # e.g. tool-call arguments that are a JSON list, not an object
+                unreadable += 1
+                problem = " ".join(str(err).split())[:300]
+                if unreadable > self.format_retries:
+                    raise AgentExit("exit_format", f"{unreadable} replies in a row could not be read: {problem}") from err
+                note = (f"Error: your last reply could not be read ({problem}). Call a tool with a JSON object "
+                        "of arguments, or reply with text and no tool call when you are done.")
+                messages.append(HumanMessage(note))
+                trajectory.add_message("user", note)
+                continue
+            unreadable = 0
             messages.append(reply)
             self._record(reply, trajectory)
             if not reply.tool_calls and not reply.invalid_tool_calls:
                 return str(reply.content or "")
+            if trajectory.actions >= self.max_steps:
+                raise AgentExit("exit_step_limit", f"step limit {self.max_steps} reached")
             messages.extend(self._observe(reply, toolbox, trajectory))
-        raise AgentExit("exit_step_limit", f"no final answer after {self.max_steps} model turns")
 
     def _invoke(self, bound, messages, trajectory: Trajectory) -> AIMessage:
         for attempt in range(self.endpoint_retries + 1):
@@ -59,10 +83,24 @@ class LlmCore(AgentCore):
                     raise AgentExit("exit_endpoint", f"endpoint failed {attempt + 1} times: {type(err).__name__}: {err}") from err
                 trajectory.endpoint_retries += 1
                 trajectory.save()
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(self._delay(err, attempt))
             except openai.APIStatusError as err:  # 400, 401, 404: retrying will not help
                 raise AgentExit("exit_endpoint", f"endpoint refused the request: {err}") from err
+            except json.JSONDecodeError as err:  # a web page or proxy answered, not a chat-completions API
+                raise AgentExit("exit_endpoint", f"the endpoint's answer is not JSON ({err}); check that "
+                                f"llm_base_url ({self.chat.openai_api_base}) is an OpenAI-compatible API, "
+                                "usually ending in /v1") from err
         raise AssertionError("unreachable")
+
+    def _delay(self, err: Exception, attempt: int) -> float:
+        """Exponential backoff, but no sooner than the server's Retry-After (in seconds, capped)."""
+        delay = self.backoff_s * 2**attempt
+        response = getattr(err, "response", None)
+        try:
+            asked = float(response.headers.get("retry-after", 0)) if response is not None else 0.0
+        except ValueError:  # an HTTP date: keep the backoff
+            asked = 0.0
+        return max(delay, min(asked, MAX_RETRY_AFTER_S))
 
     @staticmethod
     def _record(reply: AIMessage, trajectory: Trajectory) -> None:

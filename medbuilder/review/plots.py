@@ -35,7 +35,7 @@ def confusion_png(matrix: list[list[int]], names: list[str], path: Path) -> Path
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(data, cmap="Blues")
     for (i, j), value in np.ndenumerate(data):
-        ax.text(j, i, str(value), ha="center", va="center", color="black")
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > data.max() / 2 else "black")
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
