@@ -34,7 +34,6 @@ from medbuilder.delivery.metadata import build_metadata, validate_metadata
 BUNDLE = "bundle"
 ROUND_FILES = ("metrics.json", "config.json", "checkpoints/model.pt")
 SCRIPT_SUFFIXES = (".py", ".yaml")
-SKIP_SCRIPTS = {"make_index.py"}  # the Data Engineer's script: not template code
 
 
 class BundleError(RuntimeError):
@@ -108,8 +107,6 @@ def _script_sources(run_root: Path, task: str) -> dict[str, tuple[Path, str]]:
     workspace = run_root / "workspace"
     sources = {}
     for name, path in sorted(template.items()):
-        if name in SKIP_SCRIPTS:
-            continue
         sources[name] = (workspace / name, "workspace") if (workspace / name).is_file() else (path, "template")
     return sources
 
@@ -155,6 +152,12 @@ def export_bundle(run_root: Path, round_k: int, card_text: str) -> Path:
     approved = _read_json(run_root / "decisions" / f"review-{round_k}.json")
     checkpoint = torch.load(round_dir / "checkpoints" / "model.pt", map_location="cpu", weights_only=True)
     extras = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "config")}
+    if task == "report_generation" and not extras.get("vocab"):
+        vocab_file = run_root / "workspace" / (cfg.get("output_dir") or ".") / "vocab.json"
+        if not vocab_file.is_file():
+            raise BundleError(f"round {round_k}'s checkpoint has no vocabulary and {vocab_file} is missing: "
+                              f"retrain the round (train.py saves the vocabulary in the checkpoint)")
+        extras["vocab"] = json.loads(vocab_file.read_text())
     class_names = _class_names(task, cfg, extras, card, Path(cfg.get("index_dir") or run_root / "workspace" / "index"))
     if task == "segmentation":
         extras["class_names"] = class_names

@@ -3,7 +3,7 @@
 Every figure on the card is read from the run folder: the request, the datacard, the
 index report, ``rounds/<k>/metrics.json`` and ``config.json``, the gate decisions. The
 limits are derived from those files (generated data, test-set size, interval width,
-the datacard's confounders and licence, task-specific caveats); nothing is invented.
+the datacard's confounders, task-specific caveats); nothing is invented.
 ``extra_sections`` lets a later stage (interpretability: shortcut measures) add
 sections by title.
 """
@@ -66,8 +66,8 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _metrics_section(m: dict) -> list[str]:
     name = METRIC_NAMES.get(m.get("metric"), m.get("metric"))
     lines = ["## Metrics (test set)", "",
-             f"**{name}: {_num(m.get('value'))}** ({_ci(m.get('ci95'))}, bootstrap over the "
-             f"{m.get('n_test')} test cases)", ""]
+             f"**{name}: {_num(m.get('value'))}** ({_ci(m.get('ci95'))}; percentile bootstrap over the "
+             f"{m.get('n_test')} test case(s))", ""]
     rows = []
     cm = m.get("confusion_matrix")
     labels = m.get("label_dict") or {}
@@ -154,7 +154,7 @@ def _limits(task: str, card: dict, m: dict, cfg: dict, index_dir: Path) -> list[
     if n_test < SMALL_TEST:
         width = (f"; the 95% interval spans {_num(float(ci[1]) - float(ci[0]))}"
                  if len(ci) == 2 and None not in ci else "")
-        out.append(f"Small test set: {n_test} cases{width}. Treat the point estimate as rough.")
+        out.append(f"Small test set: {n_test} case(s){width}. Treat the point estimate as rough.")
     if not ci or None in ci:
         out.append("The metric's 95% interval could not be computed (too few cases, or one class only).")
     for conf in card.get("confounders") or []:
@@ -162,8 +162,6 @@ def _limits(task: str, card: dict, m: dict, cfg: dict, index_dir: Path) -> list[
         if "duplicate" in str(conf.get("name", "")).lower():
             text += " " + _duplicate_note(index_dir)
         out.append(text)
-    if card.get("licence"):
-        out.append(f"Data licence: {card['licence']}")
     if task == "anomaly_detection":
         out.append("No operating threshold was saved: the anomaly score ranks images but is not calibrated; "
                    "a threshold must be chosen on separate validation data before flagging images.")
@@ -234,8 +232,9 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += ["## Intended use", "",
               "Research and teaching only. This is NOT a medical device: it is not cleared or approved for "
               "clinical use and must not be used to diagnose, triage or treat patients.",
-              f"It was trained for the request above, on {card.get('modality')} {card.get('anatomy')} images "
-              f"({card.get('dimension')}) from {card.get('title', card.get('name'))}"
+              f"It was trained for the request above, on {card.get('dimension')} images from "
+              f"{card.get('title', card.get('name'))} (modality: {card.get('modality')}; anatomy: "
+              f"{card.get('anatomy')})"
               + (", which are generated, not acquired from patients" if card.get("provenance") == "generated" else "")
               + ". It has not been validated on other scanners, sites or patient populations.", ""]
     lines += ["## Known limits", ""] + [f"- {item}" for item in _limits(task, card, m, cfg, index_dir)] + [""]

@@ -17,12 +17,16 @@ import torch
 # common first: it quiets a harmless MONAI import-time warning about an optional GPU plugin
 from common import (augment_batch, cached_dataset, describe_batch, make_loader, match_channels_transform,
                     parse_args, read_index, split_validation, subsample)
-from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized, ScaleIntensityd
+from monai.transforms import (Compose, CropForegroundd, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
+                              ScaleIntensityd, SpatialPadd)
 
+
+
+FOREGROUND_LEVEL = 0.05  # after scaling to [0, 1]: darker rows and columns at the edges are border
 
 
 def deterministic_transforms(cfg: dict) -> list:
-    """Load, channel-first, grey/RGB matching, resize, scale to [0, 1]: cached once."""
+    """Load, channel-first, grey/RGB matching, scale to [0, 1], crop and resize: cached once."""
     size = list(cfg["image_size"])
     if len(size) != int(cfg["spatial_dims"]):
         raise SystemExit(f"image_size {size} must have spatial_dims={cfg['spatial_dims']} numbers")
@@ -30,10 +34,30 @@ def deterministic_transforms(cfg: dict) -> list:
         LoadImaged(keys="image", image_only=True),
         EnsureChannelFirstd(keys="image"),
         match_channels_transform("image", int(cfg["in_channels"])),
-        Resized(keys="image", spatial_size=size, mode="area"),
         ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
+        *crop_and_resize(cfg, size),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
     ]
+
+
+def _foreground(x):
+    return x > FOREGROUND_LEVEL
+
+
+def crop_and_resize(cfg: dict, size: list[int]) -> list:
+    """Optionally crop dark borders, then resize: keeping the aspect ratio (longest side, zero padding)
+    or stretching to image_size. Cropping and keeping the aspect stop the frame's size and black
+    borders from standing in for the label."""
+    steps = []
+    if cfg.get("crop_foreground", True):
+        steps.append(CropForegroundd(keys="image", source_key="image", select_fn=_foreground, margin=2,
+                                     allow_smaller=True))
+    if cfg.get("keep_aspect", True):
+        steps += [Resized(keys="image", spatial_size=max(size), size_mode="longest", mode="area"),
+                  SpatialPadd(keys="image", spatial_size=size)]
+    else:
+        steps.append(Resized(keys="image", spatial_size=size, mode="area"))
+    return steps
 
 
 def augment(images: torch.Tensor, cfg: dict) -> torch.Tensor:

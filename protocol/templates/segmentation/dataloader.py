@@ -46,19 +46,31 @@ class LabelMap:
         return torch.round(m).clamp(0, self.num_classes - 1).to(torch.float32)
 
 
-def deterministic_transforms(cfg: dict) -> list:
+def deterministic_transforms(cfg: dict, keys: tuple = KEYS) -> list:
+    """Load, orient, resample, resize, scale, map labels, pad: cached once.
+
+    keys=("image",) gives the same chain for an image alone (inference, predict.py):
+    the mask steps are left out and every other step is unchanged.
+    """
     _check_sizes(cfg)
     dims = int(cfg["spatial_dims"])
-    t = [LoadImaged(keys=KEYS, image_only=True),
-         EnsureChannelFirstd(keys=KEYS),
-         match_channels_transform("image", int(cfg["in_channels"])),
-         match_channels_transform("mask", 1)]
+    keys = tuple(keys)
+    has_mask = "mask" in keys
+
+    def modes(image_mode: str, mask_mode: str) -> tuple:
+        return tuple(mask_mode if k == "mask" else image_mode for k in keys)
+
+    t = [LoadImaged(keys=keys, image_only=True),
+         EnsureChannelFirstd(keys=keys),
+         match_channels_transform("image", int(cfg["in_channels"]))]
+    if has_mask:
+        t.append(match_channels_transform("mask", 1))
     if dims == 3 and cfg.get("orientation"):
-        t.append(Orientationd(keys=KEYS, axcodes=cfg["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+        t.append(Orientationd(keys=keys, axcodes=cfg["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
     if dims == 3 and cfg.get("spacing"):
-        t.append(Spacingd(keys=KEYS, pixdim=cfg["spacing"], mode=("bilinear", "nearest")))
+        t.append(Spacingd(keys=keys, pixdim=cfg["spacing"], mode=modes("bilinear", "nearest")))
     if cfg.get("image_size"):
-        t.append(Resized(keys=KEYS, spatial_size=cfg["image_size"], mode=("area", "nearest")))
+        t.append(Resized(keys=keys, spatial_size=cfg["image_size"], mode=modes("area", "nearest")))
     mode = cfg.get("intensity", "percentile")
     if mode == "percentile":
         t.append(ScaleIntensityRangePercentilesd(keys="image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0,
@@ -72,12 +84,13 @@ def deterministic_transforms(cfg: dict) -> list:
         t.append(ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
     else:
         raise SystemExit(f"intensity must be percentile, minmax, zscore or window, not {mode!r}")
-    t.append(Lambdad(keys="mask", func=LabelMap(int(cfg["num_classes"]))))
+    if has_mask:
+        t.append(Lambdad(keys="mask", func=LabelMap(int(cfg["num_classes"]))))
     if cfg.get("patch_size"):
-        t.append(SpatialPadd(keys=KEYS, spatial_size=cfg["patch_size"]))
+        t.append(SpatialPadd(keys=keys, spatial_size=cfg["patch_size"]))
     else:
-        t.append(DivisiblePadd(keys=KEYS, k=16))
-    t.append(EnsureTyped(keys=KEYS, dtype=torch.float32))
+        t.append(DivisiblePadd(keys=keys, k=16))
+    t.append(EnsureTyped(keys=keys, dtype=torch.float32))
     return t
 
 

@@ -1,0 +1,209 @@
+"""Predict with a trained report generator: a report text per image.
+
+    python predict.py --config config.json --checkpoint checkpoints/model.pt FILE...   # one JSON line per file
+
+    from predict import load
+    load("path/to/workspace_or_bundle").predict(["a.png"])
+    # [{"file": "a.png", "report": "findings : ...", "n_words": 12}]
+
+Images go through the training chain's deterministic transforms
+(dataloader.deterministic_transforms) and model.build_model; reports are decoded greedily
+up to max_report_tokens words with the training vocabulary, which train.py saves in the
+checkpoint ("vocab") and as vocab.json beside it. ``load`` takes a workspace (config.json
++ checkpoints/model.pt), a round snapshot or a MONAI bundle (scripts/config.json +
+models/model.pt + models/model_extras.json, which holds the vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SIBLINGS = ("common", "engine", "text", "dataloader", "model")
+# keys that define the network and the preprocessing: config.json must match the checkpoint's on these
+INFERENCE_KEYS = ("image_size", "in_channels", "encoder_channels", "embed_dim", "hidden_dim", "num_layers")
+
+
+def _import_siblings() -> None:
+    """Import this folder's template modules, never same-named ones already loaded from another
+    folder (another workspace or bundle in the same process)."""
+    for name in SIBLINGS:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) if module is not None else None
+        if module is not None and (origin is None or Path(origin).resolve().parent != HERE):
+            del sys.modules[name]
+    sys.path.insert(0, str(HERE))
+
+
+_import_siblings()
+try:
+    import torch  # noqa: E402
+    from common import load_config  # noqa: E402  (first: quiets a harmless MONAI import warning)
+    from dataloader import deterministic_transforms  # noqa: E402
+    from model import build_model  # noqa: E402
+    from text import Vocab  # noqa: E402
+    from monai.transforms import Compose  # noqa: E402
+finally:
+    sys.path.remove(str(HERE))
+
+
+# ----------------------------------------------------------------------------- checkpoint and config
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """{"state_dict", "config", "vocab", ...}: a training checkpoint as saved by engine.py, or a
+    bundle's plain state dict (models/model.pt) with models/model_extras.json beside it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: train first (python train.py --config config.json)")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" not in data:
+        data = {"state_dict": data}
+        extras = path.parent / "model_extras.json"
+        if extras.is_file():
+            data.update(json.loads(extras.read_text()))
+    return data
+
+
+def read_config(path: str | Path) -> dict:
+    """The training config (defaults from template.yaml beside it filled in)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config {path} not found: pass the training config (config.json)")
+    return load_config(path)
+
+
+def check_config(cfg: dict, checkpoint: dict) -> None:
+    """config.json must describe the network the checkpoint holds."""
+    trained = checkpoint.get("config") or {}
+    differ = [k for k in INFERENCE_KEYS if k in trained and trained.get(k) != cfg.get(k)]
+    if differ:
+        raise ValueError(f"config differs from the config the checkpoint was trained with on {differ} "
+                         f"({ {k: trained[k] for k in differ} }): pass the training config (the round's config.json)")
+
+
+def read_vocab(checkpoint: dict, config: str | Path | None = None) -> Vocab:
+    """The training vocabulary: from the checkpoint, else vocab.json beside the config (train.py writes both)."""
+    if checkpoint.get("vocab"):
+        return Vocab(list(checkpoint["vocab"])[4:])
+    if config is not None:
+        cfg_path = Path(config)
+        out = json.loads(cfg_path.read_text()).get("output_dir") or "."
+        for candidate in (cfg_path.parent / out / "vocab.json", cfg_path.parent / "vocab.json"):
+            if candidate.is_file():
+                return Vocab.load(candidate)
+    raise FileNotFoundError("no vocabulary: the checkpoint has no 'vocab' and no vocab.json lies beside the config; "
+                            "retrain with train.py, which saves both")
+
+
+def network_for(cfg: dict, checkpoint: dict) -> torch.nn.Module:
+    """build_model with the vocabulary size the checkpoint was trained with."""
+    return build_model(cfg, len(checkpoint["vocab"]))
+
+
+def load_weights(network: torch.nn.Module, checkpoint: dict) -> torch.nn.Module:
+    network.load_state_dict(checkpoint["state_dict"])
+    return network.eval()
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost exception's type and message (MONAI wraps reader errors in 'applying transform ...')."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
+
+
+def pick_device(wanted: str | None = None) -> torch.device:
+    wanted = wanted or "auto"
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+def inference_transforms(cfg: dict) -> list:
+    """The deterministic training chain, unchanged (images only: labels are not read)."""
+    return deterministic_transforms(cfg)
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """Generated report texts for image files, with the training preprocessing."""
+
+    task = "report_generation"
+
+    def __init__(self, cfg: dict, network: torch.nn.Module, checkpoint: dict | None = None,
+                 device: str | torch.device | None = None, preprocessing=None, vocab: Vocab | None = None):
+        checkpoint = checkpoint or {}
+        self.cfg = cfg
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.network = network.to(self.device).eval()
+        self.preprocessing = preprocessing or Compose(inference_transforms(cfg))
+        self.vocab = vocab or read_vocab(checkpoint)
+        self.max_tokens = int(cfg.get("max_report_tokens", 60))
+
+    def prepare(self, path: str | Path) -> torch.Tensor:
+        try:
+            return self.preprocessing({"image": str(path)})["image"]
+        except Exception as err:  # the file is named; the reader's reason follows
+            raise ValueError(f"cannot read image file {path}: {root_cause(err)}") from err
+
+    @torch.no_grad()
+    def predict(self, paths) -> list[dict]:
+        out = []
+        for path in paths:
+            x = self.prepare(path).unsqueeze(0).to(self.device)
+            ids = self.network.generate(x, self.max_tokens)[0].cpu()
+            text = self.vocab.decode(ids)
+            out.append({"file": str(path), "task": self.task, "report": text, "n_words": len(text.split())})
+        return out
+
+
+def locate(folder: str | Path) -> tuple[Path, Path]:
+    """(config, checkpoint) of a bundle, a workspace or a round snapshot."""
+    folder = Path(folder)
+    if (folder / "models" / "model.pt").is_file():
+        return folder / "scripts" / "config.json", folder / "models" / "model.pt"
+    config = folder / "config.json"
+    if config.is_file():
+        out = json.loads(config.read_text()).get("output_dir") or "."
+        for ckpt in (folder / out / "checkpoints" / "model.pt", folder / "checkpoints" / "model.pt"):
+            if ckpt.is_file():
+                return config, ckpt
+    raise FileNotFoundError(f"{folder} holds neither a MONAI bundle (models/model.pt) nor a trained workspace "
+                            f"(config.json and checkpoints/model.pt): train first (python train.py --config config.json)")
+
+
+def build(config: str | Path, checkpoint: str | Path, device: str | None = None) -> Predictor:
+    cfg, ckpt = read_config(config), read_checkpoint(checkpoint)
+    check_config(cfg, ckpt)
+    vocab = read_vocab(ckpt, config)
+    ckpt = {**ckpt, "vocab": vocab.itos}
+    return Predictor(cfg, load_weights(network_for(cfg, ckpt), ckpt), ckpt, device, vocab=vocab)
+
+
+def load(folder: str | Path, device: str | None = None) -> Predictor:
+    """The predictor of a workspace, a round snapshot or a bundle folder."""
+    return build(*locate(folder), device=device)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Generate a report for each image file (JSON lines).")
+    parser.add_argument("--config", default="config.json", help="training config (default: ./config.json)")
+    parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="weights (default: checkpoints/model.pt)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("files", nargs="+", help="image files")
+    args = parser.parse_args(argv)
+    predictor = build(args.config, args.checkpoint, args.device)
+    for file in args.files:  # one line as each file is done
+        try:
+            (result,) = predictor.predict([file])
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(str(err)) from None
+        print(json.dumps(result), flush=True)
+
+if __name__ == "__main__":
+    main()
