@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All set-up on a fresh Debian machine, then the main job or the tests.
-#   ./dev.sh demo    prepare Br35H and train the diagnosis template on it (prints the metric)
+#   ./dev.sh demo    build a tumour classifier on Br35H: offline agents, automatic approvals (prints the metric)
 #   ./dev.sh test    run the test suite (extra arguments go to pytest)
 #   ./dev.sh setup   only the set-up: Debian packages, .venv, pinned Python packages
 set -euo pipefail
@@ -47,8 +47,7 @@ case "${1:-}" in
   setup) setup ;;
   demo)
     setup
-    "$VENV/bin/medbuilder" data prepare br35h
-    "$VENV/bin/medbuilder" template train diagnosis --dataset br35h ;;
+    "$VENV/bin/medbuilder" build "Classify brain MRI slices as tumour or no tumour" --approve auto ;;
   test)
     shift; setup
     "$VENV/bin/python" -m pytest "$@" ;;

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
-from medbuilder.protocol.artifacts import RunFolder, RunRecord
+from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
 from medbuilder.settings import Settings
 
 
@@ -54,6 +54,24 @@ def open_run(settings: Settings, request: str, dataset: str | None, core: str | 
     return run, record.core, record.approve
 
 
+ROLES = ("task_manager", "data_engineer", "module_architect", "model_trainer")
+
+
+def role_table(run: RunFolder) -> dict[str, dict]:
+    """Per role, over all its stages: iterations (attempts), actions (tool calls), tokens, seconds."""
+    table: dict[str, dict] = {}
+    for file in sorted((run.root / "stages").glob("*.json")):
+        record = run.read(f"stages/{file.name}", StageRecord)
+        role = next((r for r in ROLES if record.stage == r or record.stage.startswith(f"{r}-")), None)
+        if role:
+            row = table.setdefault(role, {"iterations": 0, "actions": 0, "tokens": 0, "seconds": 0.0})
+            row["iterations"] += record.attempts
+            row["actions"] += record.actions
+            row["tokens"] += record.tokens
+            row["seconds"] = round(row["seconds"] + record.seconds, 1)
+    return table
+
+
 def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:
     record = run.read("run.json", RunRecord)
     record.status = status
@@ -62,8 +80,10 @@ def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:
     if round_k is not None and run.exists(f"report/round-{round_k}/summary.json"):
         report = run.read_json(f"report/round-{round_k}/summary.json")
         summary.update(metric=report["metric"], value=report["value"], ci95=report.get("ci95"))
+    summary["roles"] = role_table(run)
     if status == "delivered":
         summary["bundle"] = str(run.root / "bundle")
+        summary["model_card"] = str(run.root / "model_card.md")
     if status == "no_fit":
         summary["reasons"] = run.read_json("plan.json")["reasons"]
     get_run_logger().info("run %s ended: %s", run.run_id, status)

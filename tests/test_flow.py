@@ -128,3 +128,29 @@ def test_resume_after_kill_does_not_redo_finished_stages(prefect_api, br35h_smal
     again = subprocess.run([MEDBUILDER, "resume", str(run_dir)], env={**os.environ, **env}, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0 and sorted(p.name for p in (run_dir / "trajectories").iterdir()) == after
+
+
+TERMINAL_GATE = """
+import sys
+from prefect import flow
+from medbuilder.flows.gates import ask
+from medbuilder.protocol.artifacts import RunFolder
+
+@flow
+def one_gate(run_dir: str) -> str:
+    decision = ask(RunFolder(run_dir), "review-0", "## Review\\nAUROC 0.9", "terminal", timeout_s=60, poll_s=1)
+    return decision.model_dump_json()
+
+print("DECISION", one_gate(sys.argv[1]))
+"""
+
+
+def test_terminal_gate_asks_on_the_console(prefect_api, tmp_path):
+    answers = "refine\nuse larger images\n\nDr Lee\n"
+    done = subprocess.run([os.sys.executable, "-c", TERMINAL_GATE, str(tmp_path)], input=answers, text=True,
+                          capture_output=True, env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## Review" in done.stdout
+    decision = json.loads((tmp_path / "decisions" / "review-0.json").read_text())
+    assert (decision["action"], decision["feedback"], decision["who"], decision["via"]) == \
+        ("refine", "use larger images", "Dr Lee", "terminal")

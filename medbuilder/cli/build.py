@@ -27,8 +27,12 @@ class Approve(str, Enum):
 
 def _print_summary(summary: dict) -> None:
     for key, value in summary.items():
-        if value is not None:
+        if value is not None and key != "roles":
             typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+    if summary.get("roles"):
+        typer.echo(f"{'role':18} {'iterations':>10} {'actions':>8} {'tokens':>8} {'seconds':>8}")
+        for role, row in summary["roles"].items():
+            typer.echo(f"{role:18} {row['iterations']:>10} {row['actions']:>8} {row['tokens']:>8} {row['seconds']:>8}")
 
 
 def build(
