@@ -69,7 +69,7 @@ def role_table(run: RunFolder) -> dict[str, dict]:
             row["actions"] += record.actions
             row["tokens"] += record.tokens
             row["seconds"] = round(row["seconds"] + record.seconds, 1)
-    return table
+    return {role: table[role] for role in ROLES if role in table}
 
 
 def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:

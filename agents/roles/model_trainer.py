@@ -23,13 +23,28 @@ def _context(ctx: RoleContext) -> dict:
             "feedback": ctx.feedback.text() if ctx.feedback else None}
 
 
+MIN_GROUPS_FOR_VALIDATION = 1000
+
+
+def distinct_groups(index: DataIndex) -> int:
+    """Training items that are not copies of one another (patients, duplicate groups, else images)."""
+    return len({r.patient_id or (f"dup:{r.duplicate_group}" if r.duplicate_group is not None else r.image)
+                for r in index.train})
+
+
 def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str | None,
                            time_limit_s: float | None) -> tuple[dict, list[str]]:
     """Training keys from data size, dimension and class balance, adjusted by a failed attempt's feedback."""
-    suggested = suggest_values(task, DataIndex.read(index_dir, task), dimension)
+    index = DataIndex.read(index_dir, task)
+    suggested = suggest_values(task, index, dimension)
     chosen = {k: v for k, v in suggested.items() if k in TRAINING_KEYS}
     reasons = [f"epochs {chosen.get('epochs')} and batch size {chosen.get('batch_size')} for this data size and "
                f"dimension" + (", balanced class weights for the class imbalance" if "class_weights" in chosen else "")]
+    groups = distinct_groups(index)
+    if groups < MIN_GROUPS_FOR_VALIDATION:
+        chosen["val_fraction"] = 0.0
+        reasons.append(f"only {groups} distinct training items: train on all of them and keep the last epoch "
+                       "rather than hold some out to pick an epoch")
     if time_limit_s:
         chosen["time_limit_s"] = float(time_limit_s)
     text = (feedback or "").lower()

@@ -14,7 +14,7 @@ from medbuilder.protocol.templates.fill import CONFIG, fill_record, planned_file
 from medbuilder.protocol.templates.spec import COMMON_DIR, TEMPLATES_DIR
 
 # Keys the Model Trainer chooses; the Module Architect leaves them at their defaults.
-TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s"}
+TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s", "val_fraction"}
 BATCH_CHECK = "python dataloader.py --config config.json"
 
 

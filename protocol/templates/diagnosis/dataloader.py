@@ -62,12 +62,24 @@ def crop_and_resize(cfg: dict, size: list[int]) -> list:
 
 def augment(images: torch.Tensor, cfg: dict) -> torch.Tensor:
     """Training-time augmentation of a batch (called in train.py's train_step): random
-    left-right flips and rotations up to rotate_degrees, drawn per image. Done on the
-    batch, not per item, because per-image random transforms dominate CPU time here."""
+    left-right flips, rotations up to rotate_degrees, zoom, and a random gamma, drawn per
+    image. Done on the batch, not per item, because per-image random transforms dominate
+    CPU time here."""
     if not cfg.get("augment", True):
         return images
-    return augment_batch(images, rotate_degrees=float(cfg.get("rotate_degrees", 10.0)), flip_axes=(0,),
-                         zoom=float(cfg.get("zoom", 0.0)))
+    out = augment_batch(images, rotate_degrees=float(cfg.get("rotate_degrees", 10.0)), flip_axes=(0,),
+                        zoom=float(cfg.get("zoom", 0.0)))
+    return random_gamma(out, float(cfg.get("gamma", 0.0)))
+
+
+def random_gamma(images: torch.Tensor, log_range: float) -> torch.Tensor:
+    """x ** g per image, log g uniform in [-log_range, log_range]: contrast changes like those between
+    MR sequences and scanners (images are in [0, 1])."""
+    if log_range <= 0:
+        return images
+    shape = (images.shape[0],) + (1,) * (images.ndim - 1)
+    g = torch.exp((torch.rand(shape, device=images.device) * 2 - 1) * log_range)
+    return images.clamp(min=0) ** g
 
 
 def to_items(records: list[dict], label_dict: dict[str, int]) -> list[dict]:
