@@ -23,12 +23,23 @@ class Task(str, Enum):
 
 
 class Confounder(BaseModel):
-    """Something in the images that can stand in for the label (a shortcut)."""
+    """Something in the images that can stand in for the label (a shortcut), and how to find it.
+
+    The typed fields say where the evidence is: metadata columns (presence, a mask of the
+    confounder, the same image with the confounder toggled) or a region of interest the
+    model should look inside (a detector in ``medbuilder.protocol.confounders``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="e.g. 'burnt-in text', 'chest drain'.")
-    how_to_find: str = Field(description="A mask file column, a region of interest, or a detector name.")
+    synonyms: list[str] = Field(default_factory=list, description="Other words for it: 'chest tube', 'ICD'.")
+    how_to_find: str = Field(description="Free text: a mask file column, a region of interest, or a detector.")
+    presence_column: str | None = Field(None, description="Metadata column: 1/0 or true/false per image.")
+    mask_column: str | None = Field(None, description="Metadata column: path of a mask of the confounder.")
+    counterfactual_column: str | None = Field(
+        None, description="Metadata column: path of the same image with the confounder added or removed.")
+    roi: str | None = Field(None, description="Region the model should look inside, by detector name (e.g. 'head').")
 
 
 class Datacard(BaseModel):

@@ -14,7 +14,9 @@ paths are absolute. Record fields by task:
 Any record may also carry "patient_id" (never split across train and test),
 "duplicate_group" (records with one value are copies of one image: never split,
 not even between training and validation) and "group" (a subgroup name used for
-subgroup metrics).
+subgroup metrics). Where the datacard names a confounder, records may carry
+"confounder" (true when the image shows it), "confounder_mask" (path of a mask of
+it) and "counterfactual" (path of the same image with it added or removed).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class IndexRecord(BaseModel):
     report: str | None = None
     patient_id: str | None = None
     duplicate_group: str | int | None = None
+    confounder: bool | None = None
+    confounder_mask: str | None = None
+    counterfactual: str | None = None
     group: str | None = None
 
 
