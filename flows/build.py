@@ -56,6 +56,8 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
     plan = choose_dataset(run, core, approve, retries)
     if plan is None:
         return finish(run, "no_fit" if run.read("plan.json", Plan).status == "no_fit" else "rejected")
+    if plan.objective and not run.exists("objective.json"):
+        run.write("objective.json", plan.objective)
     prepare_data(str(run.root))
     for role in BUILD_ROLES:
         role_task.with_options(retries=retries)(str(run.root), role, core, role)
@@ -71,7 +73,8 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
         if decision.action == "reject":
             return finish(run, "rejected", round_k)
         round_k += 1
-        write_refinement(run, round_k, decision.feedback or "")
+        write_refinement(run, round_k, decision.feedback or "",
+                         {"max_reliance": decision.max_reliance, "max_metric_drop": decision.max_metric_drop})
         role_task.with_options(retries=retries)(str(run.root), "model_trainer", core, f"model_trainer-{round_k}")
 
 

@@ -37,11 +37,14 @@ class DatasetDecision(RunInput):
 
 
 class ReviewDecision(RunInput):
-    """approve the model, refine it with feedback in plain words, or reject it."""
+    """approve the model, refine it with feedback in plain words, or reject it; max_reliance and
+    max_metric_drop edit the objective's numbers."""
 
     action: Literal["approve", "refine", "reject"] = "approve"
     feedback: str | None = None
     reason: str | None = None
+    max_reliance: float | None = None
+    max_metric_drop: float | None = None
     who: str = "clinician"
 
     @model_validator(mode="after")

@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from medbuilder.protocol.objective import Objective
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -52,6 +54,7 @@ class Plan(BaseModel):
     reasons: list[str] = []
     candidates: list[Candidate] = []
     steps: list[str] = Field(default_factory=list, description="What each later role must do.")
+    objective: Objective | None = Field(None, description="What the model must not rely on, if the request says.")
 
 
 class GateDecision(BaseModel):
@@ -60,6 +63,8 @@ class GateDecision(BaseModel):
     dataset: str | None = None
     reason: str | None = None
     feedback: str | None = None
+    max_reliance: float | None = None
+    max_metric_drop: float | None = None
     who: str
     via: Literal["auto", "terminal", "prefect", "cli"]
     when: str = Field(default_factory=now)

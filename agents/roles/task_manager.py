@@ -12,6 +12,7 @@ from medbuilder.agents.matching import rank
 from medbuilder.agents.request_terms import RequestTerms
 from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.protocol.artifacts import Plan
+from medbuilder.protocol.objective import objective_from_text
 from medbuilder.protocol.registry import DatacardError, Registry, load_card
 
 PLAN_FILE = "plan.json"
@@ -55,8 +56,11 @@ def _plan(request: str, cards: list, hint: str | None) -> Plan:
     if hint:
         reasons.insert(0, f"the clinician asked for {hint}")
     steps = [f"{role}: {text.format(task=task, metric=metric)}" for role, text in STEPS.items()]
+    objective = objective_from_text(request, card)
+    if objective:
+        reasons.append(f"objective from the request: {objective.describe()}")
     return Plan(status="ok", request=request, dataset=card.name, task=task, dimension=card.dimension,
-                metric=metric, reasons=reasons, candidates=candidates, steps=steps)
+                metric=metric, reasons=reasons, candidates=candidates, steps=steps, objective=objective)
 
 
 def policy(job: RoleJob, act: Actor) -> str:
