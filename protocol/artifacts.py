@@ -81,6 +81,7 @@ class StageRecord(BaseModel):
     seconds: float = 0.0
     error: str | None = None
     outputs: list[str] = []
+    result: dict[str, Any] = Field(default_factory=dict, description="What the stage returned (reused on resume).")
 
 
 class Feedback(BaseModel):

@@ -6,6 +6,7 @@ A stage whose record says ``completed`` is not run again: that is what lets
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
     """
     record = run.stage(name)
     if record.status == "completed":
-        return {"stage": name, "skipped": True, **record.model_dump(include={"attempts", "actions"})}
+        return {**record.result, "stage": name, "skipped": True}
     record.status, record.attempts, record.error = "running", record.attempts + 1, None
     record.started = record.started or now()
     run.save_stage(record)
@@ -34,6 +35,7 @@ def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
     else:
         record.status = "completed"
         record.outputs = summary.get("outputs", record.outputs)
+        record.result = json.loads(json.dumps(summary, default=str))
         return {"stage": name, **summary}
     finally:
         record.seconds = round(record.seconds + time.monotonic() - started, 2)
