@@ -146,7 +146,8 @@ print("DECISION", one_gate(sys.argv[1]))
 
 
 def test_terminal_gate_asks_on_the_console(prefect_api, tmp_path):
-    answers = "refine\nuse larger images\n\nDr Lee\n"
+    # one line per ReviewDecision field: action, feedback, reason, max_reliance, max_metric_drop, who
+    answers = "refine\nuse larger images\n\n0.2\n\nDr Lee\n"
     done = subprocess.run([os.sys.executable, "-c", TERMINAL_GATE, str(tmp_path)], input=answers, text=True,
                           capture_output=True, env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -154,3 +155,4 @@ def test_terminal_gate_asks_on_the_console(prefect_api, tmp_path):
     decision = json.loads((tmp_path / "decisions" / "review-0.json").read_text())
     assert (decision["action"], decision["feedback"], decision["who"], decision["via"]) == \
         ("refine", "use larger images", "Dr Lee", "terminal")
+    assert (decision["max_reliance"], decision["max_metric_drop"]) == (0.2, None)

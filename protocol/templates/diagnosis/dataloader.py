@@ -5,6 +5,10 @@ Batches are {"image": float32 (B, in_channels, *image_size) scaled to [0, 1],
 The deterministic chain (load, channels, resize, scale) is cached once (cache key);
 augment() then flips/rotates each training batch.
 
+Refinement strategies against a confounder (keys roi, mask_confounder,
+counterfactual_aug, group_balanced; see README.md) use the records' optional
+"confounder", "confounder_mask" and "counterfactual" fields.
+
 Check a batch (the Module Architect's check):  python dataloader.py --config config.json
 """
 
@@ -17,27 +21,56 @@ import torch
 # common first: it quiets a harmless MONAI import-time warning about an optional GPU plugin
 from common import (augment_batch, cached_dataset, describe_batch, make_loader, match_channels_transform,
                     parse_args, read_index, split_validation, subsample)
-from monai.transforms import (Compose, CropForegroundd, EnsureChannelFirstd, EnsureTyped, LoadImaged, Resized,
-                              ScaleIntensityd, SpatialPadd)
+try:  # bound now, while this folder is on sys.path (predict.py imports its siblings only then)
+    import confounders
+except ImportError:  # an older workspace without it: fine while roi and mask_confounder are off
+    confounders = None
+from monai.transforms import (Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, LoadImaged,
+                              Resized, ScaleIntensityd, SpatialPadd)
 
 
 
 FOREGROUND_LEVEL = 0.05  # after scaling to [0, 1]: darker rows and columns at the edges are border
+# optional record fields an item carries through to_items; the loading chain drops them before batching
+CONFOUNDER_FIELDS = ("confounder", "confounder_mask", "counterfactual")
 
 
-def deterministic_transforms(cfg: dict) -> list:
-    """Load, channel-first, grey/RGB matching, scale to [0, 1], crop and resize: cached once."""
+def deterministic_transforms(cfg: dict, masks: bool = False) -> list:
+    """Load, channel-first, grey/RGB matching, scale to [0, 1], crop and resize: cached once.
+
+    roi (keep only the head region) is preprocessing and runs everywhere, inference included;
+    masks=True (training images) adds the inpainting of each item's confounder_mask when
+    mask_confounder is on.
+    """
     size = list(cfg["image_size"])
     if len(size) != int(cfg["spatial_dims"]):
         raise SystemExit(f"image_size {size} must have spatial_dims={cfg['spatial_dims']} numbers")
-    return [
+    steps = [
         LoadImaged(keys="image", image_only=True),
         EnsureChannelFirstd(keys="image"),
         match_channels_transform("image", int(cfg["in_channels"])),
-        ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
+    ]
+    if masks and cfg.get("mask_confounder"):
+        steps += [LoadImaged(keys="confounder_mask", image_only=True, allow_missing_keys=True),
+                  EnsureChannelFirstd(keys="confounder_mask", allow_missing_keys=True),
+                  _confounders().InpaintMaskd("image", "confounder_mask", int(cfg.get("mask_dilate_px", 3)))]
+    steps.append(ScaleIntensityd(keys="image", minv=0.0, maxv=1.0))
+    if cfg.get("roi"):
+        steps.append(_confounders().KeepRoid("image", str(cfg["roi"]), crop=bool(cfg.get("roi_crop"))))
+    return [
+        *steps,
         *crop_and_resize(cfg, size),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
+        DeleteItemsd(keys=list(CONFOUNDER_FIELDS)),
     ]
+
+
+def _confounders():
+    """confounders.py (copied from the template's _common/ folder); only roi and mask_confounder need it."""
+    if confounders is None:
+        raise SystemExit("roi and mask_confounder need confounders.py beside dataloader.py: copy it from the "
+                         "template's _common/ folder (with common.py and engine.py)")
+    return confounders
 
 
 def _foreground(x):
@@ -89,7 +122,8 @@ def to_items(records: list[dict], label_dict: dict[str, int]) -> list[dict]:
         if r["label"] not in label_dict:
             raise SystemExit(f"record {i} has label {r['label']!r}, not in label_dict.json {sorted(label_dict)}")
         items.append({"image": r["image"], "label": int(label_dict[r["label"]]), "id": r.get("id", r["image"]),
-                      "group": str(r.get("group") or "")})
+                      "group": str(r.get("group") or ""),
+                      **{k: r[k] for k in CONFOUNDER_FIELDS if r.get(k) is not None}})
     return items
 
 
@@ -113,22 +147,108 @@ def class_counts(items: list[dict], num_classes: int) -> list[int]:
     return [counts.get(c, 0) for c in range(num_classes)]
 
 
+def cell(item: dict) -> tuple[int, bool | None]:
+    """An item's (label, confounder) cell; None where the record does not say."""
+    c = item.get("confounder")
+    return item["label"], None if c is None else bool(c)
+
+
+def cell_name(key: tuple[int, bool | None], names: dict[int, str]) -> str:
+    label, c = key
+    return f"{names.get(label, label)}/" + {True: "confounder", False: "no-confounder", None: "unknown"}[c]
+
+
+def sample_weights(cfg: dict, items: list[dict], label_dict: dict[str, int]) -> list[float] | None:
+    """Training sampler weights: group_balanced (each (label, confounder) cell the same total weight),
+    else balanced_sampling (each class the same), else None (plain shuffling)."""
+    if cfg.get("group_balanced"):
+        counts = Counter(cell(it) for it in items)
+        names = {i: name for name, i in label_dict.items()}
+        per_item = {k: 1.0 / (len(counts) * n) for k, n in counts.items()}
+        table = ", ".join(f"{cell_name(k, names)} {counts[k]} x {per_item[k]:.4f}"
+                          for k in sorted(counts, key=lambda k: (k[0], str(k[1]))))
+        note = " (balanced_sampling is superseded)" if cfg.get("balanced_sampling") else ""
+        print(f"group_balanced: {len(counts)} (label, confounder) cells, items x weight: {table}{note}", flush=True)
+        return [per_item[cell(it)] for it in items]
+    if cfg.get("balanced_sampling"):
+        counts = class_counts(items, int(cfg["num_classes"]))
+        return [1.0 / max(1, counts[it["label"]]) for it in items]
+    return None
+
+
+class CounterfactualSwap(torch.utils.data.Dataset):
+    """counterfactual_aug: item i is replaced by its cached twin (same label) with probability p, drawn
+    anew each time it is read (torch's RNG: seeded in the main process, per worker in workers)."""
+
+    def __init__(self, base, twins, twin_of: dict[int, int], p: float):
+        self.base, self.twins, self.twin_of, self.p = base, twins, twin_of, float(p)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        j = self.twin_of.get(int(i))
+        if j is not None and float(torch.rand(())) < self.p:
+            return self.twins[j]
+        return self.base[i]
+
+
+def with_counterfactuals(train_ds, items: list[dict], chain, cfg: dict):
+    """Wrap the training dataset for counterfactual_aug; the twins go through the same cached chain."""
+    p = float(cfg.get("counterfactual_aug") or 0.0)
+    if p <= 0:
+        return train_ds
+    having = [i for i, it in enumerate(items) if it.get("counterfactual")]
+    print(f"counterfactual_aug={p:g}: {len(having)} of {len(items)} training items have a counterfactual twin "
+          f"(each is swapped for it with probability {p:g} per epoch; the others are untouched)", flush=True)
+    if not having:
+        print("warning: no training record has a 'counterfactual' path: counterfactual_aug changes nothing", flush=True)
+        return train_ds
+    twins = [{**{k: v for k, v in items[i].items() if k != "counterfactual"}, "image": items[i]["counterfactual"]}
+             for i in having]
+    twin_ds = cached_dataset(twins, chain, cfg, "train_counterfactual")
+    return CounterfactualSwap(train_ds, twin_ds, {i: j for j, i in enumerate(having)}, p)
+
+
+def strategies(cfg: dict, items: list[dict], label_dict: dict[str, int]) -> dict:
+    """Which refinement strategies this run applies, with the training counts they act on (metrics.json)."""
+    names = {i: name for name, i in label_dict.items()}
+    active = [k for k in ("roi", "mask_confounder", "counterfactual_aug", "group_balanced") if cfg.get(k)]
+    with_mask = sum(1 for it in items if it.get("confounder_mask"))
+    if cfg.get("mask_confounder"):
+        print(f"mask_confounder: inpainting the confounder in {with_mask} of {len(items)} training images "
+              f"(the others, validation and test images are untouched)", flush=True)
+    return {"active": active, "roi": cfg.get("roi"), "roi_crop": bool(cfg.get("roi_crop")),
+            "mask_confounder": bool(cfg.get("mask_confounder")),
+            "counterfactual_aug": float(cfg.get("counterfactual_aug") or 0.0),
+            "group_balanced": bool(cfg.get("group_balanced")),
+            "train_cells": {cell_name(k, names): n for k, n in sorted(Counter(cell(it) for it in items).items(),
+                                                                       key=lambda kv: (kv[0][0], str(kv[0][1])))},
+            "train_with_counterfactual": sum(1 for it in items if it.get("counterfactual")),
+            "train_with_mask": with_mask}
+
+
 def build_loaders(cfg: dict) -> dict:
-    """{"train", "val" (or None), "test"} loaders plus the item lists and label_dict."""
+    """{"train", "val" (or None), "test"} loaders plus the item lists, label_dict and the strategies.
+
+    Training images go through the chain with mask_confounder's inpainting; validation and
+    test images through the inference chain (what predict.py does)."""
     parts = split_records(cfg)
     base = deterministic_transforms(cfg)
-    train_ds = cached_dataset(parts["train"], Compose(base), cfg, "train")
+    train_chain = Compose(deterministic_transforms(cfg, masks=True))
+    used = strategies(cfg, parts["train"], parts["label_dict"])
+    train_ds = cached_dataset(parts["train"], train_chain, cfg, "train")
+    train_ds = with_counterfactuals(train_ds, parts["train"], train_chain, cfg)
     sampler = None
-    if cfg.get("balanced_sampling"):
-        counts = class_counts(parts["train"], int(cfg["num_classes"]))
-        weights = [1.0 / max(1, counts[it["label"]]) for it in parts["train"]]
+    weights = sample_weights(cfg, parts["train"], parts["label_dict"])
+    if weights is not None:
         sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
     loaders = {"train": make_loader(train_ds, cfg, shuffle=True, sampler=sampler), "val": None}
     if parts["val"]:
         loaders["val"] = make_loader(cached_dataset(parts["val"], Compose(base), cfg, "val"), cfg, shuffle=False)
     loaders["test"] = make_loader(cached_dataset(parts["test"], Compose(base), cfg, "test"), cfg, shuffle=False)
     return {**loaders, **{f"{k}_items": parts[k] for k in ("train", "val", "test")},
-            "label_dict": parts["label_dict"]}
+            "label_dict": parts["label_dict"], "strategies": used}
 
 
 def main() -> None:

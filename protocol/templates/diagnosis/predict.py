@@ -7,8 +7,11 @@
     # [{"file": "a.jpg", "prediction": "yes", "probabilities": {"no": 0.2, "yes": 0.8}, "score": 0.8, ...}]
 
 Images go through the training chain's deterministic transforms
-(dataloader.deterministic_transforms: load, channels, resize, scale to [0, 1]) and
-model.build_model, so an image is prepared exactly as in training. ``load`` takes a
+(dataloader.deterministic_transforms: load, channels, resize, scale to [0, 1], and
+``roi`` when the model was trained with it) and model.build_model, so an image is
+prepared exactly as in training. The training-only strategies (mask_confounder,
+counterfactual_aug, group_balanced) do nothing here; with mask_confounder a mask may
+be given per file (``predict(files, masks=[...])``) and is then inpainted. ``load`` takes a
 workspace (config.json + checkpoints/model.pt), a round snapshot (same files) or a
 MONAI bundle (scripts/config.json + models/model.pt + models/model_extras.json); a
 bundle's configs/inference.json builds the same Predictor from its scripts/ folder.
@@ -22,9 +25,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIBLINGS = ("common", "engine", "dataloader", "model")
+SIBLINGS = ("common", "engine", "confounders", "dataloader", "model")
 # keys that define the network and the preprocessing: config.json must match the checkpoint's on these
-INFERENCE_KEYS = ("spatial_dims", "image_size", "in_channels", "num_classes", "model", "channels", "positive_label")
+INFERENCE_KEYS = ("spatial_dims", "image_size", "in_channels", "num_classes", "model", "channels", "positive_label",
+                  "roi", "roi_crop")
 
 
 def _import_siblings() -> None:
@@ -103,8 +107,11 @@ def pick_device(wanted: str | None = None) -> torch.device:
 
 
 def inference_transforms(cfg: dict) -> list:
-    """The deterministic training chain, unchanged (images only: labels are not read)."""
-    return deterministic_transforms(cfg)
+    """The deterministic chain (images only: labels are not read), roi included; with mask_confounder,
+    a mask given with a file is inpainted as in training."""
+    if cfg.get("mask_confounder"):
+        return deterministic_transforms(cfg, masks=True)
+    return deterministic_transforms(cfg)  # also what an older workspace's dataloader.py accepts
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -128,17 +135,25 @@ class Predictor:
         if int(cfg["num_classes"]) == 2:
             self.positive = int(label_dict[cfg["positive_label"]]) if cfg.get("positive_label") else 1
 
-    def prepare(self, path: str | Path) -> torch.Tensor:
+    def prepare(self, path: str | Path, mask: str | Path | None = None) -> torch.Tensor:
+        item = {"image": str(path), **({"confounder_mask": str(mask)} if mask else {})}
         try:
-            return self.preprocessing({"image": str(path)})["image"]
+            return self.preprocessing(item)["image"]
         except Exception as err:  # the file is named; the reader's reason follows
-            raise ValueError(f"cannot read image file {path}: {root_cause(err)}") from err
+            raise ValueError(f"cannot read image file {path}{f' or mask {mask}' if mask else ''}: "
+                             f"{root_cause(err)}") from err
 
     @torch.no_grad()
-    def predict(self, paths) -> list[dict]:
+    def predict(self, paths, masks=None) -> list[dict]:
+        """One entry per file; masks (optional, one path or None per file) are inpainted first when the
+        model was trained with mask_confounder."""
+        paths = list(paths)
+        masks = list(masks) if masks is not None else [None] * len(paths)
+        if len(masks) != len(paths):
+            raise ValueError(f"{len(masks)} masks for {len(paths)} files: give one mask (or None) per file")
         out = []
-        for path in paths:
-            x = self.prepare(path).unsqueeze(0).to(self.device)
+        for path, mask in zip(paths, masks):
+            x = self.prepare(path, mask).unsqueeze(0).to(self.device)
             p = torch.softmax(self.network(x).float(), dim=1)[0].cpu()
             entry = {"file": str(path), "task": self.task, "prediction": self.names[int(p.argmax())],
                      "probabilities": {self.names[c]: round(float(p[c]), 6) for c in range(len(p))}}

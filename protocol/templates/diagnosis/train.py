@@ -4,7 +4,8 @@ Writes (under output_dir): checkpoints/model.pt (weights used for the test
 evaluation: best validation loss, or the last epoch), checkpoints/last.pt,
 checkpoints/best.pt (with validation), train_log.jsonl (one line per epoch),
 metrics.json (AUROC with a bootstrap 95% interval, accuracy, sensitivity,
-specificity, ...) and predictions.json (one entry per test image).
+specificity, ..., and the refinement strategies applied) and predictions.json
+(one entry per test image).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def main() -> None:
                         if k in ("value", "accuracy", "sensitivity", "specificity")}}
                  for g in sorted(set(groups)) if g}
     predictions = [{"id": it["id"], "image": it["image"], "label": names[it["label"]], "group": it["group"] or None,
+                    **({"confounder": bool(it["confounder"])} if it.get("confounder") is not None else {}),
                     "prediction": names[int(p.argmax())],
                     "score": float(p[positive]) if positive is not None else float(p.max()),
                     "probabilities": {names[c]: round(float(p[c]), 6) for c in range(n_classes)}}
@@ -119,7 +121,8 @@ def main() -> None:
                "subgroups": subgroups,
                "n_train": len(data["train_items"]), "n_val": len(data["val_items"]), "n_test": len(labels),
                **result, "cache_seconds": round(cache_seconds, 2), "device": str(device),
-               "model": cfg.get("model"), "image_size": cfg["image_size"], "label_dict": label_dict}
+               "model": cfg.get("model"), "image_size": cfg["image_size"], "label_dict": label_dict,
+               "strategies": data["strategies"]}
     finish(out, metrics, predictions, started)
 
 
