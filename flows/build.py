@@ -23,7 +23,9 @@ Run folder (``runs/<run-id>/``)::
     logs/<role>-<n>.log         the output of the scripts each attempt ran
     stages/<stage>.json         status, attempts, actions, tokens, seconds per stage
     rounds/<k>/                 round k's model: metrics, predictions, config, checkpoints/model.pt
-    report/round-<k>/           summary.json and figures (ROC, confusion matrix, Dice)
+    objective.json              what the model must not rely on: confounder, measure, limits (editable at review)
+    report/round-<k>/           summary.json, figures (ROC, confusion matrix, Dice), interpretability.md/.json,
+                                saliency-*.png, reliability.png, counterfactuals/ (roi confounders)
     refinements/round-<k>.json  the feedback that started round k and the changes made
     bundle/                     MONAI bundle of the approved round (configs/, models/, scripts/, docs/)
     model_card.md               data and split, metrics with 95% CIs, intended use, limits, decisions
@@ -34,9 +36,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from medbuilder.flows.describe import dataset_question, review_question
-from medbuilder.flows.gates import ask
+from medbuilder.flows.gates import ReviewDecision, ask
 from medbuilder.flows.runs import finish, open_run
 from medbuilder.protocol.artifacts import Plan, RunFolder
+from medbuilder.review.compare import objective_met
 from medbuilder.review.refine import write_refinement
 from medbuilder.settings import get_settings
 from medbuilder.tasks.roles import role_task
@@ -62,11 +65,13 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
     for role in BUILD_ROLES:
         role_task.with_options(retries=retries)(str(run.root), role, core, role)
 
-    round_k = 0
+    round_k, baseline = 0, None
     while True:
         summary = evaluate(str(run.root), round_k)
+        baseline = baseline or summary
         decision = ask(run, f"review-{round_k}", review_question(run, summary, round_k), approve,
-                       timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s)
+                       timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s,
+                       auto_answer=auto_review(summary, baseline, round_k, settings.max_refine_rounds))
         if decision.action == "approve":
             deliver(str(run.root), round_k)
             return finish(run, "delivered", round_k)
@@ -76,6 +81,15 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
         write_refinement(run, round_k, decision.feedback or "",
                          {"max_reliance": decision.max_reliance, "max_metric_drop": decision.max_metric_drop})
         role_task.with_options(retries=retries)(str(run.root), "model_trainer", core, f"model_trainer-{round_k}")
+
+
+def auto_review(summary: dict, baseline: dict, round_k: int, max_rounds: int) -> ReviewDecision | None:
+    """What an automatic reviewer answers: refine while the objective is not met and rounds are left."""
+    if objective_met(summary, baseline) is False and round_k < max_rounds:
+        objective = summary["interpretability"]["objective"]
+        return ReviewDecision(action="refine", feedback=objective["words"], who="auto",
+                              reason=f"objective not met after round {round_k}")
+    return None
 
 
 def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Plan | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from prefect import get_run_logger, pause_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
@@ -43,8 +43,8 @@ class ReviewDecision(RunInput):
     action: Literal["approve", "refine", "reject"] = "approve"
     feedback: str | None = None
     reason: str | None = None
-    max_reliance: float | None = None
-    max_metric_drop: float | None = None
+    max_reliance: float | None = Field(None, ge=0, le=1)
+    max_metric_drop: float | None = Field(None, ge=0, le=1)
     who: str = "clinician"
 
     @model_validator(mode="after")
@@ -61,15 +61,19 @@ def gate_kind(gate_id: str) -> str:
     return gate_id.split("-")[0]
 
 
-def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s: int, poll_s: int) -> GateDecision:
-    """The decision for `gate_id`: from disk if already taken, else asked in `mode`."""
+def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s: int, poll_s: int,
+        auto_answer: RunInput | None = None) -> GateDecision:
+    """The decision for `gate_id`: from disk if already taken, else asked in `mode`.
+
+    In ``auto`` mode the answer is `auto_answer` when given (e.g. "refine" while an objective is not
+    met), else an approval; either way recorded as who="auto"."""
     file = f"decisions/{gate_id}.json"
     if run.exists(file):
         return run.read(file, GateDecision)
     model = GATE_INPUTS[gate_kind(gate_id)]
     _write_text(run, gate_id, description)
     if mode == "auto":
-        answer, via = model(who="auto"), "auto"
+        answer, via = auto_answer or model(who="auto"), "auto"
     elif mode == "terminal":
         answer, via = _ask_terminal(model, description), "terminal"
     else:

@@ -37,11 +37,12 @@ def evaluate_stage(run_dir: str, round_k: int) -> dict:
 def deliver_stage(run_dir: str, round_k: int) -> dict:
     from medbuilder.delivery.bundle import export_bundle
     from medbuilder.delivery.model_card import render_card
+    from medbuilder.review.compare import card_sections
 
     run = RunFolder(run_dir)
 
     def work() -> dict:
-        card = render_card(run.root, round_k)
+        card = render_card(run.root, round_k, extra_sections=card_sections(run, round_k))
         (run.root / "model_card.md").write_text(card)
         bundle = export_bundle(run.root, round_k, card)
         return {"bundle": str(bundle), "model_card": str(run.root / "model_card.md")}

@@ -81,7 +81,7 @@ def test_unknown_name_lists_valid_names(tmp_path):
 
 
 def test_recipe_names_and_tasks():
-    assert set(RECIPES) == {"br35h", "iu-xray-reports", "brain-mask-3d", "synth-seg3d", "synth-cxr-reports"}
+    assert set(RECIPES) == {"br35h", "iu-xray-reports", "brain-mask-3d", "synth-seg3d", "synth-cxr-reports", "synth-cxr-drain"}
     with pytest.raises(ValueError, match="diagnosis, anomaly_detection"):
         RECIPES["br35h"].index(Path("."), "segmentation")
 

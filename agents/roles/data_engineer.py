@@ -18,6 +18,7 @@ def _context(ctx: RoleContext) -> dict:
     card = ctx.card
     return {"request": ctx.request, "task": ctx.plan.task, "dataset": card.name, "dataset_root": str(ctx.dataset_root),
             "dimension": card.dimension, "description": card.description, "label_names": card.label_names,
+            "confounders": [c.model_dump() for c in card.confounders],
             "workspace": str(ctx.run.workspace), "script": SCRIPT, "reference_script": str(REFERENCE),
             "feedback": ctx.feedback.text() if ctx.feedback else None}
 
@@ -58,7 +59,8 @@ def _infer(act: Actor, values: dict, preview) -> layouts.Layout:
         shown = act.expect("preview_files", f"Does {table} list image paths and labels?", path=f"{root}/{table}", n=20)
         summary = shown.result.summary
         found = layouts.table_layout(table, summary.get("columns", []), summary.get("head", []), task, names,
-                                     labels_by_values=values["feedback"] is not None)
+                                     labels_by_values=values["feedback"] is not None,
+                                     confounders=values.get("confounders", []))
         if found:
             return found
     raise AgentExit("exit_error", f"no known layout for {task} under {root}: folders {sorted(folders)}, files {files}")

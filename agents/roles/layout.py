@@ -4,6 +4,8 @@ Pure functions over the preview results, so the Data Engineer's offline policy
 decides from the same observations an LLM would read. Layout kinds:
 folder per class, a table of paths (+ labels or report text), image/mask folder
 pairs, and a JSON list of image/mask pairs (MSD / nnU-Net ``dataset.json``).
+A table may also hold a predefined train/test split and the datacard's confounder
+columns (presence, mask, counterfactual image); both go into the layout's params.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ MASK_DIRS = ("masks", "labelstr", "labels", "mask", "seg", "segmentations", "ann
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "diagnosis", "finding", "findings", "target", "category", "y")
 REPORT_COLUMN_NAMES = ("report", "report_text", "text", "findings", "impression", "caption")
 PATIENT_COLUMN_NAMES = ("patient_id", "patient", "subject", "subject_id", "case_id")
+SPLIT_COLUMN_NAMES = ("split", "set", "subset", "fold", "partition")
+# a predefined split's values; validation images count as training images (the templates hold out their own)
+SPLIT_VALUES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
+                "dev": "train", "test": "test", "testing": "test"}
 NORMAL_NAMES = ("no", "normal", "healthy", "negative", "none", "control", "no_finding", "no finding")
 
 
@@ -78,13 +84,33 @@ def _longest_text(columns: list[str], rows: list[list[str]], skip: set[str]) -> 
     return max(lengths, key=lengths.get) if lengths else None
 
 
+def split_column(columns: list[str], rows: list[list[str]]) -> str | None:
+    """A column named like a split whose shown values are all split names (train, val, test...)."""
+    column = _by_name(columns, SPLIT_COLUMN_NAMES)
+    if column is None:
+        return None
+    i = columns.index(column)
+    values = {r[i].strip().lower() for r in rows if i < len(r)}
+    return column if values and values <= set(SPLIT_VALUES) else None
+
+
+def confounder_columns(columns: list[str], confounders: list[dict]) -> dict | None:
+    """The first datacard confounder whose metadata columns the table has: its name and those columns."""
+    kinds = ("presence_column", "mask_column", "counterfactual_column")
+    for confounder in confounders:
+        found = {k: confounder[k] for k in kinds if confounder.get(k) in columns}
+        if found:
+            return {"name": confounder["name"], **found}
+    return None
+
+
 def table_layout(table: str, columns: list[str], rows: list[list[str]], task: str,
-                 label_names: list[str], labels_by_values: bool) -> Layout | None:
+                 label_names: list[str], labels_by_values: bool, confounders: list[dict] = ()) -> Layout | None:
     """A CSV of image paths with a label column (or report text).
 
     A first attempt takes the label column by its name; after feedback that the
     labels were wrong (``labels_by_values``) it takes the column whose values are
-    the datacard's label names.
+    the datacard's label names. ``confounders`` are the datacard's (as dicts).
     """
     path_column = _path_column(columns, rows)
     if path_column is None:
@@ -92,6 +118,14 @@ def table_layout(table: str, columns: list[str], rows: list[list[str]], task: st
     params = {"table": table, "path_column": path_column,
               "patient_column": _by_name(columns, PATIENT_COLUMN_NAMES)}
     notes = [f"{table}: image paths in column '{path_column}'"]
+    params["split_column"] = split_column(columns, rows)
+    if params["split_column"]:
+        notes.append(f"predefined split in column '{params['split_column']}' (kept, not re-split)")
+    params["confounder"] = confounder_columns(columns, list(confounders))
+    if params["confounder"]:
+        found = params["confounder"]
+        notes.append(f"confounder '{found['name']}' in columns "
+                     f"{', '.join(repr(v) for k, v in found.items() if k != 'name')}")
     if task == "report_generation":
         report = _by_name(columns, REPORT_COLUMN_NAMES) or _longest_text(columns, rows, {path_column})
         params["report_column"] = report

@@ -3,7 +3,10 @@
 The Data Engineer writes this script into the run's workspace with CONFIG set
 to the layout it inferred from the previews, and runs it there. Splits are
 about 80/20, stratified by class, and keep together every group of files that
-share content (sha256), near-duplicate images, or a patient id.
+share content (sha256), near-duplicate images, or a patient id; a table with
+its own split column keeps that split. A table's confounder columns (named in
+the datacard) become the records' confounder, confounder_mask, counterfactual
+and group fields.
 """
 
 import csv
@@ -19,6 +22,9 @@ CONFIG = {}  # replaced by the Data Engineer: root, task, layout, params, label_
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".nii.gz", ".dcm", ".npy")
 NEAR_DUPLICATE_LIMIT = 20000  # thumbnail comparison is quadratic; above this only sha256 groups
+SPLIT_VALUES = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
+                "dev": "train", "test": "test", "testing": "test"}  # validation images are training images here
+TRUE_VALUES = ("1", "true", "yes", "y", "t")
 
 
 def natural_key(path):
@@ -64,8 +70,26 @@ def table(root, params):
             record["report"] = str(row[params["report_column"]]).strip()
         if params.get("patient_column") and row.get(params["patient_column"]):
             record["patient_id"] = str(row[params["patient_column"]])
+        if params.get("split_column"):
+            value = str(row[params["split_column"]]).strip()
+            record["split"] = SPLIT_VALUES.get(value.lower(), value)
+        if params.get("confounder"):
+            record.update(confounder_fields(row, params["confounder"], file.parent))
         records.append(record)
     return records
+
+
+def confounder_fields(row, columns, folder):
+    """confounder (bool), confounder_mask and counterfactual (absolute paths), group, from the named columns."""
+    fields = {}
+    if columns.get("presence_column"):
+        present = str(row[columns["presence_column"]]).strip().lower() in TRUE_VALUES
+        fields["confounder"] = present
+        fields["group"] = columns["name"] if present else "no " + columns["name"]
+    for column, field in (("mask_column", "confounder_mask"), ("counterfactual_column", "counterfactual")):
+        if columns.get(column) and row.get(columns[column]):
+            fields[field] = str((folder / row[columns[column]]).resolve())
+    return fields
 
 
 def pairs_folders(root, params):
@@ -110,6 +134,17 @@ def group_ids(records, two_d):
     return group_by_keys(keys)
 
 
+def own_split(records):
+    """is_test per record from the dataset's split column, or None where the table has none."""
+    if not any("split" in r for r in records):
+        return None
+    splits = [r.pop("split", None) for r in records]
+    unknown = sorted({str(s) for s in splits} - {"train", "test"})
+    if unknown:
+        sys.exit(f"split column values {unknown} are not train/val/test: map them or drop split_column")
+    return [s == "test" for s in splits]
+
+
 def main():
     root, task = Path(CONFIG["root"]), CONFIG["task"]
     records = globals()[CONFIG["layout"]](root, CONFIG["params"])
@@ -119,7 +154,9 @@ def main():
     groups = group_ids(records, CONFIG["dimension"] == "2D")
     for record, group in zip(records, groups):
         record["duplicate_group"] = group
-    is_test = stratified_group_split(labels, groups)
+    is_test = own_split(records)
+    if is_test is None:
+        is_test = stratified_group_split(labels, groups)
     train = [r for r, t in zip(records, is_test) if not t]
     test = [r for r, t in zip(records, is_test) if t]
     if task == "anomaly_detection" and CONFIG.get("normal_class"):

@@ -11,7 +11,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer  # noqa: E402
 
-from medbuilder.cli import build, data, datacards, template  # noqa: E402
+from medbuilder.cli import bench, build, data, datacards, template  # noqa: E402
 
 app = typer.Typer(
     help="Build, evaluate and explain medical-imaging models from a plain-language request.",
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(datacards.app, name="datacards")
 app.add_typer(data.app, name="data")
 app.add_typer(template.app, name="template")
+app.add_typer(bench.app, name="bench")
 app.command("build")(build.build)
 app.command("resume")(build.resume)
 app.command("approve")(build.approve_gate)

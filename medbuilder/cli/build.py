@@ -72,12 +72,17 @@ def approve_gate(
     reason: str = typer.Option(None, "--reason", help="Why (recorded with the decision)."),
     feedback: str = typer.Option(None, "--feedback", help="With --action refine: what should change, in plain words."),
     who: str = typer.Option("clinician", "--who", help="Your name, recorded with the decision."),
+    max_reliance: float = typer.Option(None, "--max-reliance",
+                                       help="Review gate: the most reliance on the confounder accepted (0-1)."),
+    max_metric_drop: float = typer.Option(None, "--max-metric-drop",
+                                          help="Review gate: how far the test metric may fall below round 0."),
 ) -> None:
     """Answer the gate a paused run waits at, from another terminal (resumes it through Prefect)."""
     from medbuilder.flows.resume import GateInputError, NotWaiting, answer_gate
 
     folder = find_run(run)
-    values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who}
+    values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who,
+              "max_reliance": max_reliance, "max_metric_drop": max_metric_drop}
     try:
         gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})
     except (GateInputError, NotWaiting) as err:

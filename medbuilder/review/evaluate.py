@@ -1,8 +1,12 @@
-"""Evaluation of one training round: snapshot the round, metrics with intervals, figures.
+"""Evaluation of one training round: snapshot, metrics with intervals, figures, interpretability.
 
 Round k's files are copied to ``rounds/<k>/`` (metrics, predictions, config,
 checkpoint) so that refinement rounds can be compared and the approved round
-delivered; figures and a summary go to ``report/round-<k>/``.
+delivered; figures, the interpretability report (saliency, calibration,
+subgroups, shortcut measures: ``interpret.py``) and a summary go to
+``report/round-<k>/``. The summary carries the markdown sections the review gate
+shows: the shortcut measures, the objective's status and, after round 0, a
+before/after table of every round.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import json
 import shutil
 from pathlib import Path
 
+from prefect import get_run_logger
+
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.review import plots
+from medbuilder.review.compare import interpretability_sections
 
 SNAPSHOT = ["metrics.json", "predictions.json", "config.json", "train_log.jsonl", "template_fill.json",
             "checkpoints/model.pt"]
@@ -43,8 +50,42 @@ def _figures(metrics: dict, predictions: list[dict], folder: Path) -> list[str]:
     return [str(p.relative_to(folder.parent.parent)) for p in made]
 
 
+def objective_and_roi(run: RunFolder) -> tuple[dict | None, str | None]:
+    """The current objective (objective.json) and the region of interest of its confounder; without
+    an objective, the first region-of-interest confounder the datacard names (measured, not enforced)."""
+    objective = run.read_json("objective.json") if run.exists("objective.json") else None
+    confounders = run.read_json("datacard.json").get("confounders") or [] if run.exists("datacard.json") else []
+    if objective:
+        named = next((c for c in confounders if c["name"] == objective["confounder"]), {})
+        return objective, named.get("roi")
+    return None, next((c["roi"] for c in confounders if c.get("roi")), None)
+
+
+def interpretable(metrics: dict, snapshot: Path) -> bool:
+    """The interpretability report covers 2D classification models (the diagnosis template)."""
+    config = json.loads((snapshot / "config.json").read_text()) if (snapshot / "config.json").exists() else {}
+    return metrics.get("task") == "diagnosis" and int(config.get("spatial_dims", 2)) == 2
+
+
+def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path) -> dict:
+    """Run the interpretability report; a failure is reported in the summary, never hidden."""
+    from medbuilder.review.interpret import interpret_round
+
+    objective, roi = objective_and_roi(run)
+    try:
+        report = interpret_round(run.workspace, run.index_dir, folder, objective=objective, roi=roi,
+                                 snapshot=snapshot)
+    except Exception as err:  # the round's model and metrics stand; the gate shows why this part is missing
+        get_run_logger().warning("interpretability of round %s failed: %s", k, err)
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"measures": {name: m.get("value") for name, m in report["measures"].items()},
+            "objective": objective, "objective_status": report["objective_status"],
+            "ece": report["calibration"].get("ece"), "report": f"report/round-{k}/interpretability.md",
+            "seconds": report["seconds"]}
+
+
 def evaluate_round(run: RunFolder, k: int) -> dict:
-    """Snapshot round k and write report/round-k/summary.json with the metric and figures."""
+    """Snapshot round k and write report/round-k/summary.json with the metric, figures and measures."""
     snapshot = snapshot_round(run, k)
     metrics = json.loads((snapshot / "metrics.json").read_text())
     predictions_file = snapshot / "predictions.json"
@@ -54,6 +95,10 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
                "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
                "extras": {key: metrics[key] for key in ("accuracy", "sensitivity", "specificity", "balanced_accuracy")
                           if key in metrics},
+               "strategies": (metrics.get("strategies") or {}).get("active", []),
                "figures": _figures(metrics, predictions, folder)}
+    if interpretable(metrics, snapshot):
+        summary["interpretability"] = interpret(run, k, snapshot, folder)
+        summary["sections"] = interpretability_sections(run, summary)
     run.write(f"report/round-{k}/summary.json", summary)
     return summary

@@ -12,6 +12,7 @@ iu-xray-reports      real       reports.json + xml/*.xml (text only, no images)
 brain-mask-3d        real       images/*.nii.gz + masks/*.nii.gz (+ atlas/)
 synth-seg3d          generated  dataset.json + imagesTr/ + labelsTr/ (MSD style)
 synth-cxr-reports    generated  metadata.csv + images/*.png (CSV of paths, labels)
+synth-cxr-drain      generated  labels.csv (split column) + images/, masks/, twins/ *.png
 ===================  =========  ==================================================
 
 Example::
@@ -28,13 +29,14 @@ from pathlib import Path
 from typing import Callable
 
 from medbuilder.protocol.datacard import Task
-from medbuilder.protocol.datasets import brain_mask, br35h, iu_xray, synth_cxr, synth_seg3d
+from medbuilder.protocol.datasets import brain_mask, br35h, iu_xray, synth_cxr, synth_cxr_drain, synth_seg3d
 from medbuilder.protocol.datasets.base import Item, NoImagesError, Recipe, SourceMissingError
 from medbuilder.protocol.datasets.engine import MANIFEST, read_manifest, run
 from medbuilder.protocol.index import DataIndex
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    br35h.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE)}
+    br35h.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE,
+    synth_cxr_drain.RECIPE)}
 
 __all__ = ["RECIPES", "Recipe", "Item", "prepare", "reference_index", "get_recipe", "read_manifest",
            "MANIFEST", "SourceMissingError", "NoImagesError"]
@@ -67,7 +69,8 @@ def prepare(name: str, target: Path, limit: int | None = None, *, force: bool = 
 
 
 def reference_index(name: str, root: Path, task: Task | str) -> DataIndex:
-    """The hand-written reference split (seed 0, about 80/20, stratified by class,
-    duplicates kept on one side) of the prepared dataset in ``root``, for ``task``.
+    """The hand-written reference split (the dataset's own split where it defines one;
+    otherwise seed 0, about 80/20, stratified by class, duplicates kept on one side) of
+    the prepared dataset in ``root``, for ``task``.
     Paths in the index are absolute."""
     return get_recipe(name).index(Path(root), task)

@@ -1,0 +1,69 @@
+"""The shortcut case through the whole flow: a clinician's objective, measured at the review gate,
+refined on feedback, and reported in the delivered model's card.
+
+Data: the GENERATED synth-cxr-drain set (a drain-like line agrees with the label in 90% of
+training images, 50% of test images), a small subset; real Prefect server, real training.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flow_helpers import kill_tree, only_run, start, wait_for
+from test_flow import _approve, _env, _pending
+
+REQUEST = "detect pneumothorax; the model must not rely on chest drains"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def drain_small(data_env):
+    from medbuilder.protocol.datasets import prepare
+
+    prepare("synth-cxr-drain", data_env / "data" / "synth-cxr-drain", limit=30, echo=lambda *_: None)
+    return data_env
+
+
+def test_objective_measured_refined_and_reported(prefect_api, drain_small):
+    env = {**_env(drain_small, prefect_api), "MEDBUILDER_TRAIN_TIME_LIMIT_S": "30"}
+    log = drain_small / "build.log"
+    proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
+    try:
+        wait_for(lambda: any(drain_small.joinpath("runs").iterdir()), 120, "the run folder", log)
+        run_dir = only_run(drain_small / "runs")
+        wait_for(lambda: _pending(run_dir, "dataset-1"), 180, "the dataset gate", log)
+        assert json.loads((run_dir / "plan.json").read_text())["dataset"] == "synth-cxr-drain"
+        assert _approve(run_dir.name, env).returncode == 0
+
+        wait_for(lambda: _pending(run_dir, "review-0"), 600, "the first review gate", log)
+        first = (run_dir / "gates" / "review-0.md").read_text()
+        assert "Shortcut measures" in first and "chest drain" in first
+        objective = json.loads((run_dir / "objective.json").read_text())
+        assert (objective["confounder"], objective["measure"]) == ("chest drain", "counterfactual_flip_rate")
+        summary = json.loads((run_dir / "report" / "round-0" / "summary.json").read_text())
+        flip = summary["interpretability"]["measures"]["counterfactual_flip_rate"]
+        assert flip is None or (0.0 <= flip <= 1.0 and f"| flip rate | {flip:.3f} |" in first)
+        assert (run_dir / "report" / "round-0" / "interpretability.md").exists()
+
+        answered = _approve(run_dir.name, env, "--action", "refine", "--feedback",
+                            "it still looks at the drain tube; train longer", "--max-reliance", "0.2", "--who", "dr-c")
+        assert answered.returncode == 0, answered.stderr
+        wait_for(lambda: _pending(run_dir, "review-1"), 600, "the second review gate", log)
+        second = (run_dir / "gates" / "review-1.md").read_text()
+        assert "Before and after" in second and "counterfactual_aug" in second
+        refinement = json.loads((run_dir / "refinements" / "round-1.json").read_text())
+        assert refinement["config"]["counterfactual_aug"] > 0 and refinement["config"]["group_balanced"] is True
+        assert refinement["objective"]["max_reliance"] == 0.2
+        assert json.loads((run_dir / "rounds" / "1" / "config.json").read_text())["counterfactual_aug"] > 0
+
+        assert _approve(run_dir.name, env, "--who", "dr-c").returncode == 0
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    card = (run_dir / "model_card.md").read_text()
+    assert "Interpretability and shortcut measures" in card and "Measured on round 1" in card
+    assert "flip rate" in card and "| 0 | none |" in card
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "delivered"
