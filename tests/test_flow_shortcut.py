@@ -66,4 +66,24 @@ def test_objective_measured_refined_and_reported(prefect_api, drain_small):
     card = (run_dir / "model_card.md").read_text()
     assert "Interpretability and shortcut measures" in card and "Measured on round 1" in card
     assert "flip rate" in card and "| 0 | none |" in card
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "delivered"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "delivered"
+    assert {"interpretability-round-0", "interpretability-round-0-measures",
+            "interpretability-round-1"} <= _artifact_keys(prefect_api, record["flow_run_id"])
+
+
+def _artifact_keys(api: str, flow_run_id: str) -> set[str]:
+    """Keys of the Prefect artifacts the run published (the interpretability reports)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, FlowRunFilterId, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        # the sync client sends every field, so each needs a value
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(), task_run_filter=TaskRunFilter(),
+                                      flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+                                      sort=ArtifactSort.CREATED_DESC, limit=100, offset=0)
+    return {a.key for a in found if a.key}
