@@ -11,7 +11,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer  # noqa: E402
 
-from medbuilder.cli import bench, build, data, datacards, template  # noqa: E402
+from medbuilder.cli import bench, build, data, datacards, stack, template  # noqa: E402
 
 app = typer.Typer(
     help="Build, evaluate and explain medical-imaging models from a plain-language request.",
@@ -29,6 +29,10 @@ app.command("approve")(build.approve_gate)
 app.command("stage")(build.stage)
 app.command("predict")(build.predict)
 app.command("runs")(build.runs)
+app.command("up")(stack.up)
+app.command("down")(stack.down)
+app.command("status")(stack.status)
+app.command("watch")(stack.watch)
 
 
 def main() -> None:

@@ -1,0 +1,74 @@
+"""The deployments, served by one process: ``python -m medbuilder.flows.deployments``.
+
+- ``build_model/build``: what the dashboard starts with
+  ``run_deployment("build_model/build", parameters={...}, timeout=0)``; gates pause for the dashboard
+  or the Prefect UI (approve = "prefect").
+- ``reevaluate_delivered/nightly``: re-checks every delivered model at 02:00 UTC (``flows/reevaluate.py``).
+- ``build_model/on-datacard``: started by an automation (a DeploymentEventTrigger) on the event
+  ``medbuilder.datacard.changed`` that `medbuilder watch` emits for a new or changed datacard; the
+  dataset and request come from the event.
+
+`medbuilder up` starts this process against its Prefect server (PREFECT_API_URL).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+BUILD = "build_model/build"
+NIGHTLY = "reevaluate_delivered/nightly"
+ON_DATACARD = "build_model/on-datacard"
+DEPLOYMENT_NAMES = (BUILD, NIGHTLY, ON_DATACARD)
+NIGHTLY_CRON = "0 2 * * *"
+TRIGGER_NAME = "medbuilder: datacard changed -> build_model/on-datacard"
+
+
+def deployments() -> list:
+    from prefect.deployments.runner import EntrypointType
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from medbuilder.flows.build import build_model
+    from medbuilder.flows.reevaluate import reevaluate_delivered
+    from medbuilder.stack.watch import DATACARD_EVENT, RESOURCE_PREFIX
+
+    module = EntrypointType.MODULE_PATH  # runs load medbuilder.flows.*, whatever the working directory
+    build = build_model.to_deployment(
+        "build", entrypoint_type=module, tags=["medbuilder"],
+        parameters={"request": "", "dataset": None, "core": None, "approve": "prefect"},
+        description="Build a model from a clinician's request: Task Manager -> dataset gate -> Data Engineer -> "
+                    "Module Architect -> Model Trainer -> evaluation -> review gate -> delivery. Gates pause "
+                    "(approve = prefect) until answered in the dashboard, the Prefect UI or `medbuilder approve`.")
+    nightly = reevaluate_delivered.to_deployment(
+        "nightly", entrypoint_type=module, tags=["medbuilder"],
+        schedules=[Cron(NIGHTLY_CRON, timezone="UTC")],
+        description="Every night at 02:00 UTC: predict each delivered run's test split again with its bundle, "
+                    "write reevaluations/<date>.json in the run folder, flag a metric drop of more than 0.05.")
+    trigger = DeploymentEventTrigger(
+        name=TRIGGER_NAME,
+        description="A new or changed datacard (emitted by `medbuilder watch`) starts a build of that dataset.",
+        expect={DATACARD_EVENT},
+        match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
+        posture="Reactive", threshold=1,
+        parameters={"request": "{{ event.payload.request }}", "dataset": "{{ event.payload.dataset }}",
+                    "approve": "prefect"})
+    on_datacard = build_model.to_deployment(
+        "on-datacard", entrypoint_type=module, tags=["medbuilder", "datacard-trigger"], triggers=[trigger],
+        parameters={"approve": "prefect"},
+        description=f"Started by the automation '{TRIGGER_NAME}' on the event {DATACARD_EVENT} "
+                    f"(resource {RESOURCE_PREFIX}<name>): builds a model on that datacard with the request the "
+                    "event carries; its gates wait for a clinician.")
+    return [build, nightly, on_datacard]
+
+
+def serve_all(limit: int | None = None) -> None:
+    """Register the deployments and run their flow runs until interrupted."""
+    from prefect import serve
+
+    serve(*deployments(), limit=limit)
+
+
+if __name__ == "__main__":
+    serve_all()

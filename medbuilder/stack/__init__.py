@@ -1,0 +1,1 @@
+"""Running medbuilder as a service: `medbuilder up` / `down` / `status` / `watch`."""

@@ -1,0 +1,411 @@
+"""`medbuilder up | down | status`: the Prefect server, the deployments, the dashboard and the watcher.
+
+Each part runs as its own process (its own session and process group) with its log in the state folder
+(default ``.medbuilder/stack``, which holds a ``.gitignore`` of ``*`` so nothing there reaches git):
+
+- ``prefect``: ``prefect server start --host 127.0.0.1 --port N``, SQLite under ``<state>/prefect``;
+- ``serve``: ``python -m medbuilder.flows.deployments`` (the deployments and the runner of their runs);
+- ``dashboard``: ``streamlit run dashboards/app.py`` (skipped, saying so, while that file is missing);
+- ``watch``: ``python -m medbuilder.stack.watch`` (emits an event for a new or changed datacard).
+
+``stack.json`` records what runs: pids, process groups, ports, URLs and log files. ``down`` stops the parts
+in reverse order (SIGTERM to the process group and to every process below it, SIGKILL after a grace),
+including the flow runs the runner started in sessions of their own, and checks that none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from medbuilder import REPO_ROOT
+
+DEFAULT_STATE = Path(".medbuilder") / "stack"
+PARTS = ("prefect", "serve", "dashboard", "watch")
+STACK_FILE = "stack.json"
+DASHBOARD_APP = REPO_ROOT / "dashboards" / "app.py"
+BIN = Path(sys.executable).parent
+
+
+class StackError(RuntimeError):
+    """Something the person can fix: the message says what and how."""
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ..., starttime at 19)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int, start: str | None = None) -> bool:
+    """The process exists, is not a zombie, and (when `start` is given) is the one started then."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] not in ("Z", "X") and (start is None or fields[19] == start)
+
+
+def start_time(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
+def _all_procs() -> dict[int, list[str]]:
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields and fields[0] not in ("Z", "X"):
+                procs[int(entry.name)] = fields
+    return procs
+
+
+def members(pid: int, leader: bool = True) -> set[int]:
+    """Processes of the part started as `pid`: its process group, its session and every descendant of
+    those (the runner starts flow runs in sessions of their own). `leader`: `pid` itself is still ours
+    (False when it died and the number may have been reused)."""
+    procs = _all_procs()
+    found = {p for p, f in procs.items() if int(f[2]) == pid or int(f[3]) == pid}
+    if leader and pid in procs:
+        found.add(pid)
+    children: dict[int, list[int]] = {}
+    for p, f in procs.items():
+        children.setdefault(int(f[1]), []).append(p)
+    stack = list(found)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _signal(pids: set[int], sig: int, group: int | None = None) -> None:
+    if group is not None:
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_part(part: dict, grace_s: float = 15.0) -> list[int]:
+    """SIGTERM the part's process group and every process below it; SIGKILL what is left after `grace_s`.
+    Returns the pids still alive at the end (empty when all stopped)."""
+    pid = part["pid"]
+    leader = alive(pid, part.get("start"))
+    targets = members(pid, leader)
+    _signal(targets, signal.SIGTERM, group=pid if leader else None)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(alive(p) for p in targets):
+        time.sleep(0.2)
+    left = {p for p in targets if alive(p)}
+    if left:
+        _signal(left, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(p) for p in left):
+            time.sleep(0.1)
+    return sorted(p for p in targets if alive(p))
+
+
+def launch(name: str, cmd: list[str], env: dict, state: Path) -> tuple[subprocess.Popen, dict]:
+    log = state / f"{name}.log"
+    handle = open(log, "ab")
+    handle.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+    handle.flush()
+    proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=os.getcwd())
+    handle.close()
+    return proc, {"pid": proc.pid, "pgid": proc.pid, "start": start_time(proc.pid), "cmd": cmd, "log": str(log)}
+
+
+# --- checks ----------------------------------------------------------------------------------------------
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+def api_post(api_url: str, path: str, body: dict, timeout: float = 5.0):
+    request = urllib.request.Request(f"{api_url}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _tail(log: str, n: int = 2500) -> str:
+    try:
+        return Path(log).read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def wait_until(proc: subprocess.Popen, info: dict, ready: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode} before it was ready; its log "
+                             f"({info['log']}) ends:\n{_tail(info['log'])}")
+        time.sleep(0.5)
+    raise StackError(f"{what} was not ready after {timeout_s:.0f} s; its log ({info['log']}) ends:\n{_tail(info['log'])}")
+
+
+def deployments_ready(api_url: str) -> bool:
+    """All three deployments and the trigger's automation exist on the server."""
+    from medbuilder.flows.deployments import DEPLOYMENT_NAMES, TRIGGER_NAME
+
+    try:
+        found = api_post(api_url, "/deployments/filter", {"limit": 200})
+        flows = {f["id"]: f["name"] for f in api_post(api_url, "/flows/filter", {"limit": 200})}
+        names = {f"{flows.get(d['flow_id'])}/{d['name']}" for d in found}
+        automations = {a["name"] for a in api_post(api_url, "/automations/filter", {"limit": 200})}
+    except (OSError, ValueError):
+        return False
+    return set(DEPLOYMENT_NAMES) <= names and TRIGGER_NAME in automations
+
+
+# --- state -----------------------------------------------------------------------------------------------
+
+def state_dir(state: Path | str | None = None) -> Path:
+    folder = Path(state or os.environ.get("MEDBUILDER_STACK_DIR") or DEFAULT_STATE).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# medbuilder up: processes, logs and the Prefect database; nothing here goes to git\n*\n")
+    return folder
+
+
+def read_stack(state: Path) -> dict | None:
+    file = state / STACK_FILE
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def write_stack(state: Path, stack: dict) -> None:
+    tmp = state / f"{STACK_FILE}.tmp"
+    tmp.write_text(json.dumps(stack, indent=1) + "\n")
+    tmp.replace(state / STACK_FILE)
+
+
+def part_alive(part: dict) -> bool:
+    return alive(part["pid"], part.get("start"))
+
+
+# --- up --------------------------------------------------------------------------------------------------
+
+def _base_env(api_url: str | None) -> dict:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def _start_prefect(state: Path, port: int, stack: dict, echo) -> None:
+    home = state / "prefect"
+    home.mkdir(exist_ok=True)
+    env = {**_base_env(None), "PREFECT_HOME": str(home),
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = str(BIN / "prefect") if (BIN / "prefect").exists() else "prefect"
+    proc, info = launch("prefect", [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, state)
+    api_url = f"http://127.0.0.1:{port}/api"
+    info.update(port=port, url=f"http://127.0.0.1:{port}", api_url=api_url, database=str(home / "prefect.db"))
+    stack["parts"]["prefect"] = info
+    write_stack(state, stack)
+    echo(f"prefect: starting (pid {proc.pid}, log {info['log']})")
+    wait_until(proc, info, lambda: http_ok(f"{api_url}/health"), 180, "the Prefect server")
+    stack["api_url"] = api_url
+
+
+def _start_serve(state: Path, api_url: str, stack: dict, echo) -> None:
+    proc, info = launch("serve", [sys.executable, "-m", "medbuilder.flows.deployments"], _base_env(api_url), state)
+    info["api_url"] = api_url
+    stack["parts"]["serve"] = info
+    write_stack(state, stack)
+    echo(f"serve: starting the deployments (pid {proc.pid}, log {info['log']})")
+    wait_until(proc, info, lambda: deployments_ready(api_url), 180, "the deployments serve process")
+
+
+def _start_dashboard(state: Path, api_url: str, port: int, stack: dict, echo) -> bool:
+    if not DASHBOARD_APP.exists():
+        echo(f"dashboard: skipped, {DASHBOARD_APP} does not exist yet")
+        return False
+    cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    proc, info = launch("dashboard", cmd, _base_env(api_url), state)
+    info.update(port=port, url=f"http://127.0.0.1:{port}", api_url=api_url)
+    stack["parts"]["dashboard"] = info
+    write_stack(state, stack)
+    echo(f"dashboard: starting (pid {proc.pid}, log {info['log']})")
+    wait_until(proc, info, lambda: http_ok(f"http://127.0.0.1:{port}/_stcore/health"), 120, "the dashboard")
+    return True
+
+
+def _start_watch(state: Path, api_url: str, stack: dict, echo, datacards: Path | None, data: Path | None,
+                 interval: float) -> None:
+    from medbuilder.settings import get_settings
+
+    datacards = Path(datacards or get_settings().datacards_dir).resolve()
+    cmd = [sys.executable, "-m", "medbuilder.stack.watch", "--datacards", str(datacards), "--interval", str(interval)]
+    if data:
+        cmd += ["--data", str(Path(data).resolve())]
+    proc, info = launch("watch", cmd, _base_env(api_url), state)
+    info.update(api_url=api_url, datacards=str(datacards), data=data and str(Path(data).resolve()))
+    stack["parts"]["watch"] = info
+    write_stack(state, stack)
+    echo(f"watch: starting (pid {proc.pid}, log {info['log']})")
+    wait_until(proc, info, lambda: "watching " in _tail(info["log"], 4000), 120, "the datacard watcher")
+
+
+def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port: int = 8501, dashboard: bool = True,
+       serve: bool = True, watch: bool = True, only: str | None = None, api_url: str | None = None,
+       datacards: Path | None = None, data: Path | None = None, interval: float = 2.0,
+       echo: Callable[[str], None] = print) -> dict:
+    """Start the parts asked for; returns the stack record (also in <state>/stack.json)."""
+    folder = state_dir(state)
+    if only is not None and only not in PARTS:
+        raise StackError(f"--only {only!r}: choose one of {', '.join(PARTS)}")
+    wanted = [only] if only else [p for p, on in zip(PARTS, (True, serve, dashboard, watch)) if on]
+    stack = read_stack(folder) or {}
+    parts = {name: part for name, part in (stack.get("parts") or {}).items() if part_alive(part)}
+    running = [name for name in wanted if name in parts]
+    if running:
+        raise StackError(f"already up: {', '.join(running)} (state {folder}); `medbuilder status` shows it, "
+                         f"`medbuilder down{' --state ' + str(folder) if state else ''}` stops it")
+    stack = {"state_dir": str(folder), "parts": parts, "api_url": stack.get("api_url") if "prefect" in parts else None,
+             "started": stack.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if "prefect" in wanted and not port_free(prefect_port):
+        raise StackError(f"port {prefect_port} (Prefect server) is in use: choose another with --prefect-port N")
+    if "dashboard" in wanted and DASHBOARD_APP.exists() and not port_free(dashboard_port):
+        raise StackError(f"port {dashboard_port} (dashboard) is in use: choose another with --dashboard-port N")
+    needs_api = [p for p in wanted if p != "prefect"]
+    if needs_api and "prefect" not in wanted:
+        api_url = (api_url or stack["api_url"] or os.environ.get("PREFECT_API_URL") or "").rstrip("/") or None
+        if not api_url:
+            raise StackError(f"{', '.join(needs_api)} need(s) a Prefect server: start one with `medbuilder up` "
+                             "(or `--only prefect`), or set PREFECT_API_URL to your own server's API")
+        if not http_ok(f"{api_url}/health", timeout=5):
+            raise StackError(f"the Prefect API {api_url} does not answer {api_url}/health: start the server first")
+        stack["api_url"] = api_url
+    try:
+        if "prefect" in wanted:
+            _start_prefect(folder, prefect_port, stack, echo)
+        if "serve" in wanted:
+            _start_serve(folder, stack["api_url"], stack, echo)
+        if "dashboard" in wanted:
+            _start_dashboard(folder, stack["api_url"], dashboard_port, stack, echo)
+        if "watch" in wanted:
+            _start_watch(folder, stack["api_url"], stack, echo, datacards, data, interval)
+    except BaseException:
+        for name in reversed(PARTS):
+            if name in wanted and name in stack["parts"]:
+                stop_part(stack["parts"].pop(name), grace_s=5)
+        write_stack(folder, stack) if stack["parts"] else (folder / STACK_FILE).unlink(missing_ok=True)
+        raise
+    stack["urls"] = urls(stack)
+    write_stack(folder, stack)
+    for line in describe(stack):
+        echo(line)
+    return stack
+
+
+def urls(stack: dict) -> dict:
+    out = {}
+    parts = stack.get("parts", {})
+    if "prefect" in parts:
+        out["prefect_ui"] = parts["prefect"]["url"]
+    if stack.get("api_url"):
+        out["prefect_api"] = stack["api_url"]
+    if "dashboard" in parts:
+        out["dashboard"] = parts["dashboard"]["url"]
+    return out
+
+
+def describe(stack: dict) -> list[str]:
+    lines = []
+    names = {"prefect_ui": "Prefect UI", "prefect_api": "Prefect API", "dashboard": "dashboard"}
+    for key, url in urls(stack).items():
+        lines.append(f"{names[key]:12} {url}")
+    lines.append(f"{'state':12} {stack['state_dir']} (logs: <part>.log; `medbuilder down` stops it)")
+    return lines
+
+
+# --- down and status -------------------------------------------------------------------------------------
+
+def down(state: Path | str | None = None, grace_s: float = 15.0, echo: Callable[[str], None] = print) -> list[int]:
+    """Stop every part (reverse order: the runner pauses its schedules while the server still answers);
+    returns pids still alive afterwards (empty when all is stopped)."""
+    folder = state_dir(state)
+    stack = read_stack(folder)
+    if not stack:
+        echo(f"nothing is up (no {folder / STACK_FILE})")
+        return []
+    left: list[int] = []
+    for name in reversed(PARTS):
+        part = stack["parts"].get(name)
+        if not part:
+            continue
+        was = part_alive(part)
+        still = stop_part(part, grace_s)
+        left += still
+        echo(f"{name}: {'stopped' if was else 'was not running'} (pid {part['pid']})"
+             + (f"; still alive: {still}" if still else ""))
+    if left:
+        raise StackError(f"processes of the stack survived SIGKILL: {left}")
+    (folder / STACK_FILE).unlink(missing_ok=True)
+    return left
+
+
+def status(state: Path | str | None = None) -> dict:
+    """{part: {"up": bool, "pid", "url"...}} of the recorded stack ({} when nothing was started)."""
+    folder = state_dir(state)
+    stack = read_stack(folder)
+    if not stack:
+        return {}
+    out = {}
+    for name, part in stack["parts"].items():
+        row = {"up": part_alive(part), "pid": part["pid"], "log": part["log"]}
+        if name == "prefect":
+            row.update(url=part["url"], healthy=http_ok(f"{part['api_url']}/health"))
+        if name == "dashboard":
+            row.update(url=part["url"], healthy=http_ok(f"{part['url']}/_stcore/health"))
+        if name == "serve":
+            row["healthy"] = row["up"] and deployments_ready(part["api_url"])
+        out[name] = row
+    return out
