@@ -36,10 +36,19 @@ def objective_line(status: dict | None, objective: dict | None) -> str:
             f"The test metric may fall at most {objective.get('max_metric_drop', 0.02):.2f} below round 0.")
 
 
+def segmentation_section(info: dict) -> str:
+    rows = [f"| {c['file']} | {'-' if c['saliency outside the structure'] is None else c['saliency outside the structure']} |"
+            for c in info["cases"]]
+    return "\n".join(["### Occlusion saliency (test images)", "", "| image | saliency outside the structure |",
+                      "| --- | --- |", *rows, "", f"Maps: `{info['report']}`."])
+
+
 def measures_section(summary: dict) -> str:
     info = summary.get("interpretability") or {}
     if "error" in info:
         return f"### Interpretability\n\nThe interpretability report failed: {info['error']}"
+    if info.get("kind") == "segmentation":
+        return segmentation_section(info)
     rows = [f"| {SHORT[name]} | {_fmt(info['measures'].get(name))} |" for name in MEASURES]
     return "\n".join(["### Shortcut measures (test split; docs/shortcut_measures.md)", "",
                       "| measure | value |", "| --- | --- |", *rows, "",
@@ -63,7 +72,7 @@ def rounds_table(summaries: list[dict]) -> str:
 
 def interpretability_sections(run: RunFolder, summary: dict) -> list[str]:
     sections = [measures_section(summary)]
-    if summary["round"] > 0:
+    if summary["round"] > 0 and "measures" in summary["interpretability"]:
         sections.append("### Before and after\n\n" + rounds_table([*earlier_summaries(run, summary["round"]), summary]))
     return sections
 
@@ -84,6 +93,8 @@ def card_sections(run: RunFolder, k: int) -> dict[str, str]:
     summaries = earlier_summaries(run, k + 1)
     if not summaries or "interpretability" not in summaries[-1]:
         return {}
+    if "measures" not in summaries[-1]["interpretability"]:
+        return {"Interpretability": measures_section(summaries[-1])}
     body = [f"Measured on round {k}, the delivered model.", "", measures_section(summaries[-1])]
     if len(summaries) > 1:
         body += ["", "### Every round (round 0: no refinement)", "", rounds_table(summaries)]

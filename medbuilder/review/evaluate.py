@@ -61,24 +61,31 @@ def objective_and_roi(run: RunFolder) -> tuple[dict | None, str | None]:
     return None, next((c["roi"] for c in confounders if c.get("roi")), None)
 
 
-def interpretable(metrics: dict, snapshot: Path) -> bool:
-    """The interpretability report covers 2D classification models (the diagnosis template)."""
+def interpretation_kind(metrics: dict, snapshot: Path) -> str | None:
+    """classification (2D diagnosis: saliency and shortcut measures), segmentation (occlusion), or None."""
     config = json.loads((snapshot / "config.json").read_text()) if (snapshot / "config.json").exists() else {}
-    return metrics.get("task") == "diagnosis" and int(config.get("spatial_dims", 2)) == 2
+    if metrics.get("task") == "diagnosis" and int(config.get("spatial_dims", 2)) == 2:
+        return "classification"
+    return "segmentation" if metrics.get("task") == "segmentation" else None
 
 
-def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path) -> dict:
+def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -> dict:
     """Run the interpretability report; a failure is reported in the summary, never hidden."""
     from medbuilder.review.interpret import interpret_round
+    from medbuilder.review.segmentation_saliency import interpret_segmentation
 
     objective, roi = objective_and_roi(run)
     try:
+        if kind == "segmentation":
+            report = interpret_segmentation(run.workspace, run.index_dir, folder, snapshot=snapshot)
+            return {"kind": kind, "cases": report["cases"], "report": f"report/round-{k}/interpretability.md",
+                    "seconds": report["seconds"]}
         report = interpret_round(run.workspace, run.index_dir, folder, objective=objective, roi=roi,
                                  snapshot=snapshot)
     except Exception as err:  # the round's model and metrics stand; the gate shows why this part is missing
         get_run_logger().warning("interpretability of round %s failed: %s", k, err)
-        return {"error": f"{type(err).__name__}: {err}"}
-    return {"measures": {name: m.get("value") for name, m in report["measures"].items()},
+        return {"kind": kind, "error": f"{type(err).__name__}: {err}"}
+    return {"kind": kind, "measures": {name: m.get("value") for name, m in report["measures"].items()},
             "objective": objective, "objective_status": report["objective_status"],
             "ece": report["calibration"].get("ece"), "report": f"report/round-{k}/interpretability.md",
             "seconds": report["seconds"]}
@@ -97,8 +104,9 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
                           if key in metrics},
                "strategies": (metrics.get("strategies") or {}).get("active", []),
                "figures": _figures(metrics, predictions, folder)}
-    if interpretable(metrics, snapshot):
-        summary["interpretability"] = interpret(run, k, snapshot, folder)
+    kind = interpretation_kind(metrics, snapshot)
+    if kind:
+        summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
         summary["sections"] = interpretability_sections(run, summary)
     run.write(f"report/round-{k}/summary.json", summary)
     return summary
