@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}
-DEBIAN_PACKAGES=(mricron-data)   # mricron-data: Colin27 T1 (one real brain) for brain-mask-3d
+DEBIAN_PACKAGES=(mricron-data chromium)   # mricron-data: Colin27 T1 for brain-mask-3d; chromium: browser tests
 
 log() { printf '[dev.sh] %s\n' "$*" >&2; }
 
@@ -24,7 +24,7 @@ debian_packages() {
     log "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    log "WARNING: cannot install ${missing[*]} (needs apt-get as root); the brain-mask-3d dataset will be unavailable"
+    log "WARNING: cannot install ${missing[*]} (needs apt-get as root): without mricron-data the brain-mask-3d dataset, without chromium the browser tests fail"
   fi
 }
 
