@@ -51,7 +51,9 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
     trajectory = Trajectory(role=name, attempt=attempt, core=core.name,
                             feedback_in=ctx.feedback.text() if ctx.feedback else None,
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
-    workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)]),
+    workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)],
+                                         output_chars=settings.tool_output_chars,
+                                         script_timeout_s=settings.script_timeout_s),
                         live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts)
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
