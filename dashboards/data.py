@@ -328,10 +328,12 @@ def paused_flow_runs() -> tuple[list[dict], str | None]:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
         from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
 
         state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-        with get_client(sync_client=True) as client:
-            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=state), limit=100)
+        with get_client(sync_client=True) as client:  # the sync client sends sort and offset: give both
+            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=state), limit=100, offset=0,
+                                          sort=FlowRunSort.EXPECTED_START_TIME_DESC)
     except Exception as err:  # the API may be down; the run folders still say which runs wait
         return [], f"{type(err).__name__}: {err}"
     return [{"flow_run_id": str(r.id), "name": r.name, "state": r.state.name if r.state else None,

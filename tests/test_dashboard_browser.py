@@ -196,7 +196,8 @@ def test_dashboard_build_end_to_end(stack, tmp_path):
             # review gate: metrics, figures, then approve
             _wait_text(page, "review-0", 400, stack["logs"])
             text = _main_text(page)
-            assert "Review of round 0" in text and "auroc =" in text.lower()
+            assert "Review of round 0" in text and "auroc =" in text.lower() and "Shortcut measures" in text
+            assert "Prefect API not reachable" not in text  # paused runs were read from the API
             page.locator('[data-testid="stImage"] img').first.wait_for()  # ROC / confusion / reliability
             _settle(page)
             shot("3-approvals-review-gate")

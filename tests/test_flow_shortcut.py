@@ -22,12 +22,12 @@ pytestmark = pytest.mark.slow
 def drain_small(data_env):
     from medbuilder.protocol.datasets import prepare
 
-    prepare("synth-cxr-drain", data_env / "data" / "synth-cxr-drain", limit=30, echo=lambda *_: None)
+    prepare("synth-cxr-drain", data_env / "data" / "synth-cxr-drain", limit=20, echo=lambda *_: None)
     return data_env
 
 
 def test_objective_measured_refined_and_reported(prefect_api, drain_small):
-    env = {**_env(drain_small, prefect_api), "MEDBUILDER_TRAIN_TIME_LIMIT_S": "30"}
+    env = {**_env(drain_small, prefect_api), "MEDBUILDER_TRAIN_TIME_LIMIT_S": "20"}
     log = drain_small / "build.log"
     proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
     try:

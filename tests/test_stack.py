@@ -91,21 +91,22 @@ def test_up_deployments_trigger_and_down(tmp_path):
 
     for name in ("datacards", "runs", "data"):
         (tmp_path / name).mkdir()
-    state, port = tmp_path / "state", free_port()
+    state, port, dashboard_port = tmp_path / "state", free_port(), free_port()
     env = {**os.environ, "MEDBUILDER_DATACARDS_DIR": str(tmp_path / "datacards"),
            "MEDBUILDER_RUNS_DIR": str(tmp_path / "runs"), "MEDBUILDER_DATA_DIR": str(tmp_path / "data"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     started = time.monotonic()
-    result = _cli(["up", "--state", str(state), "--prefect-port", str(port), "--dashboard-port", str(free_port()),
-                   "--no-dashboard", "--interval", "1"], env)
+    result = _cli(["up", "--state", str(state), "--prefect-port", str(port), "--dashboard-port", str(dashboard_port),
+                   "--interval", "1"], env)
     stack = read_stack(state)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         api = f"http://127.0.0.1:{port}/api"
         assert f"Prefect UI   http://127.0.0.1:{port}" in result.stdout and api in result.stdout
-        assert set(stack["parts"]) == {"prefect", "serve", "watch"} and stack["api_url"] == api
-        assert http_ok(f"{api}/health")
+        assert set(stack["parts"]) == {"prefect", "serve", "dashboard", "watch"} and stack["api_url"] == api
+        assert http_ok(f"{api}/health") and f"http://127.0.0.1:{dashboard_port}" in result.stdout
+        assert http_ok(f"http://127.0.0.1:{dashboard_port}/_stcore/health")
         assert (state / "prefect" / "prefect.db").is_file() and (state / ".gitignore").read_text().endswith("*\n")
         print(f"up in {time.monotonic() - started:.1f} s")
 
@@ -166,6 +167,7 @@ def test_up_deployments_trigger_and_down(tmp_path):
     in_groups = [pid for pid, fields in _all_procs().items() if int(fields[2]) in groups or int(fields[3]) in groups]
     assert not left and not in_groups, (left, in_groups)
     assert not http_ok(f"http://127.0.0.1:{port}/api/health")
+    assert not http_ok(f"http://127.0.0.1:{dashboard_port}/_stcore/health")
     assert _cli(["status", "--state", str(state)], env).returncode == 1
     print(f"whole test {time.monotonic() - started:.1f} s")
 
