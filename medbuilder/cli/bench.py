@@ -1,4 +1,5 @@
-"""`medbuilder bench shortcut`: measured figures, printed and written to a folder."""
+"""`medbuilder bench` (the build cases against reference pipelines) and `medbuilder bench shortcut`:
+measured figures, printed and written to a folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,42 @@ import typer
 from medbuilder.cli.common import fail
 from medbuilder.settings import get_settings
 
-app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
+app = typer.Typer(help="Benchmarks that print measured figures. Without a subcommand: every build case through "
+                       "the build_model flow, compared with a hand-written reference pipeline.",
+                  invoke_without_command=True, no_args_is_help=False)
+
+
+@app.callback()
+def bench(
+    ctx: typer.Context,
+    core: str = typer.Option("offline", "--core", help="Agent core: offline or llm."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Runs per case."),
+    cases: list[str] = typer.Option(None, "--cases", "--case",
+                                    help="Only these cases (repeat the option or separate by commas); default all."),
+    out: Path = typer.Option(Path("bench/all"), "--out", help="Folder for bench.json, bench.md and the figures."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: small subsets and a short training time limit."),
+) -> None:
+    """Run each case (task, dataset, request) through build_model with automatic approvals, then its reference
+    pipeline (benchmarks/references/<task>.py); print completion, actions and debug iterations per role, the
+    metric against the reference's, end-to-end / reference time and generated / reference images per second."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from medbuilder.bench.cases import CASES, select
+    from medbuilder.bench.report import render, write
+    from medbuilder.bench.run import run_bench
+
+    if core not in ("offline", "llm"):
+        fail(f"--core must be offline or llm, not {core!r}")
+    try:
+        chosen = select(cases)
+    except ValueError as err:
+        fail(str(err))
+    typer.echo(f"cases: {', '.join(c.name for c in chosen)} (available: {', '.join(CASES)})"
+               + ("; QUICK smoke run" if quick else ""))
+    results = run_bench(chosen, core=core, repeats=repeats, quick=quick, echo=typer.echo)
+    files = write(results, out)
+    typer.echo(render(results))
+    typer.echo(f"{results['seconds']:.0f} s; results in {files['json']} and {files['markdown']}")
 
 
 @app.command()

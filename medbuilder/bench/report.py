@@ -1,0 +1,143 @@
+"""`medbuilder bench` results: the printed table (like M3Builder's Tables 5-7), bench.json, bench.md, figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from statistics import mean
+
+ROLES = ("task_manager", "data_engineer", "module_architect", "model_trainer")
+SHORT = {"task_manager": "TM", "data_engineer": "DE", "module_architect": "MA", "model_trainer": "MT"}
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return float(mean(vals)) if vals else None
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def summarise(results: dict) -> list[dict]:
+    """One row per case, over its repeats: completion and success counts, means of the figures."""
+    rows = []
+    for name in results["cases"]:
+        runs = [r for r in results["runs"] if r["case"] == name]
+        if not runs:
+            continue
+        roles = {}
+        for role in ROLES:
+            per = [r.get("roles", {}).get(role) for r in runs]
+            roles[role] = {"actions": _mean(p["actions"] for p in per if p),
+                           "iterations": _mean(p["iterations"] for p in per if p),
+                           "tokens": _mean(p["tokens"] for p in per if p),
+                           "seconds": _mean(p["seconds"] for p in per if p)}
+        refs = [r.get("reference") or {} for r in runs]
+        rows.append({
+            "case": name, "task": runs[0]["task"], "dataset": runs[0]["dataset"], "provenance": runs[0]["provenance"],
+            "repeats": len(runs), "completed": sum(r.get("status") == "delivered" for r in runs),
+            "success": sum(bool(r.get("success")) for r in runs), "metric": runs[0].get("metric") or refs[0].get("metric"),
+            "value": _mean(r.get("value") for r in runs), "reference": _mean(x.get("value") for x in refs),
+            "reference_errors": [x["error"] for x in refs if x.get("error")],
+            "end_to_end_seconds": _mean(r.get("end_to_end_seconds") for r in runs),
+            "reference_seconds": _mean(x.get("process_seconds") or x.get("seconds") for x in refs),
+            "time_ratio": _mean(r.get("time_ratio") for r in runs), "speed_ratio": _mean(r.get("speed_ratio") for r in runs),
+            "tokens": _mean(r.get("tokens") for r in runs), "roles": roles,
+        })
+    return rows
+
+
+def render(results: dict) -> str:
+    """A markdown table: completion, actions/iterations per role, metric vs reference, the two ratios."""
+    head = ["case", "data", "completed", "success", *[f"{SHORT[r]} act / it" for r in ROLES], "metric",
+            "medbuilder", "reference", "end-to-end s", "reference s", "time ratio", "speed ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in summarise(results):
+        roles = [f"{_fmt(row['roles'][r]['actions'], 1)} / {_fmt(row['roles'][r]['iterations'], 1)}" for r in ROLES]
+        lines.append("| " + " | ".join([
+            row["case"], row["provenance"], f"{row['completed']}/{row['repeats']}", f"{row['success']}/{row['repeats']}",
+            *roles, row["metric"] or "-", _fmt(row["value"]), _fmt(row["reference"]),
+            _fmt(row["end_to_end_seconds"], 0), _fmt(row["reference_seconds"], 0), _fmt(row["time_ratio"], 2),
+            _fmt(row["speed_ratio"], 2)]) + " |")
+    mode = "QUICK (small subsets, short training: not benchmark figures)" if results.get("quick") else "full"
+    lines += ["", f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
+              f"metric within {results['tolerance']:.0%} (relative) of the reference pipeline's, or better. "
+              "act / it: tool calls / debug iterations (attempts) per role, mean over repeats. time ratio: medbuilder "
+              "end-to-end seconds (the flow, dataset already prepared) / the reference script's process seconds; speed ratio: the generated training code's images per "
+              "second / the reference loop's (both measured in the same run)."]
+    return "\n".join(lines)
+
+
+def _stage_table(results: dict) -> str:
+    lines = ["| case | repeat | stage | status | iterations | actions | tokens | seconds |", "|---|---|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        for stage, rec in (run.get("stages") or {}).items():
+            lines.append(f"| {run['case']} | {run['repeat']} | {stage} | {rec.get('status')} | {rec.get('attempts')} | "
+                         f"{rec.get('actions')} | {rec.get('tokens')} | {_fmt(rec.get('seconds'), 1)} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out: Path) -> list[str]:
+    """bench-metrics.png (medbuilder vs reference metric per case) and bench-time.png (seconds per role + reference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarise(results)
+    names = [r["case"] for r in rows]
+    files = []
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 3.6))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["value"] or 0 for r in rows], 0.4, label="medbuilder (delivered)")
+    ax.bar([x + 0.2 for x in xs], [r["reference"] or 0 for r in rows], 0.4, label="reference pipeline")
+    ax.set_xticks(list(xs), [f"{n}\n({r['metric'] or '-'})" for n, r in zip(names, rows)], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test metric")
+    ax.set_title("Delivered metric vs reference" + (" (QUICK)" if results.get("quick") else ""), fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-metrics.png", dpi=110)
+    plt.close(fig)
+    files.append("bench-metrics.png")
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 3.6))
+    bottom = [0.0] * len(rows)
+    for role in ROLES:
+        vals = [r["roles"][role]["seconds"] or 0 for r in rows]
+        ax.bar(list(xs), vals, 0.4, bottom=bottom, label=role)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    rest = [max(0.0, (r["end_to_end_seconds"] or 0) - b) for r, b in zip(rows, bottom)]
+    ax.bar(list(xs), rest, 0.4, bottom=bottom, label="evaluation, delivery, Prefect", color="lightgrey")
+    ax.bar([x + 0.42 for x in xs], [r["reference_seconds"] or 0 for r in rows], 0.4, label="reference script", color="grey")
+    ax.set_xticks(list(xs), names, fontsize=8)
+    ax.set_ylabel("seconds")
+    ax.set_title("End-to-end seconds vs reference" + (" (QUICK)" if results.get("quick") else ""), fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "bench-time.png", dpi=110)
+    plt.close(fig)
+    files.append("bench-time.png")
+    return files
+
+
+def write(results: dict, out: Path) -> dict[str, Path]:
+    """bench.json (every run and the summary rows), bench.md (tables and figures), the PNG figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = {**results, "summary": summarise(results)}
+    (out / "bench.json").write_text(json.dumps(results, indent=1, default=str))
+    figures = plot(results, out)
+    quick = " (QUICK: smoke run on small subsets, not benchmark figures)" if results.get("quick") else ""
+    md = [f"# medbuilder bench{quick}", "", render(results), "", "## Stages", "", _stage_table(results), "",
+          "## Figures", "", *[f"![{f}]({f})" for f in figures], "",
+          f"Total {results['seconds']:.0f} s. Every run's folder, reference command and output: `bench.json`."]
+    errors = [(r["case"], r.get("error") or (r.get("reference") or {}).get("error")) for r in results["runs"]
+              if r.get("error") or (r.get("reference") or {}).get("error")]
+    if errors:
+        md += ["", "## Errors", "", *[f"- {c}: {e}" for c, e in errors]]
+    (out / "bench.md").write_text("\n".join(md) + "\n")
+    return {"json": out / "bench.json", "markdown": out / "bench.md", **{f: out / f for f in figures}}

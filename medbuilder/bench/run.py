@@ -1,0 +1,188 @@
+"""`medbuilder bench`: every case through the real `build_model` flow, then its reference pipeline.
+
+Per case and repeat: prepare the dataset (a small subset with ``quick``), run the flow in this
+process with automatic approvals, read the run folder (``stages/*.json`` for actions, debug
+iterations, tokens and seconds per role and stage; ``rounds/<k>/`` for the delivered config and
+metrics), then run ``benchmarks/references/<task>.py`` with the delivered round's config, index
+folder and the epochs its training completed, and compare: the metric (success: within 5%
+relative of the reference's, or better), end-to-end time / reference time, and the generated
+code's training images per second / the reference loop's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from medbuilder import REPO_ROOT
+from medbuilder.bench.cases import QUICK_TRAIN_TIME_LIMIT_S, SUCCESS_TOLERANCE, Case, relative_gap, succeeded
+
+REFERENCES = REPO_ROOT / "benchmarks" / "references"
+REFERENCE_TIMEOUT_S = 6 * 3600
+
+
+def _settings():
+    from medbuilder.settings import get_settings
+
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def prepare_case(case: Case, quick: bool, echo: Callable[[str], None]) -> Path:
+    """Lay the case's dataset out where its datacard points (under the data folder)."""
+    from medbuilder.protocol.datasets import prepare
+    from medbuilder.protocol.registry import Registry
+
+    settings = _settings()
+    card = Registry(settings.datacards_dir).get(case.dataset)
+    root = settings.resolve_data_path(Path(card.path))
+    return prepare(card.prepare or case.dataset, root, case.quick_limit if quick else None, echo=echo)
+
+
+def stage_table(run_dir: Path) -> dict[str, dict]:
+    """Every stage record: status, attempts (debug iterations), actions, tokens, seconds."""
+    out = {}
+    for file in sorted((run_dir / "stages").glob("*.json"), key=lambda f: f.stat().st_mtime):
+        rec = json.loads(file.read_text())
+        out[rec.get("stage", file.stem)] = {k: rec.get(k) for k in ("status", "attempts", "actions", "tokens", "seconds")}
+    return out
+
+
+def run_reference(task: str, config: Path, index_dir: Path, epochs: int | None, timeout_s: float) -> dict:
+    """Run benchmarks/references/<task>.py and return its JSON line (or an error). `epochs`: the epochs the
+    generated training completed; fewer than the config's (a time limit) stops the reference there too,
+    with the same learning-rate schedule length."""
+    script = REFERENCES / f"{task}.py"
+    if not script.exists():
+        return {"error": f"{script} not found: run `medbuilder bench` from a checkout of the repository "
+                         "(benchmarks/ is not part of the installed package)"}
+    cmd = [sys.executable, str(script), "--config", str(config), "--index-dir", str(index_dir)]
+    if epochs:
+        cmd += ["--stop-after", str(int(epochs))]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=str(REFERENCES))
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s", "command": cmd}
+    for line in reversed(done.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return {**json.loads(line), "command": cmd, "process_seconds": round(time.perf_counter() - started, 2)}
+            except ValueError:
+                break
+    return {"error": f"exit {done.returncode}: {(done.stderr or done.stdout)[-1500:]}", "command": cmd}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or not math.isfinite(a) or not math.isfinite(b):
+        return None
+    return a / b
+
+
+def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None]) -> dict:
+    """One case, once: the flow, the run folder's figures, the reference pipeline, the comparison."""
+    from medbuilder.flows.build import build_model
+    from medbuilder.flows.runs import role_table
+    from medbuilder.protocol.artifacts import RunFolder
+
+    row: dict = {"case": case.name, "task": case.task, "dataset": case.dataset, "request": case.request,
+                 "provenance": case.provenance, "core": core, "quick": quick}
+    started = time.perf_counter()
+    try:
+        prepare_case(case, quick, echo=lambda *_: None)
+    except Exception as err:  # e.g. a source package missing: the case cannot run, the others can
+        return {**row, "status": "error", "error": f"preparing {case.dataset}: {type(err).__name__}: {err}"}
+    row["prepare_seconds"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    try:
+        summary = build_model(request=case.request, dataset=case.dataset, core=core, approve="auto")
+    except Exception as err:  # a role that failed every debug iteration: recorded, the bench goes on
+        summary = {"status": "error", "error": f"{type(err).__name__}: {err}"}
+    row["end_to_end_seconds"] = round(time.perf_counter() - started, 2)
+    row["status"] = summary.get("status")
+    row["error"] = summary.get("error")
+    runs_dir = _settings().runs_dir
+    run_dir = Path(summary["run_dir"]) if summary.get("run_dir") else _latest_run(runs_dir, started)
+    row["run_dir"] = str(run_dir) if run_dir else None
+    row.update(metric=summary.get("metric"), value=summary.get("value"), ci95=summary.get("ci95"),
+               round=summary.get("round"))
+    if run_dir is None:
+        return row
+    row["roles"] = role_table(RunFolder(run_dir))
+    row["stages"] = stage_table(run_dir)
+    row["tokens"] = sum(r.get("tokens") or 0 for r in row["roles"].values())
+    k = row["round"] if row["round"] is not None else _last_round(run_dir)
+    round_dir = run_dir / "rounds" / str(k) if k is not None else None
+    if round_dir is None or not (round_dir / "config.json").exists():
+        row["reference"] = {"error": "no trained round in the run folder"}
+        return row
+    config = json.loads((round_dir / "config.json").read_text())
+    metrics = json.loads((round_dir / "metrics.json").read_text()) if (round_dir / "metrics.json").exists() else {}
+    if row["value"] is None:
+        row.update(metric=metrics.get("metric"), value=metrics.get("value"))
+    index_dir = Path(config.get("index_dir") or run_dir / "workspace" / "index")
+    row["generated"] = {k2: metrics.get(k2) for k2 in ("images_per_second", "train_seconds", "epochs", "stopped_early",
+                                                         "n_train", "n_test")}
+    row["generated"]["config"] = {k2: config.get(k2) for k2 in ("model", "image_size", "patch_size", "epochs",
+                                                                "batch_size", "lr", "channels", "time_limit_s")}
+    echo(f"[{case.name}] flow {row['status']} ({row['metric']} {row['value']}) in {row['end_to_end_seconds']:.0f} s; "
+         f"reference pipeline ...")
+    ref = run_reference(case.task, round_dir / "config.json", index_dir, metrics.get("epochs"), REFERENCE_TIMEOUT_S)
+    row["reference"] = ref
+    row["relative_gap"] = relative_gap(row["value"], ref.get("value"))
+    row["success"] = succeeded(row["status"] or "", row["value"], ref.get("value"), SUCCESS_TOLERANCE)
+    # The reference's wall time as a person running it sees it (the process, imports included).
+    row["time_ratio"] = _ratio(row["end_to_end_seconds"], ref.get("process_seconds") or ref.get("seconds"))
+    row["speed_ratio"] = _ratio(metrics.get("images_per_second"), ref.get("images_per_second"))
+    return row
+
+
+def _last_round(run_dir: Path) -> int | None:
+    rounds = sorted(int(p.name) for p in (run_dir / "rounds").glob("*") if p.name.isdigit())
+    return rounds[-1] if rounds else None
+
+
+def _latest_run(runs_dir: Path, since: float) -> Path | None:
+    """The run folder a failed flow left (its summary never came back): the newest one."""
+    folders = [p for p in Path(runs_dir).glob("*") if (p / "run.json").exists()]
+    newest = max(folders, key=lambda p: p.stat().st_mtime, default=None)
+    return newest if newest and newest.stat().st_mtime >= time.time() - (time.perf_counter() - since) - 5 else None
+
+
+def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick: bool = False,
+              echo: Callable[[str], None] = print) -> dict:
+    """Every case `repeats` times. With `quick`: data under <data folder>/bench-quick (small subsets, so the
+    full datasets are untouched) and MEDBUILDER_TRAIN_TIME_LIMIT_S set short unless already set."""
+    saved = {k: os.environ.get(k) for k in ("MEDBUILDER_DATA_DIR", "MEDBUILDER_TRAIN_TIME_LIMIT_S")}
+    started = time.perf_counter()
+    try:
+        if quick:
+            os.environ["MEDBUILDER_DATA_DIR"] = str(Path(_settings().data_dir).resolve() / "bench-quick")
+            os.environ.setdefault("MEDBUILDER_TRAIN_TIME_LIMIT_S", str(QUICK_TRAIN_TIME_LIMIT_S))
+        settings = _settings()
+        runs = []
+        for case in cases:
+            for repeat in range(1, repeats + 1):
+                echo(f"[{case.name}] repeat {repeat}/{repeats}: {case.task} on {case.dataset} ({case.provenance})")
+                row = run_case(case, core, quick, echo)
+                row["repeat"] = repeat
+                runs.append(row)
+                ref = row.get("reference") or {}
+                echo(f"[{case.name}] {row['status']}; metric {row.get('value')} vs reference {ref.get('value')}"
+                     + (f" (reference error: {ref['error'][:300]})" if ref.get("error") else ""))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _settings()
+    return {"core": core, "repeats": repeats, "quick": quick, "tolerance": SUCCESS_TOLERANCE,
+            "train_time_limit_s": settings.train_time_limit_s, "data_dir": str(settings.data_dir),
+            "cases": [c.name for c in cases], "runs": runs, "seconds": round(time.perf_counter() - started, 1)}

@@ -1,0 +1,96 @@
+"""`medbuilder bench` (build cases against reference pipelines): the success rule and the table (fast), and one
+quick case end to end through the CLI (slow; quick settings: the figures are not the benchmark's, only its workings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from flow_helpers import MEDBUILDER
+from medbuilder.bench.cases import CASES, relative_gap, select, succeeded
+from medbuilder.bench.report import render, summarise, write
+
+
+def test_success_rule_is_within_five_percent_relative_or_better():
+    assert succeeded("delivered", 0.96, 1.0)
+    assert succeeded("delivered", 0.95, 1.0)
+    assert not succeeded("delivered", 0.94, 1.0)
+    assert succeeded("delivered", 0.9, 0.8)  # better than the reference
+    assert not succeeded("error", 0.99, 0.99) and not succeeded("delivered", None, 0.9)
+    assert not succeeded("delivered", 0.9, None)
+    assert relative_gap(0.38, 0.4) == pytest.approx(0.05) and relative_gap(0.5, 0.0) is None
+
+
+def test_case_selection():
+    assert [c.name for c in select(None)] == list(CASES)
+    assert [c.name for c in select(["synth-seg3d,br35h-diagnosis", "synth-seg3d"])] == ["synth-seg3d", "br35h-diagnosis"]
+    with pytest.raises(ValueError, match="unknown case chest-ct.*synth-seg3d"):
+        select(["chest-ct"])
+    assert CASES["synth-cxr-drain"].request == "detect pneumothorax; the model must not rely on chest drains"
+
+
+def _run(case: str, value: float, ref: float, status: str = "delivered") -> dict:
+    role = {"actions": 5, "iterations": 1, "tokens": 0, "seconds": 2.0}
+    return {"case": case, "task": "diagnosis", "dataset": "br35h", "provenance": "real", "status": status,
+            "metric": "auroc", "value": value, "reference": {"value": ref, "seconds": 10.0},
+            "success": succeeded(status, value, ref), "end_to_end_seconds": 50.0, "time_ratio": 5.0, "speed_ratio": 1.2,
+            "roles": {r: dict(role) for r in ("task_manager", "data_engineer", "module_architect", "model_trainer")},
+            "repeat": 1}
+
+
+def test_table_renders_each_case_with_completion_roles_and_ratios(tmp_path):
+    results = {"core": "offline", "repeats": 2, "quick": True, "tolerance": 0.05, "cases": ["a", "b", "c"],
+               "seconds": 1.0, "runs": [_run("a", 0.96, 0.97), {**_run("a", 0.5, 0.97), "repeat": 2},
+                                        _run("b", 0.7, 0.9, status="error"),
+                                        {"case": "c", "task": "segmentation", "dataset": "brain-mask-3d",
+                                         "provenance": "real", "status": "error", "error": "source missing",
+                                         "repeat": 1}]}
+    table = render(results)
+    assert "| a | real | 2/2 | 1/2 | 5.0 / 1.0 |" in table
+    assert "| b | real | 0/1 | 0/1 |" in table
+    assert "5.00 | 1.20 |" in table and "QUICK" in table
+    assert "| c | real | 0/1 | 0/1 | - / - |" in table  # a case that could not even start still gets its row
+    files = write(results, tmp_path)
+    assert json.loads(files["json"].read_text())["summary"][2]["completed"] == 0
+    assert "![bench-metrics.png]" in files["markdown"].read_text() and "- c: source missing" in files["markdown"].read_text()
+    assert (tmp_path / "bench-metrics.png").stat().st_size > 1000
+    rows = summarise(results)
+    assert rows[0]["value"] == pytest.approx(0.73) and rows[0]["reference"] == pytest.approx(0.97)
+
+
+def test_shortcut_subcommand_still_answers_help():
+    done = subprocess.run([MEDBUILDER, "bench", "shortcut", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--case" in done.stdout and "--strategy" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_case_through_the_cli(tmp_path):
+    env = {**os.environ, "MEDBUILDER_DATA_DIR": str(tmp_path / "data"), "MEDBUILDER_RUNS_DIR": str(tmp_path / "runs"),
+           "MEDBUILDER_TRAIN_TIME_LIMIT_S": "5", "MEDBUILDER_ECHO_SCRIPTS": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    out = tmp_path / "out"
+    done = subprocess.run([MEDBUILDER, "bench", "--quick", "--cases", "br35h-diagnosis", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "| br35h-diagnosis | real | 1/1 |" in done.stdout and "speed ratio" in done.stdout
+    results = json.loads((out / "bench.json").read_text())
+    assert results["quick"] is True and results["cases"] == ["br35h-diagnosis"]
+    run = results["runs"][0]
+    assert run["status"] == "delivered" and run["metric"] == "auroc" and 0.0 <= run["value"] <= 1.0
+    assert set(run["roles"]) == {"task_manager", "data_engineer", "module_architect", "model_trainer"}
+    for role in run["roles"].values():
+        assert role["iterations"] >= 1 and role["actions"] >= 1 and "tokens" in role and "seconds" in role
+    assert {"task_manager", "model_trainer", "evaluate-0", "deliver"} <= set(run["stages"])
+    ref = run["reference"]
+    assert "error" not in ref, ref
+    assert ref["metric"] == "auroc" and ref["seconds"] > 0 and ref["images_per_second"] > 0
+    assert ref["epochs"] == run["generated"]["epochs"]
+    for key in ("time_ratio", "speed_ratio", "end_to_end_seconds"):
+        assert run[key] is not None and math.isfinite(run[key]) and run[key] > 0
+    assert isinstance(run["success"], bool)
+    assert (out / "bench.md").read_text().count("![") >= 1 and (out / "bench-metrics.png").stat().st_size > 1000
+    assert str(tmp_path / "data" / "bench-quick") == results["data_dir"]
