@@ -10,7 +10,8 @@ MEDBUILDER = Path(sys.executable).parent / "medbuilder"
 SUBCOMMANDS = [
     [], ["datacards"], ["datacards", "list"], ["datacards", "show"], ["datacards", "validate"],
     ["datacards", "add"], ["data"], ["data", "list"], ["data", "prepare"], ["template"],
-    ["template", "list"], ["template", "train"],
+    ["template", "list"], ["template", "train"], ["build"], ["resume"], ["approve"], ["stage"], ["predict"],
+    ["runs"], ["bench"], ["bench", "shortcut"], ["up"], ["down"], ["status"], ["watch"],
 ]
 
 
