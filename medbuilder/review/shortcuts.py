@@ -79,7 +79,15 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def prepare_all(predictor, paths: list[str]) -> torch.Tensor:
-    return torch.stack([predictor.prepare(p) for p in paths]) if paths else torch.zeros(0)
+    """The prepared images, each read and preprocessed once per predictor (the measures, the
+    counterfactuals and the saliency samples all ask for the same test images)."""
+    if not paths:
+        return torch.zeros(0)
+    cache = predictor.__dict__.setdefault("_prepared_by_path", {})
+    for p in paths:
+        if p not in cache:
+            cache[p] = predictor.prepare(p)
+    return torch.stack([cache[p] for p in paths])
 
 
 # ----------------------------------------------------------------------------- masks through preprocessing
