@@ -68,14 +68,10 @@ def _gate(run: data.RunInfo, user: str | None) -> None:
 def _review_figures(folder, k: int) -> None:
     images = data.round_figures(folder, k)
     if images["figures"]:
-        cols = st.columns(len(images["figures"]))
-        for col, image in zip(cols, images["figures"]):
-            col.image(str(image), caption=image.stem)
+        ui.image_grid(images["figures"], len(images["figures"]))
     if images["saliency"]:
         with st.expander(f"Saliency maps ({len(images['saliency'])})", expanded=False):
-            cols = st.columns(3)
-            for i, image in enumerate(images["saliency"]):
-                cols[i % 3].image(str(image), caption=image.stem)
+            ui.image_grid(images["saliency"], 3)
 
 
 def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:

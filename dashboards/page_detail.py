@@ -140,14 +140,10 @@ def _evaluation(folder) -> None:
                 st.markdown(section)
         images = data.round_figures(folder, k)
         if images["figures"]:
-            cols = st.columns(len(images["figures"]))
-            for col, image in zip(cols, images["figures"]):
-                col.image(str(image), caption=image.stem)
+            ui.image_grid(images["figures"], len(images["figures"]))
         if images["saliency"]:
             st.markdown("**Saliency gallery**")
-            cols = st.columns(4)
-            for i, image in enumerate(images["saliency"]):
-                cols[i % 4].image(str(image), caption=image.stem)
+            ui.image_grid(images["saliency"], 4)
         report = data.text_of(folder, f"report/round-{k}/interpretability.md")
         if report:
             with st.expander("interpretability.md"):

@@ -66,3 +66,10 @@ def run_link(run_id: str, label: str | None = None) -> None:
 def status_text(status: str) -> str:
     """The status as shown in tables: plain words (delivered, rejected, no_fit, running, waiting at GATE)."""
     return status
+
+
+def image_grid(images: list, columns: int) -> None:
+    """Images (paths) in rows of `columns`, each captioned with its file stem."""
+    cols = st.columns(columns)
+    for i, image in enumerate(images):
+        cols[i % columns].image(str(image), caption=image.stem)
