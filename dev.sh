@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}
-DEBIAN_PACKAGES=(mricron-data chromium)   # mricron-data: Colin27 T1 for brain-mask-3d; chromium: browser tests
+# mricron-data: Colin27 T1 for brain-mask-3d; chromium: browser tests; bubblewrap: the sandbox for
+# agents' scripts; postgresql: the scale test (Prefect server on PostgreSQL)
+DEBIAN_PACKAGES=(mricron-data chromium bubblewrap postgresql)
 
 log() { printf '[dev.sh] %s\n' "$*" >&2; }
 
@@ -24,7 +26,7 @@ debian_packages() {
     log "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    log "WARNING: cannot install ${missing[*]} (needs apt-get as root): without mricron-data the brain-mask-3d dataset, without chromium the browser tests fail"
+    log "WARNING: cannot install ${missing[*]} (needs apt-get as root): without mricron-data the brain-mask-3d dataset, without chromium the browser tests, without postgresql the scale test fail; without bubblewrap agents' scripts run unsandboxed"
   fi
 }
 
