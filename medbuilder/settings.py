@@ -37,12 +37,25 @@ class Settings(BaseSettings):
     train_time_limit_s: float | None = Field(None, gt=0, description="Stop training after this many seconds (the template's time_limit_s).")
     echo_scripts: bool = Field(True, description="Show the output of agents' scripts (training progress) on the console.")
     tool_output_chars: int = Field(6000, ge=200, description="Tool output longer than this is cut to head and tail.")
+    sandbox: Literal["auto", "on", "off"] = Field("auto", description="Isolation of agents' scripts: bubblewrap (on), "
+                                                  "bubblewrap if it works else none with a warning (auto), none (off).")
+    sandbox_bwrap: str = Field("bwrap", description="The bubblewrap command or its path.")
+    sandbox_cpu_s: int = Field(7200, ge=1, description="CPU seconds one run_script command may use (all its processes).")
+    sandbox_memory_mib: int = Field(12288, ge=64, description="Memory of one command: data size per process and "
+                                                              "resident memory of all its processes, MiB.")
+    sandbox_file_mib: int = Field(8192, ge=1, description="Largest file a script may write, MiB.")
+    sandbox_processes: int = Field(512, ge=4, description="Processes (and, with a pids cgroup, threads) of one command.")
+    sandbox_workspace_mib: int = Field(20480, ge=1, description="How much the workspace may grow during one command, MiB.")
+    sandbox_tmp_mib: int = Field(2048, ge=1, description="Size of the sandbox's private /tmp and /dev/shm, MiB.")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
     gate_timeout_s: int = Field(86400, ge=1, description="How long a paused gate waits for an answer.")
     gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer.")
     max_dataset_rounds: int = Field(3, ge=1, description="Dataset choices the clinician may send back before the run stops.")
     max_refine_rounds: int = Field(2, ge=0, description="Refinement rounds an automatic reviewer (--approve auto) asks for while "
                                                         "an objective is not met.")
+    training_limit: str = Field("medbuilder-training", description="Prefect global concurrency limit the Model Trainer "
+                                "holds a slot of while it works (no such limit on the server: not throttled; empty: off).")
+    training_slots: int = Field(1, ge=1, description="Slots `medbuilder up` gives that limit: trainings at a time.")
 
     def resolve_data_path(self, path: Path) -> Path:
         """A datacard path: absolute as given, relative under ``data_dir``."""

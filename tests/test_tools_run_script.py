@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 import sys
 import time
 
-from tools_fixtures import process_gone, roots, ws  # noqa: F401 (fixtures)
+from tools_fixtures import roots, ws  # noqa: F401 (fixtures)
 
 from medbuilder.protocol.tools import render, run_script, write_file
 
 HANGS_WITH_A_CHILD = """
-import signal, subprocess, time
+import signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL stops this one
-child = subprocess.Popen(["sleep", "1000"])
-print("child pid", child.pid, flush=True)
+child = subprocess.Popen(["sleep", sys.argv[1]])
+print("child started", flush=True)
 while True:
     time.sleep(1)
 """
+
+
+def unique_seconds() -> str:
+    """A sleep duration no other process on this machine is likely to use: marks the processes of one test."""
+    return f"{random.randrange(10**6, 10**7)}.{os.getpid()}"
+
+
+def leftovers(marker: str, wait_s: float = 3.0) -> list[int]:
+    """Live processes (not zombies) whose command line contains `marker`, after waiting up to `wait_s` for them to go.
+
+    PIDs printed inside the sandbox are those of its own PID namespace, so tests find processes by command line.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in os.scandir("/proc"):
+            try:
+                if entry.name.isdigit() and marker.encode() in open(f"/proc/{entry.name}/cmdline", "rb").read():
+                    state = open(f"/proc/{entry.name}/stat").read().rsplit(")", 1)[1].split()[0]
+                    found += [int(entry.name)] if state not in "ZX" else []
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_python_script_runs_in_the_workspace_with_the_project_python(ws, roots):
@@ -46,27 +73,21 @@ def test_secrets_are_not_passed_to_scripts(ws, monkeypatch):
 
 def test_timeout_kills_the_whole_process_group(ws):
     write_file(ws, "hang.py", HANGS_WITH_A_CHILD)
+    marker = unique_seconds()
     started = time.monotonic()
-    result = run_script(ws, "hang.py", timeout_s=1.5)
+    result = run_script(ws, f"hang.py {marker}", timeout_s=1.5)
     elapsed = time.monotonic() - started
-    assert result.timed_out and result.exit_code is None
+    assert result.timed_out and result.exit_code is None and "child started" in result.output
     assert elapsed < 1.5 + ws.kill_grace_s + 3, f"took {elapsed:.1f} s"
-    child = int(re.search(r"child pid (\d+)", result.output).group(1))
-    deadline = time.monotonic() + 3
-    while not process_gone(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process_gone(child), f"child sleep {child} survived the timeout"
+    assert not leftovers(marker), "the child sleep survived the timeout"
     assert "TIMED OUT" in render(result)
 
 
 def test_background_children_are_stopped_when_the_command_ends(ws):
-    result = run_script(ws, "sleep 1000 & echo bg $!", timeout_s=10)
-    assert result.exit_code == 0 and result.duration_s < 5
-    pid = int(result.output.split()[1])
-    deadline = time.monotonic() + 3
-    while not process_gone(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process_gone(pid)
+    marker = unique_seconds()
+    result = run_script(ws, f"sleep {marker} & echo bg $!", timeout_s=10)
+    assert result.exit_code == 0 and result.duration_s < 5 and result.output.startswith("bg ")
+    assert not leftovers(marker)
 
 
 def test_long_output_is_cut_to_head_and_tail(ws):

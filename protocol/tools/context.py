@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from medbuilder.protocol.tools.sandbox import SandboxConfig
 
 
 class ToolError(Exception):
@@ -37,10 +39,12 @@ class Workspace:
     output_chars: int = 6000
     script_timeout_s: float = 900.0
     kill_grace_s: float = 3.0
-    secret_env: str = r"API_KEY|SECRET|PASSWORD|ACCESS_KEY|(^|_)TOKEN$"
-    live_log: Path | None = None  # run_script appends every command's output here as it comes
-    echo: bool = False  # and also writes it to this process's stdout (progress on the console)
+    secret_env: str = (r"API_KEY|SECRET|PASSWORD|PASSWD|PASSPHRASE|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|(^|_)TOKEN$"
+                       r"|DATABASE_URL|CONNECTION_URL")
     """Environment variables whose names match this are not passed to scripts."""
+    live_log: Path | None = None  # run_script appends every command's output here as it comes (capped)
+    echo: bool = False  # and also writes it to this process's stdout (progress on the console)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # isolation and limits of run_script
 
     @classmethod
     def create(
@@ -51,14 +55,16 @@ class Workspace:
         output_chars: int | None = None,
         script_timeout_s: float | None = None,
         kill_grace_s: float = 3.0,
+        sandbox: SandboxConfig | None = None,
     ) -> Workspace:
-        """Resolve the roots, create the workspace folder, fill limits from `get_settings()`."""
-        if output_chars is None or script_timeout_s is None:
+        """Resolve the roots, create the workspace folder, fill limits and sandbox from `get_settings()`."""
+        if output_chars is None or script_timeout_s is None or sandbox is None:
             from medbuilder.settings import get_settings
 
             settings = get_settings()
             output_chars = output_chars if output_chars is not None else settings.tool_output_chars
             script_timeout_s = script_timeout_s if script_timeout_s is not None else settings.script_timeout_s
+            sandbox = sandbox if sandbox is not None else SandboxConfig.from_settings(settings)
         workspace = Path(root).expanduser().resolve()
         workspace.mkdir(parents=True, exist_ok=True)
         readable = tuple(dict.fromkeys(Path(r).expanduser().resolve() for r in read_roots))
@@ -70,7 +76,7 @@ class Workspace:
                     f"the workspace {workspace} lies inside the read-only root {read_root}; "
                     "put the workspace elsewhere (e.g. under runs/<run-id>/)"
                 )
-        return cls(workspace, readable, output_chars, script_timeout_s, kill_grace_s)
+        return cls(workspace, readable, output_chars, script_timeout_s, kill_grace_s, sandbox=sandbox)
 
     def describe(self) -> str:
         """One paragraph for an agent's prompt: where it may write and read."""

@@ -1,11 +1,14 @@
-"""Workspace tool run_script: run a script or command in the workspace, bounded in time and output.
+"""Workspace tool run_script: run a script or command in the workspace, sandboxed and bounded.
 
 The command runs in its own session (process group) with the workspace as its
-current folder. On timeout the WHOLE group gets SIGTERM, then SIGKILL after a
-grace period, so children the script started die too; when the command ends,
-any process it left behind in its group is stopped as well. Output (stdout and
-stderr together) is captured in a bounded buffer: head and tail are kept, the
-middle is counted and replaced by a marker.
+current folder, inside the sandbox of `sandbox.py` (bubblewrap: read-only
+system, no network, private /tmp; rlimits; a watchdog over processes, memory,
+CPU and workspace growth). On timeout the WHOLE group gets SIGTERM, then SIGKILL
+after a grace period, so children the script started die too; when the command
+ends, any process it left behind is stopped as well. Output (stdout and stderr
+together) is captured in a bounded buffer: head and tail are kept, the middle is
+counted and replaced by a marker; the live log gets at most the file size limit.
+The result says what stopped the command and how it was isolated.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbuilder.protocol.tools.context import ToolError, Workspace
+from medbuilder.protocol.tools.sandbox import (
+    MIB, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare,
+)
 
 PYTHON_NAMES = {"python", "python3", Path(sys.executable).name}
 SHELL_NAMES = {"bash", "sh"}
@@ -35,13 +41,25 @@ class ScriptResult:
     duration_s: float
     output: str
     output_chars: int
+    stopped_by: str | None = None  # which limit ended the command, in words; None if it ended by itself
+    sandbox: str = ""  # how it was isolated: "sandbox: bwrap (...)" or "sandbox: NONE (...)"
+    warning: str | None = None  # e.g. bwrap missing: no isolation
+    notes: list[str] = field(default_factory=list)  # e.g. output cut
 
     def as_text(self) -> str:
         if self.timed_out:
             status = f"TIMED OUT after {self.duration_s:.1f} s; the process group was killed"
         else:
             status = f"exit code {self.exit_code} after {self.duration_s:.1f} s"
-        return f"$ {self.command}\n[{status}]\n{self.output or '(no output)'}"
+        lines = [f"$ {self.command}", f"[{status}]"]
+        if self.stopped_by:
+            lines.append(f"[stopped by the {self.stopped_by}]")
+        lines += [f"[{note}]" for note in self.notes]
+        if self.sandbox:
+            lines.append(f"[{self.sandbox}]")
+        if self.warning:
+            lines.append(f"[WARNING: {self.warning}]")
+        return "\n".join(lines) + f"\n{self.output or '(no output)'}"
 
 
 def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> ScriptResult:
@@ -64,39 +82,104 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
     limit = ctx.script_timeout_s if timeout_s is None else min(float(timeout_s), ctx.script_timeout_s)
     if limit <= 0:
         raise ToolError(f"timeout_s must be positive; the run's limit is {ctx.script_timeout_s:.0f} s")
+    try:
+        prepared = prepare(ctx.sandbox, argv, ctx.root, ctx.read_roots)
+    except SandboxUnavailable as err:
+        raise ToolError(f"cannot run scripts: {err}") from None
+    limits = ctx.sandbox.limits
+    cgroup = PidsCgroup.create(limits.processes)
+    try:
+        return _run_prepared(ctx, command, prepared, limits, cgroup, limit)
+    finally:
+        if cgroup:
+            cgroup.remove()
+
+
+def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,
+                  cgroup: PidsCgroup | None, limit: float) -> ScriptResult:
     started = time.monotonic()
     process = subprocess.Popen(
-        argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
+        prepared.argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=make_preexec(limits, cgroup),
     )
-    capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command))
+    watchdog = Watchdog(process.pid, ctx.root, limits)
+    watchdog.start()
+    capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command, prepared, limits))
     capture.start()
     timed_out = False
     try:
         process.wait(timeout=limit)
     except subprocess.TimeoutExpired:
-        timed_out = True
+        timed_out = watchdog.reason is None
         _kill_group(process, ctx.kill_grace_s)
     finally:
+        watchdog.stop()
         _stop_leftovers(process)
     capture.join(timeout=5)
     capture.close_sinks()
     duration = time.monotonic() - started
-    return ScriptResult(command, None if timed_out else process.returncode, timed_out, duration,
-                        capture.text(), capture.total)
+    output = capture.text()
+    exit_code = None if timed_out else process.returncode
+    stopped_by = watchdog.reason or _limit_from_exit(exit_code, output, limits, cgroup)
+    notes = [f"output cut: {capture.total:,} bytes in all, the middle is not shown"] if capture.cut else []
+    return ScriptResult(command, exit_code, timed_out, duration, output, capture.total,
+                        stopped_by, prepared.description, prepared.warning, notes)
 
 
-def _live_sinks(ctx: Workspace, command: str) -> list:
-    """Where output goes while the command runs: the live log file and/or the console."""
+def _limit_from_exit(exit_code: int | None, output: str, limits: SandboxLimits, cgroup: PidsCgroup | None) -> str | None:
+    """The limit the kernel enforced, read from the exit status (-N or bwrap's 128+N) and the error text."""
+    if exit_code in (None, 0):
+        return None
+    signum = -exit_code if exit_code < 0 else exit_code - 128
+    if signum == signal.SIGXCPU or "CPU time limit exceeded" in output:
+        return f"CPU time limit: a process used more than {limits.cpu_s} CPU seconds"
+    if signum == signal.SIGXFSZ or "File too large" in output:
+        return f"file size limit: a file reached the limit of {limits.file_mib} MiB"
+    if cgroup is not None and cgroup.limit_hit():
+        return f"process limit: a new process or thread was refused past {limits.processes}"
+    if any(text in output for text in ("MemoryError", "Cannot allocate memory", "can't allocate memory")):
+        return f"memory limit: an allocation was refused past {limits.memory_mib} MiB"
+    if "No space left on device" in output:
+        return f"/tmp size limit: the sandbox's private /tmp holds at most {limits.tmp_mib} MiB"
+    return None
+
+
+def _live_sinks(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits) -> list:
+    """Where output goes while the command runs: the live log file and/or the console, each capped."""
     sinks = []
+    cap = limits.file_mib * MIB
     if ctx.live_log is not None:
         ctx.live_log.parent.mkdir(parents=True, exist_ok=True)
         sink = ctx.live_log.open("ab")
-        sink.write(f"\n$ {command}\n".encode())
-        sinks.append(sink)
+        sink.write(f"\n$ {command}\n[{prepared.description}]\n".encode())
+        if prepared.warning:
+            sink.write(f"[WARNING: {prepared.warning}]\n".encode())
+        sinks.append(_CappedSink(sink, cap))
     if ctx.echo:
-        sinks.append(sys.stdout.buffer)
+        sinks.append(_CappedSink(sys.stdout.buffer, cap))
     return sinks
+
+
+class _CappedSink:
+    """Passes the first `cap` bytes of a command's output on, then one marker, then nothing."""
+
+    def __init__(self, sink, cap: int):
+        self.sink, self.room, self.cut = sink, cap, False
+
+    def write(self, chunk: bytes) -> None:
+        if self.room > 0:
+            self.sink.write(chunk[:self.room])
+            self.sink.flush()
+        elif not self.cut:
+            self.sink.write(b"\n[... output past the file size limit is not logged ...]\n")
+            self.sink.flush()
+            self.cut = True
+        self.room -= len(chunk)
+
+    def close(self) -> None:
+        if self.sink is not sys.stdout.buffer:
+            self.sink.close()
 
 
 def _argv_for(ctx: Workspace, command: str) -> list[str]:
@@ -151,11 +234,12 @@ def _kill_group(process: subprocess.Popen, grace_s: float) -> None:
 
 
 def _stop_leftovers(process: subprocess.Popen) -> None:
-    """Background children the command left in its group are stopped when it ends."""
+    """Background children the command left behind (in its group or below it) are stopped when it ends."""
     if process.poll() is None:
         process.kill()
         process.wait()
     _signal_group(process.pid, signal.SIGKILL)
+    kill_tree(process.pid)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -179,7 +263,6 @@ class _BoundedCapture(threading.Thread):
             while chunk := self.pipe.read1(65536):
                 for sink in self.sinks:
                     sink.write(chunk)
-                    sink.flush()
                 self.total += len(chunk)
                 room = self.head_limit - len(self.head)
                 if room > 0:
@@ -191,8 +274,11 @@ class _BoundedCapture(threading.Thread):
 
     def close_sinks(self) -> None:
         for sink in self.sinks:
-            if sink is not sys.stdout.buffer:
-                sink.close()
+            sink.close()
+
+    @property
+    def cut(self) -> bool:
+        return self.total > len(self.head) + len(self.tail)
 
     def _drop(self, n_bytes: int) -> None:
         self.cut_lines += self.tail.count(b"\n", 0, n_bytes)

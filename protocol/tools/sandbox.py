@@ -1,0 +1,344 @@
+"""The sandbox agent-written scripts run in: bubblewrap isolation, resource limits, a watchdog.
+
+`prepare` turns a command's argv into what `run_script` starts:
+
+* with bubblewrap (``bwrap``): a read-only view of the whole file system, private
+  /tmp and /dev/shm (size-capped tmpfs), no network, its own PID namespace (so the
+  script cannot see other processes nor read their environment), no capabilities,
+  the workspace bind-mounted read-write, secret files under HOME masked;
+* without it (setting ``sandbox=off``, or ``auto`` where bwrap is missing or
+  broken): the plain command, with a loud warning in the result and the log.
+
+Either way the child gets rlimits (CPU seconds, data memory, file size, no core
+files), dies with its parent (PR_SET_DEATHSIG / ``--die-with-parent``), joins a
+pids cgroup where one can be made, and a `Watchdog` kills its whole process
+tree past the process, memory, CPU or workspace-growth limit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import pwd
+import resource
+import signal
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+PR_SET_PDEATHSIG = 1
+# Under HOME: credentials a script has no business reading. Folders are hidden
+# behind an empty tmpfs, files behind /dev/null.
+SECRET_NAMES = (
+    ".ssh", ".aws", ".config", ".netrc", ".gnupg", ".docker", ".kube", ".azure", ".git-credentials",
+    ".pgpass", ".pypirc", ".npmrc", ".boto", ".s3cfg", ".vault-token", ".password-store", ".local/share/keyrings",
+)
+NO_SANDBOX_WARNING = "bwrap not found: scripts run without filesystem/network isolation; install bubblewrap"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run_script limits; the defaults leave room for real MONAI training on 2 cores."""
+
+    cpu_s: int = 7200  # CPU seconds of the whole process tree (2 cores busy for an hour)
+    memory_mib: int = 12288  # RLIMIT_DATA per process, and resident anonymous memory of the tree
+    file_mib: int = 8192  # RLIMIT_FSIZE: the largest file a script may write
+    processes: int = 512  # processes in the tree (pids cgroup, where available: processes and threads)
+    workspace_mib: int = 20480  # how much the workspace may grow during one command
+    tmp_mib: int = 2048  # size of the private /tmp (and /dev/shm) inside bwrap
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    mode: str = "auto"  # auto: bwrap if it works, else run unisolated with a warning; on: bwrap or refuse; off
+    bwrap: str = "bwrap"  # command name or path of bubblewrap
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+
+    @classmethod
+    def from_settings(cls, settings) -> SandboxConfig:
+        return cls(settings.sandbox, settings.sandbox_bwrap, SandboxLimits(
+            cpu_s=settings.sandbox_cpu_s, memory_mib=settings.sandbox_memory_mib, file_mib=settings.sandbox_file_mib,
+            processes=settings.sandbox_processes, workspace_mib=settings.sandbox_workspace_mib,
+            tmp_mib=settings.sandbox_tmp_mib,
+        ))
+
+
+class SandboxUnavailable(RuntimeError):
+    """mode 'on' and bubblewrap cannot run here."""
+
+
+@dataclass
+class Prepared:
+    """What to start: argv, and how it is isolated (for the result and the log)."""
+
+    argv: list[str]
+    engine: str  # "bwrap" or "none"
+    description: str
+    warning: str | None = None
+
+
+def prepare(config: SandboxConfig, argv: list[str], workspace: Path, read_roots=()) -> Prepared:
+    if config.mode == "off":
+        warning = "sandbox disabled (setting sandbox=off): scripts run without filesystem/network isolation"
+        return Prepared(argv, "none", f"sandbox: NONE ({warning})", warning)
+    bwrap, problem = _working_bwrap(config.bwrap)
+    if bwrap is None:
+        if config.mode == "on":
+            raise SandboxUnavailable(f"{problem}; install bubblewrap (apt-get install bubblewrap) or set MEDBUILDER_SANDBOX=auto")
+        warning = NO_SANDBOX_WARNING + (f" ({problem})" if problem else "")
+        log.warning(warning)
+        return Prepared(argv, "none", f"sandbox: NONE ({warning})", warning)
+    return Prepared(bwrap_argv(bwrap, workspace, read_roots, config.limits.tmp_mib) + ["--", *argv], "bwrap",
+                    "sandbox: bwrap (no network, read-only system, workspace writable)")
+
+
+@functools.lru_cache(maxsize=8)
+def _working_bwrap(name: str) -> tuple[str | None, str]:
+    """The bwrap path if it exists and can start a sandbox here (checked once), else why not."""
+    path = shutil.which(name)
+    if path is None:
+        return None, f"'{name}' is not an executable on PATH"
+    probe = subprocess.run([path, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-net",
+                            "--unshare-pid", "--", "true"], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return None, f"{path} cannot start a sandbox here: {probe.stderr.strip()[:300]}"
+    return path, ""
+
+
+def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) -> list[str]:
+    size = str(tmp_mib * MIB)
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    # the private /tmp hides the host's: bring back, read-only, what lives there and is needed
+    for needed in (*read_roots, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()):
+        if Path(needed).is_relative_to("/tmp"):
+            argv += ["--ro-bind", str(needed), str(needed)]
+    argv += ["--bind", str(workspace), str(workspace)]
+    for secret in secret_paths():
+        argv += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
+    return argv + ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--cap-drop", "ALL",
+                   "--chdir", str(workspace)]
+
+
+def secret_paths() -> list[Path]:
+    """Existing credential files and folders under HOME (as set, and the user's home from passwd)."""
+    homes = {Path(home) for home in (os.environ.get("HOME"), pwd.getpwuid(os.getuid()).pw_dir) if home}
+    found = []
+    for home in sorted(homes):
+        for name in SECRET_NAMES:
+            path = home / name
+            if path.exists() and not path.is_symlink():
+                found.append(path)
+    return found
+
+
+# -- in the child, between fork and exec --------------------------------------
+def make_preexec(limits: SandboxLimits, cgroup: PidsCgroup | None):
+    """A preexec_fn: rlimits, death with the parent, joining the pids cgroup. Only plain syscalls here."""
+    rlimits = [
+        (resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5)),  # SIGXCPU first, SIGKILL 5 s later
+        (resource.RLIMIT_DATA, (limits.memory_mib * MIB,) * 2),
+        (resource.RLIMIT_FSIZE, (limits.file_mib * MIB,) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    procs = str(cgroup.path / "cgroup.procs") if cgroup else None
+
+    def preexec() -> None:
+        for which, values in rlimits:
+            resource.setrlimit(which, values)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+        if procs:
+            fd = os.open(procs, os.O_WRONLY)
+            os.write(fd, b"0")  # 0: the writing process itself
+            os.close(fd)
+
+    return preexec
+
+
+class PidsCgroup:
+    """A pids cgroup (v1 or v2) capping processes and threads, where this process may make one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, limit: int) -> PidsCgroup | None:
+        for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+            if not (base / "pids.max").exists() and "pids" not in _read(base / "cgroup.subtree_control"):
+                continue
+            path = base / f"medbuilder-{uuid.uuid4().hex[:12]}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+                return cls(path)
+            except OSError:
+                _rmdir(path)
+        return None
+
+    def limit_hit(self) -> bool:
+        """Whether a fork was refused because of the cap."""
+        return any(line.startswith("max ") and line.split()[1] != "0" for line in _read(self.path / "pids.events").splitlines())
+
+    def remove(self) -> None:
+        for _ in range(50):  # the kernel takes a moment to release the last killed tasks
+            if _rmdir(self.path):
+                return
+            time.sleep(0.02)
+        log.warning("could not remove the pids cgroup %s", self.path)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _rmdir(path: Path) -> bool:
+    try:
+        path.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+# -- in the parent, while the command runs ------------------------------------
+class Watchdog(threading.Thread):
+    """Polls the command's process tree and workspace; kills the tree past a limit and says which."""
+
+    def __init__(self, root_pid: int, workspace: Path, limits: SandboxLimits, interval_s: float = 0.1):
+        super().__init__(daemon=True)
+        self.root_pid, self.workspace, self.limits, self.interval_s = root_pid, workspace, limits, interval_s
+        self.reason: str | None = None
+        self.peak_processes = 0
+        self._halt = threading.Event()
+        self._workspace_start = directory_bytes(workspace)
+        self._next_size_check, self._size_every = 0.0, 1.0
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._halt.is_set() and self.reason is None:
+            tree = process_tree(self.root_pid)
+            self.reason = self._check(tree)
+            if self.reason:
+                kill_tree(self.root_pid)
+                return
+            self._halt.wait(self.interval_s)
+
+    def _check(self, tree: dict[int, list[str]]) -> str | None:
+        limits = self.limits
+        self.peak_processes = max(self.peak_processes, len(tree))
+        if len(tree) >= limits.processes:
+            return f"process limit: {len(tree)} processes reached the limit of {limits.processes}"
+        cpu = sum(sum(int(x) for x in stat[11:15]) for stat in tree.values()) / self._ticks
+        if cpu > limits.cpu_s:
+            return f"CPU time limit: the processes used {cpu:.0f} CPU seconds, limit {limits.cpu_s}"
+        resident = sum(_anon_bytes(pid, self._page) for pid in tree)
+        if resident > limits.memory_mib * MIB:
+            return f"memory limit: {resident / MIB:.0f} MiB resident, limit {limits.memory_mib} MiB"
+        return self._check_workspace()
+
+    def _check_workspace(self) -> str | None:
+        now = time.monotonic()
+        if now < self._next_size_check:
+            return None
+        grown = directory_bytes(self.workspace) - self._workspace_start
+        spent = time.monotonic() - now
+        self._next_size_check = time.monotonic() + max(self._size_every, 10 * spent)  # a big tree costs at most 10 %
+        if grown > self.limits.workspace_mib * MIB:
+            return (f"workspace size limit: the workspace grew by {grown / MIB:.0f} MiB during the command, "
+                    f"limit {self.limits.workspace_mib} MiB")
+        return None
+
+
+def process_tree(root_pid: int) -> dict[int, list[str]]:
+    """root_pid and every process below it, or in its session: pid -> /proc stat fields after the name."""
+    stats, children = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == b"Z":
+            continue
+        pid = int(entry.name)
+        stats[pid] = [f.decode() for f in fields]
+        children.setdefault(int(fields[1]), []).append(pid)
+    found = {pid for pid, f in stats.items() if int(f[3]) == root_pid}  # same session (start_new_session)
+    todo = [root_pid, *found]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            found.add(pid)
+        todo.extend(c for c in children.get(pid, ()) if c not in found)
+    return {pid: stats[pid] for pid in found}
+
+
+def kill_tree(root_pid: int) -> None:
+    """SIGKILL the session's group and every process of the tree, until none is left (a fork bomb races)."""
+    for _ in range(20):
+        tree = process_tree(root_pid)
+        try:
+            os.killpg(root_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not tree:
+            return
+        time.sleep(0.01)
+
+
+def _anon_bytes(pid: int, page: int) -> int:
+    try:
+        size, resident, shared = open(f"/proc/{pid}/statm").read().split()[:3]
+    except (OSError, ValueError):
+        return 0
+    return (int(resident) - int(shared)) * page
+
+
+def directory_bytes(root: Path) -> int:
+    """Bytes allocated on disk by the files under root (not following symlinks)."""
+    total, todo = 0, [str(root)]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+    return total
