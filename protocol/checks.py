@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from medbuilder.protocol.image_checks import image_problems
 from medbuilder.protocol.index import DataIndex
 
 PATH_FIELDS = ("image", "mask")
@@ -109,8 +110,12 @@ def _overlap_problems(index: DataIndex) -> list[str]:
     return problems
 
 
-def check_index(index_dir: Path, task: str, dataset_root: Path, label_names: list[str] = ()) -> IndexReport:
-    """Schema, paths, labels, leakage. The report's problems are the feedback."""
+def check_index(index_dir: Path, task: str, dataset_root: Path, label_names: list[str] = (),
+                run_id: str = "RUN") -> IndexReport:
+    """Schema, paths, labels, leakage, files that cannot be decoded, masks. The report's problems are the feedback.
+
+    `run_id` names the run in the fix for a corrupted file (`medbuilder resume RUN_ID`).
+    """
     try:
         index = DataIndex.read(index_dir, task)
     except FileNotFoundError as err:
@@ -120,6 +125,7 @@ def check_index(index_dir: Path, task: str, dataset_root: Path, label_names: lis
         return IndexReport(task=task, counts={}, problems=[f"the index does not follow the schema: {err}"])
     root = Path(dataset_root).resolve()
     problems = _path_problems(index, root) + _label_problems(index, list(label_names)) + _overlap_problems(index)
+    problems += image_problems(index, run_id)
     class_counts = {split: dict(Counter(r.label for r in getattr(index, split) if r.label)) for split in ("train", "test")}
     return IndexReport(task=task, counts={"train": len(index.train), "test": len(index.test)},
                        class_counts=class_counts if any(class_counts.values()) else {}, problems=problems)

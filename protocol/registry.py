@@ -33,7 +33,11 @@ class DatacardError(ValueError):
 
 def read_card_data(file: Path) -> dict:
     """Parse YAML or JSON; a syntax error names the line."""
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatacardError(file, "(file)", f"not UTF-8 text (byte {err.object[err.start]:#04x} at position "
+                            f"{err.start})", "save the file as UTF-8 (e.g. `iconv -f cp1252 -t utf-8`)") from err
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
@@ -66,15 +70,46 @@ def load_card(file: Path | str) -> Datacard:
         raise DatacardError(file, field, first["msg"], fix) from err
 
 
+def is_empty_folder(root: Path) -> bool:
+    """No file in `root` or below, hidden files (.DS_Store) aside."""
+    return not any(p.is_file() and not p.name.startswith(".") for p in root.rglob("*"))
+
+
 def check_path(card: Datacard, file: Path | str, data_dir: Path) -> str | None:
-    """A problem with the card's dataset path, or None when the folder is there."""
+    """A problem with the card's dataset path, or None when the folder is there and holds files."""
     root = card.path if card.path.is_absolute() else data_dir / card.path
-    if root.is_dir():
+    if root.is_dir() and not is_empty_folder(root):
         return None
     if card.prepare:
-        return f"not prepared yet ({root} is missing): run `medbuilder data prepare {card.prepare}`"
-    raise DatacardError(file, "path", f"folder {root} does not exist",
-                        "point 'path' at the dataset root (absolute, or relative to the data folder)")
+        state = "is empty" if root.is_dir() else "is missing"
+        return f"not prepared yet ({root} {state}): run `medbuilder data prepare {card.prepare}`"
+    if root.is_dir():  # a folder made ready for the files: a build refuses it until they are there
+        return f"the dataset folder {root} is empty: put the dataset's files in it before a build"
+    check_dataset_folder(card, file, root)
+    return None
+
+
+def check_dataset_folder(card: Datacard, file: Path | str, root: Path, run_id: str | None = None) -> None:
+    """Raise a DatacardError naming the card file and field 'path' when the dataset folder is missing or empty."""
+    then = f"; then `medbuilder resume {run_id}`" if run_id else ""
+    prepare = f"run `medbuilder data prepare {card.prepare}`" if card.prepare else None
+    if not root.exists():
+        fix = prepare or "point 'path' at the dataset root (absolute, or relative to the data folder)"
+        raise DatacardError(file, "path", f"folder {root} does not exist", fix + then)
+    if not root.is_dir():
+        raise DatacardError(file, "path", f"{root} is a file, not a folder",
+                            "point 'path' at the folder that holds the dataset" + then)
+    if is_empty_folder(root):
+        fix = prepare or "put the dataset's files in it, or point 'path' at the folder that holds them"
+        raise DatacardError(file, "path", f"the dataset folder {root} is empty (no files)", fix + then)
+
+
+def card_file_of(datacards_dir: Path, name: str) -> str:
+    """The datacard file that defines `name`, for messages (its expected name if it cannot be found)."""
+    try:
+        return str(Registry(datacards_dir).file_of(name))
+    except (KeyError, DatacardError):
+        return str(Path(datacards_dir) / f"{name}.yaml")
 
 
 class Registry:

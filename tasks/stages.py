@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from medbuilder.protocol.artifacts import RunFolder, now
+from medbuilder.protocol.manifest import guard_dataset
 
 
 def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
@@ -23,12 +24,14 @@ def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
     record = run.stage(name)
     if record.status == "completed":
         return {**record.result, "stage": name, "skipped": True}
+    interrupted = record.status == "running"  # left so by a killed process
     record.status, record.attempts, record.error = "running", record.attempts + 1, None
     record.started = record.started or now()
     run.save_stage(record)
     started = time.monotonic()
     try:
-        summary = work()
+        with guard_dataset(run, name, interrupted):
+            summary = work()
     except BaseException as err:
         record.status, record.error = "failed", f"{type(err).__name__}: {err}"[:4000]
         raise

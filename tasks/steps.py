@@ -13,16 +13,19 @@ def prepare_stage(run_dir: str) -> dict:
     """Lay the chosen dataset out when its datacard has a recipe and the folder is missing."""
     from medbuilder.protocol.datacard import Datacard
     from medbuilder.protocol.datasets import prepare
+    from medbuilder.protocol.registry import card_file_of, check_dataset_folder, is_empty_folder
 
     run = RunFolder(run_dir)
 
     def work() -> dict:
         card = Datacard.model_validate(run.read_json("datacard.json"))
-        root = get_settings().resolve_data_path(card.path)
-        if root.is_dir() or not card.prepare:
-            return {"root": str(root), "prepared": False}
-        prepare(card.prepare, root)
-        return {"root": str(root), "prepared": True}
+        settings = get_settings()
+        root = settings.resolve_data_path(card.path)
+        needed = bool(card.prepare) and (not root.is_dir() or is_empty_folder(root))
+        if needed:
+            prepare(card.prepare, root)
+        check_dataset_folder(card, card_file_of(settings.datacards_dir, card.name), root, run.run_id)
+        return {"root": str(root), "prepared": needed}
 
     return run_stage(run, "prepare_data", work)
 

@@ -82,7 +82,8 @@ def policy(job: RoleJob, act: Actor) -> str:
 
 
 def check(ctx: RoleContext) -> list[str]:
-    report = check_index(ctx.run.index_dir, ctx.plan.task, ctx.dataset_root, ctx.card.label_names)
+    report = check_index(ctx.run.index_dir, ctx.plan.task, ctx.dataset_root, ctx.card.label_names,
+                         run_id=ctx.run.run_id)
     ctx.run.write("index_report.json", report)
     return report.problems
 

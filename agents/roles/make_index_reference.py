@@ -10,6 +10,7 @@ and group fields.
 """
 
 import csv
+import io
 import json
 import sys
 from collections import Counter
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
 from medbuilder.protocol.datasets.splits import group_by_keys, stratified_group_split
+from medbuilder.protocol.text_files import encoding_note, read_text
 
 CONFIG = {}  # replaced by the Data Engineer: root, task, layout, params, label_names, normal_class
 
@@ -51,11 +53,17 @@ def folder_per_class(root, params):
 
 
 def read_table(file):
+    """Rows of a CSV/TSV (or a JSON list); a table exported in another encoding (cp1252, UTF-16) is read in it."""
+    if not file.is_file():
+        sys.exit(f"the table {file} does not exist: check params['table'] against the dataset's files")
+    text, encoding = read_text(file)
+    note = encoding_note(file, encoding)
+    if note:
+        print(note, file=sys.stderr)
     if file.suffix == ".json":
-        return json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(text)
     delimiter = "\t" if file.suffix == ".tsv" else ","
-    with open(file, encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter=delimiter))
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
 
 
 def table(root, params):

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from medbuilder.protocol.text_files import encoding_of, encoding_note
 from medbuilder.protocol.tools.context import ToolError, Workspace, human_size, suffix_of
 from medbuilder.protocol.tools.json_stream import iter_json_items
 
@@ -68,22 +69,26 @@ def preview_files(ctx: Workspace, path: str, n: int = 5) -> FilePreview:
     return FilePreview(ctx.show(file), kind, file.stat().st_size, summary, ctx.cut(text, hint="ask for fewer rows (n)"))
 
 
+def _start(file: Path, size: int = 65536) -> bytes:
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    try:
+        with opener(file, "rb") as handle:
+            return handle.read(size)
+    except (OSError, EOFError) as err:
+        raise ToolError(f"'{file}' is not a readable gzip file: {err}") from None
+
+
 def _open_text(file: Path) -> io.TextIOBase:
+    """Text in the encoding its start shows (UTF-8, a BOM's, UTF-16, cp1252): see protocol.text_files."""
+    encoding = encoding_of(_start(file), complete=False)
     if file.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(file, "rb"), encoding="utf-8", errors="replace", newline="")
-    return file.open(encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(gzip.open(file, "rb"), encoding=encoding, errors="replace", newline="")
+    return file.open(encoding=encoding, errors="replace", newline="")
 
 
 def _looks_binary(file: Path) -> bool:
-    with file.open("rb") as handle:
-        start = handle.read(8192)
-    if file.name.lower().endswith(".gz"):
-        try:
-            with gzip.open(file, "rb") as handle:
-                start = handle.read(8192)
-        except (OSError, EOFError) as err:
-            raise ToolError(f"'{file}' is not a readable gzip file: {err}") from None
-    return b"\0" in start
+    start = _start(file, 8192)
+    return b"\0" in start and not encoding_of(start, complete=False).startswith(("utf-16", "utf-32"))
 
 
 def _short(value: object) -> str:
@@ -108,8 +113,10 @@ def _preview_table(file: Path, delimiter: str, n: int) -> tuple[str, dict, str]:
                     rows.append(row)
         except csv.Error as err:
             raise ToolError(f"'{file}' has malformed CSV at data row {total + 1}: {err}") from None
-    summary = {"columns": header, "rows": total, "head": rows}
+    encoding = encoding_of(_start(file), complete=False)
+    summary = {"columns": header, "rows": total, "head": rows, "encoding": encoding}
     lines = [f"{len(header)} columns, {total:,} data rows (header not counted).", "columns: " + " | ".join(header)]
+    lines += [note for note in (encoding_note(file, encoding),) if note]
     lines += [f"row {i + 1}: " + " | ".join(_short(c) for c in row) for i, row in enumerate(rows)]
     return "table", summary, "\n".join(lines)
 
