@@ -20,6 +20,7 @@ from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.artifacts import Feedback, RunFolder
 from medbuilder.protocol.tools import Workspace
+from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.settings import Settings
 
 
@@ -53,7 +54,8 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
     workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)],
                                          output_chars=settings.tool_output_chars,
-                                         script_timeout_s=settings.script_timeout_s),
+                                         script_timeout_s=settings.script_timeout_s,
+                                         sandbox=SandboxConfig.from_settings(settings)),
                         live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts)
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
