@@ -97,14 +97,14 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
 
 def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,
                   cgroup: PidsCgroup | None, limit: float) -> ScriptResult:
+    watchdog = Watchdog(ctx.root, limits)
     started = time.monotonic()
     process = subprocess.Popen(
         prepared.argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=make_preexec(limits, cgroup),
     )
-    watchdog = Watchdog(process.pid, ctx.root, limits)
-    watchdog.start()
+    watchdog.watch(process.pid)
     capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command, prepared, limits))
     capture.start()
     timed_out = False

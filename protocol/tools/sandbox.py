@@ -127,8 +127,21 @@ def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) 
     argv += ["--bind", str(workspace), str(workspace)]
     for secret in secret_paths():
         argv += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
-    return argv + ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--cap-drop", "ALL",
-                   "--chdir", str(workspace)]
+    argv += _matplotlib_cache()
+    argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--chdir", str(workspace)]
+    # bwrap keeps root's capabilities (a script could remount / read-write); others have none to drop
+    return argv + (["--cap-drop", "ALL"] if os.geteuid() == 0 else [])
+
+
+def _matplotlib_cache() -> list[str]:
+    """HOME is read-only: give matplotlib a writable cache in /tmp holding the host's font list (no rebuild)."""
+    if "MPLCONFIGDIR" in os.environ:
+        return []
+    argv = ["--setenv", "MPLCONFIGDIR", "/tmp/matplotlib"]
+    host_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
+    for fontlist in sorted(host_cache.glob("fontlist-*.json")):
+        argv += ["--ro-bind", str(fontlist), f"/tmp/matplotlib/{fontlist.name}"]
+    return argv
 
 
 def secret_paths() -> list[Path]:
@@ -223,9 +236,10 @@ def _rmdir(path: Path) -> bool:
 class Watchdog(threading.Thread):
     """Polls the command's process tree and workspace; kills the tree past a limit and says which."""
 
-    def __init__(self, root_pid: int, workspace: Path, limits: SandboxLimits, interval_s: float = 0.1):
+    def __init__(self, workspace: Path, limits: SandboxLimits, interval_s: float = 0.25):
+        """Measures the workspace now: create it before the command starts, then `watch` the command."""
         super().__init__(daemon=True)
-        self.root_pid, self.workspace, self.limits, self.interval_s = root_pid, workspace, limits, interval_s
+        self.root_pid, self.workspace, self.limits, self.interval_s = 0, workspace, limits, interval_s
         self.reason: str | None = None
         self.peak_processes = 0
         self._halt = threading.Event()
@@ -234,20 +248,26 @@ class Watchdog(threading.Thread):
         self._ticks = os.sysconf("SC_CLK_TCK")
         self._page = os.sysconf("SC_PAGE_SIZE")
 
+    def watch(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self.start()
+
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=5)
 
     def run(self) -> None:
         while not self._halt.is_set() and self.reason is None:
+            before = self.peak_processes
             tree = process_tree(self.root_pid)
             self.reason = self._check(tree)
             if self.reason:
                 kill_tree(self.root_pid)
                 return
-            self._halt.wait(self.interval_s)
+            # a scan costs a few ms: look again soon only while the tree grows (a fork bomb)
+            self._halt.wait(0.01 if self.peak_processes > max(before, 8) else self.interval_s)
 
-    def _check(self, tree: dict[int, list[str]]) -> str | None:
+    def _check(self, tree: dict[int, list[bytes]]) -> str | None:
         limits = self.limits
         self.peak_processes = max(self.peak_processes, len(tree))
         if len(tree) >= limits.processes:
@@ -273,23 +293,27 @@ class Watchdog(threading.Thread):
         return None
 
 
-def process_tree(root_pid: int) -> dict[int, list[str]]:
+def process_tree(root_pid: int) -> dict[int, list[bytes]]:
     """root_pid and every process below it, or in its session: pid -> /proc stat fields after the name."""
     stats, children = {}, {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+            try:
+                fields = os.read(fd, 1024).rsplit(b")", 1)[1].split()
+            finally:
+                os.close(fd)
         except OSError:
             continue
         if fields[0] == b"Z":
             continue
-        pid = int(entry.name)
-        stats[pid] = [f.decode() for f in fields]
+        pid = int(name)
+        stats[pid] = fields
         children.setdefault(int(fields[1]), []).append(pid)
-    found = {pid for pid, f in stats.items() if int(f[3]) == root_pid}  # same session (start_new_session)
+    session = str(root_pid).encode()
+    found = {pid for pid, f in stats.items() if f[3] == session}  # same session (start_new_session)
     todo = [root_pid, *found]
     while todo:
         pid = todo.pop()
