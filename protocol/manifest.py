@@ -153,12 +153,14 @@ def _modified_message(run: RunFolder, stage: str, root: str, diff: ManifestDiff)
 
 
 def _interrupted_stage(run: RunFolder, stage: str, interrupted: bool) -> str | None:
-    """A stage left 'running' by a process that was killed (`interrupted`: this stage was)."""
+    """A stage left 'running' by a killed process, or marked 'interrupted' by `medbuilder resume`'s recovery
+    (`interrupted`: this stage was)."""
     if interrupted:
         return stage
     for file in sorted((run.root / "stages").glob("*.json")):
         record = run.read(f"stages/{file.name}", StageRecord)
-        if record.status == "running" and record.stage != stage:
+        left = record.status == "running" or (record.status == "failed" and (record.error or "").startswith("interrupted"))
+        if left and record.stage != stage:
             return record.stage
     return None
 

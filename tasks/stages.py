@@ -24,7 +24,7 @@ def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
     record = run.stage(name)
     if record.status == "completed":
         return {**record.result, "stage": name, "skipped": True}
-    interrupted = record.status == "running"  # left so by a killed process
+    interrupted = record.status == "running" or (record.error or "").startswith("interrupted")  # a killed process
     record.status, record.attempts, record.error = "running", record.attempts + 1, None
     record.started = record.started or now()
     run.save_stage(record)

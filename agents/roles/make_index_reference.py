@@ -129,7 +129,10 @@ def group_ids(records, two_d):
     paths = [Path(r["image"]) for r in records]
     keys = content_keys(paths)
     if two_d and len(paths) <= NEAR_DUPLICATE_LIMIT:
-        near = duplicate_keys(paths)
+        unreadable = []
+        near = duplicate_keys(paths, unreadable=unreadable)
+        for problem in unreadable:  # the index check names them again, with the fix
+            print(f"warning: cannot decode {problem}; grouped by content only", file=sys.stderr)
         largest = max(Counter(group_by_keys(near)).values())
         if largest <= len(paths) // 2:
             keys = near

@@ -57,11 +57,28 @@ def similarity(thumbs: np.ndarray) -> np.ndarray:
     return best
 
 
-def duplicate_keys(paths: Sequence[Path], threshold: float = THRESHOLD) -> list[list[str]]:
-    """Per image, keys that copies share: its sha256, and one key per near-duplicate pair."""
+def _thumbnails(paths: Sequence[Path], unreadable: list[str] | None) -> np.ndarray:
+    thumbs = []
+    for path in paths:
+        try:
+            thumbs.append(thumbnail(Path(path)))
+        except Exception as err:  # PIL: OSError (truncated, unidentified), SyntaxError, ValueError
+            if unreadable is None:
+                raise
+            unreadable.append(f"{path}: {type(err).__name__}: {err}")
+            thumbs.append(np.zeros(THUMB * THUMB, dtype=np.float32))  # correlates with nothing
+    return np.stack(thumbs)
+
+
+def duplicate_keys(paths: Sequence[Path], threshold: float = THRESHOLD,
+                   unreadable: list[str] | None = None) -> list[list[str]]:
+    """Per image, keys that copies share: its sha256, and one key per near-duplicate pair.
+
+    With `unreadable` (a list), a file that cannot be decoded is noted there and grouped by sha256 only.
+    """
     keys = [[hashlib.sha256(Path(p).read_bytes()).hexdigest()] for p in paths]
     if len(paths) > 1:
-        sim = similarity(np.stack([thumbnail(Path(p)) for p in paths]))
+        sim = similarity(_thumbnails(paths, unreadable))
         for i, j in np.argwhere(np.triu(sim >= threshold, 1)):
             keys[i].append(f"near:{i}")
             keys[j].append(f"near:{i}")
