@@ -130,6 +130,11 @@ def test_a_change_while_a_stage_was_interrupted_is_refused(tmp_path):
     (root / "yes" / "new.jpg").write_bytes(b"x")
     with pytest.raises(DatasetModified, match="while stage model_trainer was running"):
         run_stage(run, "model_trainer", lambda: {})
+    record = run.stage("evaluate-0")  # what `medbuilder resume`'s recovery makes of a stage left running
+    record.status, record.error = "failed", "interrupted: the flow process stopped while this stage ran"
+    run.save_stage(record)
+    with pytest.raises(DatasetModified, match="while stage evaluate-0 was running"):
+        run_stage(run, "evaluate-0", lambda: {})
 
 
 def test_prepare_data_may_lay_the_dataset_out(tmp_path):
