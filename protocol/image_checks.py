@@ -157,10 +157,12 @@ def image_problems(index: DataIndex, run_id: str = "RUN") -> list[str]:
                 unreadable.append(f"{path}: {err}")
                 infos.append(None)
         image, mask = infos
-        if mask and mask.values:
-            low, high = mask.values
-            if low == high:
-                (empty if high == 0 else constant).append(f"{mask_path} (every value {high:g})")
+        if mask and mask.values and mask.values[0] == mask.values[1]:
+            high = mask.values[1]
+            if high != 0:
+                constant.append(f"{mask_path} (every value {high:g})")
+            elif index.task.value == "segmentation":  # anomaly detection: a normal image's lesion mask is empty
+                empty.append(f"{mask_path} (every value 0)")
         if image and mask:
             why = _mismatch(image, mask)
             if why:

@@ -159,8 +159,8 @@ def _interrupted_stage(run: RunFolder, stage: str, interrupted: bool) -> str | N
         return stage
     for file in sorted((run.root / "stages").glob("*.json")):
         record = run.read(f"stages/{file.name}", StageRecord)
-        left = record.status == "running" or (record.status == "failed" and (record.error or "").startswith("interrupted"))
-        if left and record.stage != stage:
+        marked = record.status == "failed" and (record.error or "").startswith("interrupted")
+        if (record.status == "running" or marked) and record.stage != stage:
             return record.stage
     return None
 

@@ -37,7 +37,8 @@ def _dataset(root, n: int = 3):
 def _run(tmp_path, root) -> RunFolder:
     run = RunFolder.new(tmp_path / "runs")
     run.write("datacard.json", {
-        "name": "mri", "title": "Brain MRI copies", "description": "Real Br35H brain MRI JPEGs in yes/ and no/ folders.",
+        "name": "mri", "title": "Brain MRI copies",
+        "description": "Real Br35H brain MRI JPEGs in yes/ and no/ folders.",
         "path": str(root), "tasks": ["diagnosis"], "modality": "MRI", "dimension": "2D", "anatomy": "brain",
         "label_names": ["no", "yes"], "file_formats": ["jpg"], "licence": "as Br35H", "provenance": "real",
         "source": "tests"})
