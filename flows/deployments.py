@@ -8,7 +8,8 @@
   ``medbuilder.datacard.changed`` that `medbuilder watch` emits for a new or changed datacard; the
   dataset and request come from the event.
 
-`medbuilder up` starts this process against its Prefect server (PREFECT_API_URL).
+`medbuilder up` starts this process against its Prefect server (PREFECT_API_URL). With ``--workers N`` it
+also registers ``build_model/pool`` (`pool_deployment`) on a process work pool that N workers poll.
 """
 
 from __future__ import annotations
@@ -61,6 +62,23 @@ def deployments() -> list:
                     f"(resource {RESOURCE_PREFIX}<name>): builds a model on that datacard with the request the "
                     "event carries; its gates wait for a clinician.")
     return [build, nightly, on_datacard]
+
+
+def pool_deployment(working_dir: str):
+    """build_model/pool: the build flow for workers of a process work pool (`medbuilder up --workers N`).
+
+    The entrypoint is the installed module, so a worker needs no image and no code download; its flow
+    runs start in `working_dir` (where relative MEDBUILDER_*_DIR settings resolve)."""
+    from prefect.deployments.runner import EntrypointType
+
+    from medbuilder.flows.build import build_model
+
+    return build_model.to_deployment(
+        "pool", entrypoint_type=EntrypointType.MODULE_PATH, tags=["medbuilder", "work-pool"],
+        parameters={"request": "", "dataset": None, "core": None, "approve": "prefect"},
+        job_variables={"working_dir": working_dir},
+        description="Build a model (as build_model/build) on the workers of a process work pool; the Model "
+                    "Trainer holds a slot of the global concurrency limit medbuilder-training.")
 
 
 def serve_all(limit: int | None = None) -> None:

@@ -13,6 +13,7 @@ from medbuilder.agents.runner import run_role
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.settings import get_settings
+from medbuilder.stack.pool import training_slot
 from medbuilder.tasks.stages import run_stage
 
 
@@ -29,7 +30,8 @@ def role_stage(run_dir: str, role: str, core: str, stage: str | None = None) -> 
     def work() -> dict:
         return run_role(role, run, get_settings(), core).model_dump()
 
-    return run_stage(run, stage or role, work, totals=lambda: role_totals(run, role))
+    with training_slot(role):  # the stage record's start and end fall inside the held slot
+        return run_stage(run, stage or role, work, totals=lambda: role_totals(run, role))
 
 
 def _retry_on_check_failure(task, task_run, state) -> bool:

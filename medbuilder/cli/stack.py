@@ -14,6 +14,11 @@ from medbuilder.cli.common import fail
 STATE_HELP = "Where pids, logs and the Prefect database go (default .medbuilder/stack, or MEDBUILDER_STACK_DIR)."
 
 
+class Database(str, Enum):
+    sqlite = "sqlite"
+    postgres = "postgres"
+
+
 class Part(str, Enum):
     prefect = "prefect"
     serve = "serve"
@@ -36,16 +41,24 @@ def up(
     data: Path = typer.Option(None, "--data", help="Also watch this data folder (a changed dataset folder "
                                                    "counts as a change of its datacards)."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between the watcher's polls."),
+    database: Database = typer.Option(Database.sqlite, "--database", help="The Prefect server's database: SQLite in "
+                                      "the state folder, or a private PostgreSQL on 127.0.0.1 (Debian's postgresql)."),
+    postgres_port: int = typer.Option(54320, "--postgres-port", help="Port of that PostgreSQL."),
+    workers: int = typer.Option(0, "--workers", help="Also start N workers of the process work pool "
+                                "medbuilder-process, with the deployment build_model/pool."),
+    worker_limit: int = typer.Option(None, "--worker-limit", help="Flow runs one worker runs at a time (default: no limit)."),
 ) -> None:
-    """Start the Prefect server (SQLite in the state folder), the deployments, the dashboard and the
-    datacard watcher, each as its own process; print their URLs."""
+    """Start the Prefect server (SQLite in the state folder, or PostgreSQL), the deployments, the work pool's
+    workers (--workers N), the dashboard and the datacard watcher, each as its own process; print their URLs.
+    The server gets the global concurrency limit on training (MEDBUILDER_TRAINING_SLOTS, default 1)."""
     from medbuilder.stack.up import StackError
     from medbuilder.stack.up import up as start
 
     try:
         start(state, prefect_port=prefect_port, dashboard_port=dashboard_port, dashboard=not no_dashboard,
               serve=not no_serve, watch=not no_watch, only=only and only.value, api_url=api_url,
-              datacards=datacards, data=data, interval=interval, echo=typer.echo)
+              datacards=datacards, data=data, interval=interval, database=database.value,
+              postgres_port=postgres_port, workers=workers, worker_limit=worker_limit, echo=typer.echo)
     except StackError as err:
         fail(str(err))
 

@@ -3,9 +3,14 @@
 Each part runs as its own process (its own session and process group) with its log in the state folder
 (default ``.medbuilder/stack``, which holds a ``.gitignore`` of ``*`` so nothing there reaches git):
 
-- ``prefect``: ``prefect server start --host 127.0.0.1 --port N``, SQLite under ``<state>/prefect``;
+- ``postgres`` (only with ``--database postgres``): a private PostgreSQL cluster on 127.0.0.1
+  (``medbuilder/stack/postgres.py``), data under ``<state>/postgres`` (or /var/tmp, see there);
+- ``prefect``: ``prefect server start --host 127.0.0.1 --port N``, SQLite under ``<state>/prefect`` (default) or
+  that PostgreSQL; it creates the global concurrency limit on training (``medbuilder/stack/pool.py``);
 - ``serve``: ``python -m medbuilder.flows.deployments`` (the deployments and the runner of their runs);
 - ``dashboard``: ``streamlit run dashboards/app.py`` (skipped, saying so, while that file is missing);
+- ``worker-1`` .. ``worker-N`` (only with ``--workers N``): ``prefect worker start`` on the process work pool
+  ``medbuilder-process``, which gets the deployment ``build_model/pool``;
 - ``watch``: ``python -m medbuilder.stack.watch`` (emits an event for a new or changed datacard).
 
 ``stack.json`` records what runs: pids, process groups, ports, URLs and log files. ``down`` stops the parts
@@ -30,7 +35,9 @@ from typing import Callable
 from medbuilder import REPO_ROOT
 
 DEFAULT_STATE = Path(".medbuilder") / "stack"
-PARTS = ("prefect", "serve", "dashboard", "watch")
+PARTS = ("postgres", "prefect", "serve", "workers", "dashboard", "watch")  # start order; down goes backwards
+ONLY_PARTS = ("prefect", "serve", "dashboard", "watch")
+DATABASES = ("sqlite", "postgres")
 STACK_FILE = "stack.json"
 DASHBOARD_APP = REPO_ROOT / "dashboards" / "app.py"
 BIN = Path(sys.executable).parent
@@ -121,6 +128,15 @@ def stop_part(part: dict, grace_s: float = 15.0) -> list[int]:
         while time.monotonic() < deadline and any(alive(p) for p in left):
             time.sleep(0.1)
     return sorted(p for p in targets if alive(p))
+
+
+def rank(name: str) -> int:
+    """Position of a part in the start order (worker-<k> parts sit at "workers")."""
+    return PARTS.index("workers" if name.startswith("worker-") else name)
+
+
+def stop_order(parts: dict) -> list[str]:
+    return sorted(parts, key=rank, reverse=True)
 
 
 def launch(name: str, cmd: list[str], env: dict, state: Path) -> tuple[subprocess.Popen, dict]:
@@ -235,22 +251,90 @@ def _base_env(api_url: str | None) -> dict:
     return env
 
 
-def _start_prefect(state: Path, port: int, stack: dict, echo) -> None:
+def _start_postgres(state: Path, port: int, stack: dict, echo) -> str:
+    """Start the private PostgreSQL cluster; returns Prefect's connection URL."""
+    from medbuilder.stack import postgres
+
+    try:
+        cluster = postgres.start(state / "postgres", port)
+    except postgres.PostgresError as err:
+        raise StackError(str(err)) from err
+    pid = cluster.pid
+    stack["parts"]["postgres"] = {"pid": pid, "pgid": pid, "start": start_time(pid), "port": port, "url": cluster.url,
+                                  "data_dir": str(cluster.data_dir), "log": str(cluster.data_dir / "server.log")}
+    write_stack(state, stack)
+    echo(f"postgres: up (pid {pid}, 127.0.0.1:{port}, data {cluster.data_dir})")
+    return cluster.url
+
+
+def _start_prefect(state: Path, port: int, stack: dict, echo, database_url: str | None = None) -> None:
     home = state / "prefect"
     home.mkdir(exist_ok=True)
     env = {**_base_env(None), "PREFECT_HOME": str(home),
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+           "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    # a run waiting for a training slot asks again after at most this long (Prefect's default is 30 s)
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "5")
     env.pop("PREFECT_API_URL", None)
     prefect = str(BIN / "prefect") if (BIN / "prefect").exists() else "prefect"
     proc, info = launch("prefect", [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, state)
     api_url = f"http://127.0.0.1:{port}/api"
-    info.update(port=port, url=f"http://127.0.0.1:{port}", api_url=api_url, database=str(home / "prefect.db"))
+    info.update(port=port, url=f"http://127.0.0.1:{port}", api_url=api_url,
+                database="postgres" if database_url else str(home / "prefect.db"))
     stack["parts"]["prefect"] = info
     write_stack(state, stack)
     echo(f"prefect: starting (pid {proc.pid}, log {info['log']})")
     wait_until(proc, info, lambda: http_ok(f"{api_url}/health"), 180, "the Prefect server")
     stack["api_url"] = api_url
+    _training_limit(api_url, stack, echo)
+
+
+def _training_limit(api_url: str, stack: dict, echo) -> None:
+    from medbuilder.settings import get_settings
+    from medbuilder.stack.pool import ensure_training_limit
+
+    settings = get_settings()
+    if not settings.training_limit:
+        echo("training limit: off (MEDBUILDER_TRAINING_LIMIT is empty)")
+        return
+    ensure_training_limit(api_url, settings.training_limit, settings.training_slots)
+    stack["training_limit"] = {"name": settings.training_limit, "slots": settings.training_slots}
+    echo(f"training limit: {settings.training_limit}, {settings.training_slots} training(s) at a time "
+         "(MEDBUILDER_TRAINING_SLOTS)")
+
+
+def workers_ready(api_url: str, names: list[str], pool: str) -> bool:
+    """Every named worker has sent a heartbeat to the pool."""
+    try:
+        found = api_post(api_url, f"/work_pools/{pool}/workers/filter", {"limit": 200})
+    except (OSError, ValueError):
+        return False
+    return set(names) <= {w["name"] for w in found}
+
+
+def _start_workers(state: Path, api_url: str, count: int, limit: int | None, stack: dict, echo) -> None:
+    from medbuilder.stack.pool import POOL, POOL_DEPLOYMENT, deploy_to_pool, ensure_pool, worker_command
+
+    ensure_pool(api_url)
+    deploy_to_pool(api_url, os.getcwd())
+    echo(f"work pool: {POOL} (process), deployment {POOL_DEPLOYMENT}, working folder {os.getcwd()}")
+    env = _base_env(api_url)
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # how often a worker asks for new flow runs
+    prefect = str(BIN / "prefect") if (BIN / "prefect").exists() else "prefect"
+    names, started = [], []
+    stamp = time.strftime("%H%M%S")
+    for k in range(1, count + 1):
+        name = f"worker-{k}"
+        proc, info = launch(name, worker_command(prefect, f"medbuilder-{stamp}-{k}", limit=limit), env, state)
+        info.update(api_url=api_url, pool=POOL, worker=f"medbuilder-{stamp}-{k}", limit=limit)
+        stack["parts"][name] = info
+        names.append(info["worker"])
+        started.append((proc, info))
+        echo(f"{name}: starting (pid {proc.pid}, log {info['log']})")
+    write_stack(state, stack)
+    for proc, info in started:
+        wait_until(proc, info, lambda: workers_ready(api_url, [info["worker"]], POOL), 120, f"worker {info['worker']}")
+    stack["pool"] = {"name": POOL, "deployment": POOL_DEPLOYMENT, "workers": names, "limit": limit}
 
 
 def _start_serve(state: Path, api_url: str, stack: dict, echo) -> None:
@@ -296,46 +380,39 @@ def _start_watch(state: Path, api_url: str, stack: dict, echo, datacards: Path |
 def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port: int = 8501, dashboard: bool = True,
        serve: bool = True, watch: bool = True, only: str | None = None, api_url: str | None = None,
        datacards: Path | None = None, data: Path | None = None, interval: float = 2.0,
+       database: str = "sqlite", postgres_port: int = 54320, workers: int = 0, worker_limit: int | None = None,
        echo: Callable[[str], None] = print) -> dict:
     """Start the parts asked for; returns the stack record (also in <state>/stack.json)."""
     folder = state_dir(state)
-    if only is not None and only not in PARTS:
-        raise StackError(f"--only {only!r}: choose one of {', '.join(PARTS)}")
-    wanted = [only] if only else [p for p, on in zip(PARTS, (True, serve, dashboard, watch)) if on]
+    wanted = _wanted(only, serve, dashboard, watch, database, workers)
     stack = read_stack(folder) or {}
     parts = {name: part for name, part in (stack.get("parts") or {}).items() if part_alive(part)}
-    running = [name for name in wanted if name in parts]
+    running = [name for name in parts if name in wanted or (name.startswith("worker-") and "workers" in wanted)]
     if running:
         raise StackError(f"already up: {', '.join(running)} (state {folder}); `medbuilder status` shows it, "
                          f"`medbuilder down{' --state ' + str(folder) if state else ''}` stops it")
     stack = {"state_dir": str(folder), "parts": parts, "api_url": stack.get("api_url") if "prefect" in parts else None,
              "started": stack.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if "prefect" in wanted and not port_free(prefect_port):
-        raise StackError(f"port {prefect_port} (Prefect server) is in use: choose another with --prefect-port N")
-    if "dashboard" in wanted and DASHBOARD_APP.exists() and not port_free(dashboard_port):
-        raise StackError(f"port {dashboard_port} (dashboard) is in use: choose another with --dashboard-port N")
-    needs_api = [p for p in wanted if p != "prefect"]
+    _check_ports(wanted, prefect_port, dashboard_port, postgres_port)
+    needs_api = [p for p in wanted if p not in ("prefect", "postgres")]
     if needs_api and "prefect" not in wanted:
-        api_url = (api_url or stack["api_url"] or os.environ.get("PREFECT_API_URL") or "").rstrip("/") or None
-        if not api_url:
-            raise StackError(f"{', '.join(needs_api)} need(s) a Prefect server: start one with `medbuilder up` "
-                             "(or `--only prefect`), or set PREFECT_API_URL to your own server's API")
-        if not http_ok(f"{api_url}/health", timeout=5):
-            raise StackError(f"the Prefect API {api_url} does not answer {api_url}/health: start the server first")
-        stack["api_url"] = api_url
+        stack["api_url"] = _existing_api(api_url or stack["api_url"], needs_api)
     try:
+        database_url = _start_postgres(folder, postgres_port, stack, echo) if "postgres" in wanted else None
         if "prefect" in wanted:
-            _start_prefect(folder, prefect_port, stack, echo)
+            _start_prefect(folder, prefect_port, stack, echo, database_url)
         if "serve" in wanted:
             _start_serve(folder, stack["api_url"], stack, echo)
+        if "workers" in wanted:
+            _start_workers(folder, stack["api_url"], workers, worker_limit, stack, echo)
         if "dashboard" in wanted:
             _start_dashboard(folder, stack["api_url"], dashboard_port, stack, echo)
         if "watch" in wanted:
             _start_watch(folder, stack["api_url"], stack, echo, datacards, data, interval)
     except BaseException:
-        for name in reversed(PARTS):
-            if name in wanted and name in stack["parts"]:
-                stop_part(stack["parts"].pop(name), grace_s=5)
+        for name in stop_order(stack["parts"]):
+            if name not in parts:  # only what this call started
+                stop_any(name, stack["parts"].pop(name), grace_s=5)
         write_stack(folder, stack) if stack["parts"] else (folder / STACK_FILE).unlink(missing_ok=True)
         raise
     stack["urls"] = urls(stack)
@@ -343,6 +420,39 @@ def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port
     for line in describe(stack):
         echo(line)
     return stack
+
+
+def _wanted(only: str | None, serve: bool, dashboard: bool, watch: bool, database: str, workers: int) -> list[str]:
+    if only is not None and only not in ONLY_PARTS:
+        raise StackError(f"--only {only!r}: choose one of {', '.join(ONLY_PARTS)}")
+    if database not in DATABASES:
+        raise StackError(f"--database {database!r}: choose one of {', '.join(DATABASES)}")
+    if workers < 0:
+        raise StackError(f"--workers {workers}: give 0 (no work pool) or more")
+    if only:
+        return [only]
+    flags = {"postgres": database == "postgres", "prefect": True, "serve": serve, "workers": workers > 0,
+             "dashboard": dashboard, "watch": watch}
+    return [p for p in PARTS if flags[p]]
+
+
+def _check_ports(wanted: list[str], prefect_port: int, dashboard_port: int, postgres_port: int) -> None:
+    if "postgres" in wanted and not port_free(postgres_port):
+        raise StackError(f"port {postgres_port} (PostgreSQL) is in use: choose another with --postgres-port N")
+    if "prefect" in wanted and not port_free(prefect_port):
+        raise StackError(f"port {prefect_port} (Prefect server) is in use: choose another with --prefect-port N")
+    if "dashboard" in wanted and DASHBOARD_APP.exists() and not port_free(dashboard_port):
+        raise StackError(f"port {dashboard_port} (dashboard) is in use: choose another with --dashboard-port N")
+
+
+def _existing_api(api_url: str | None, needs_api: list[str]) -> str:
+    api_url = (api_url or os.environ.get("PREFECT_API_URL") or "").rstrip("/") or None
+    if not api_url:
+        raise StackError(f"{', '.join(needs_api)} need(s) a Prefect server: start one with `medbuilder up` "
+                         "(or `--only prefect`), or set PREFECT_API_URL to your own server's API")
+    if not http_ok(f"{api_url}/health", timeout=5):
+        raise StackError(f"the Prefect API {api_url} does not answer {api_url}/health: start the server first")
+    return api_url
 
 
 def urls(stack: dict) -> dict:
@@ -362,6 +472,16 @@ def describe(stack: dict) -> list[str]:
     names = {"prefect_ui": "Prefect UI", "prefect_api": "Prefect API", "dashboard": "dashboard"}
     for key, url in urls(stack).items():
         lines.append(f"{names[key]:12} {url}")
+    postgres = stack.get("parts", {}).get("postgres")
+    if postgres:
+        lines.append(f"{'database':12} {postgres['url']} (data {postgres['data_dir']})")
+    if stack.get("pool"):
+        pool = stack["pool"]
+        lines.append(f"{'work pool':12} {pool['name']}: {len(pool['workers'])} worker(s); submit with "
+                     f"run_deployment(\"{pool['deployment']}\", parameters={{...}}, timeout=0)")
+    if stack.get("training_limit"):
+        limit = stack["training_limit"]
+        lines.append(f"{'trainings':12} at most {limit['slots']} at a time (global concurrency limit {limit['name']})")
     lines.append(f"{'state':12} {stack['state_dir']} (logs: <part>.log; `medbuilder down` stops it)")
     return lines
 
@@ -377,12 +497,10 @@ def down(state: Path | str | None = None, grace_s: float = 15.0, echo: Callable[
         echo(f"nothing is up (no {folder / STACK_FILE})")
         return []
     left: list[int] = []
-    for name in reversed(PARTS):
-        part = stack["parts"].get(name)
-        if not part:
-            continue
+    for name in stop_order(stack["parts"]):
+        part = stack["parts"][name]
         was = part_alive(part)
-        still = stop_part(part, grace_s)
+        still = stop_any(name, part, grace_s, echo)
         left += still
         echo(f"{name}: {'stopped' if was else 'was not running'} (pid {part['pid']})"
              + (f"; still alive: {still}" if still else ""))
@@ -390,6 +508,18 @@ def down(state: Path | str | None = None, grace_s: float = 15.0, echo: Callable[
         raise StackError(f"processes of the stack survived SIGKILL: {left}")
     (folder / STACK_FILE).unlink(missing_ok=True)
     return left
+
+
+def stop_any(name: str, part: dict, grace_s: float = 15.0, echo: Callable[[str], None] = print) -> list[int]:
+    """stop_part, except PostgreSQL, which gets a fast shutdown through pg_ctl first (signals are the fallback)."""
+    if name == "postgres" and part_alive(part):
+        from medbuilder.stack import postgres
+
+        try:
+            postgres.stop(Path(part["data_dir"]), timeout=grace_s + 15)
+        except (postgres.PostgresError, subprocess.TimeoutExpired) as err:
+            echo(f"postgres: pg_ctl stop failed, signalling it instead: {err}")
+    return stop_part(part, grace_s)
 
 
 def status(state: Path | str | None = None) -> dict:
@@ -407,5 +537,9 @@ def status(state: Path | str | None = None) -> dict:
             row.update(url=part["url"], healthy=http_ok(f"{part['url']}/_stcore/health"))
         if name == "serve":
             row["healthy"] = row["up"] and deployments_ready(part["api_url"])
+        if name == "postgres":
+            row.update(url=part["url"], healthy=row["up"] and not port_free(part["port"]))
+        if name.startswith("worker-"):
+            row["healthy"] = row["up"] and workers_ready(part["api_url"], [part["worker"]], part["pool"])
         out[name] = row
     return out

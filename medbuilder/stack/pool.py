@@ -1,0 +1,104 @@
+"""Scaling out: a process work pool with workers, and a global concurrency limit on training.
+
+- The work pool ``medbuilder-process`` (type ``process``) gets the deployment ``build_model/pool``
+  (``flows/deployments.py``); ``prefect worker start --pool medbuilder-process --type process`` processes
+  run its flow runs, each in a subprocess of its own. No image and no remote storage: the deployment's
+  entrypoint is the installed module ``medbuilder.flows.build``, and its ``working_dir`` is the folder
+  `medbuilder up` ran in, so relative MEDBUILDER_*_DIR settings mean the same for every worker.
+- The global concurrency limit ``medbuilder-training`` (MEDBUILDER_TRAINING_LIMIT) has
+  MEDBUILDER_TRAINING_SLOTS slots (default 1); the Model Trainer stage of a run holds one slot
+  (`training_slot`), so however many runs the workers take at once, at most that many train at a time.
+  Where the limit does not exist (a plain `medbuilder build`, a test server) Prefect logs
+  "Concurrency limits ['medbuilder-training'] do not exist - skipping acquisition." and the training
+  runs unthrottled; so does a stage run outside a Prefect run (`medbuilder stage RUN model_trainer`); an
+  empty MEDBUILDER_TRAINING_LIMIT turns the slot off (no API call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+POOL = "medbuilder-process"
+POOL_DEPLOYMENT = "build_model/pool"
+TRAINING_ROLE = "model_trainer"
+
+
+@contextlib.contextmanager
+def training_slot(role: str) -> Iterator[None]:
+    """Hold one slot of the training limit while the Model Trainer works; other roles pass straight through."""
+    from medbuilder.settings import get_settings
+
+    from prefect.concurrency.sync import concurrency
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    name = get_settings().training_limit
+    if role != TRAINING_ROLE or not name or not (TaskRunContext.get() or FlowRunContext.get()):
+        yield  # outside a Prefect run (`medbuilder stage`) there is no server to ask: not throttled
+        return
+
+    with concurrency(name, occupy=1, strict=False):
+        yield
+
+
+@contextlib.contextmanager
+def _client(api_url: str):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        yield client
+
+
+def ensure_training_limit(api_url: str, name: str, slots: int) -> None:
+    """Create the global concurrency limit `name` with `slots` slots, or set an existing one to `slots`."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with _client(api_url) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots, active=True))
+        except ObjectAlreadyExists:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=slots, active=True))
+
+
+def read_training_limit(api_url: str, name: str):
+    """The limit as the server has it (limit, active_slots, ...), None when it does not exist."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _client(api_url) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return None
+
+
+def ensure_pool(api_url: str, pool: str = POOL) -> None:
+    """Create the process work pool `pool` with Prefect's default process job template (kept if it exists)."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with _client(api_url) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+        except ObjectAlreadyExists:
+            pass
+
+
+def deploy_to_pool(api_url: str, working_dir: str, pool: str = POOL) -> str:
+    """Register build_model/pool on `pool`; returns the deployment id."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from medbuilder.flows.deployments import pool_deployment
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        return str(pool_deployment(working_dir).apply(work_pool_name=pool))
+
+
+def worker_command(prefect: str, name: str, pool: str = POOL, limit: int | None = None) -> list[str]:
+    """`prefect worker start` for one process worker of `pool`."""
+    cmd = [prefect, "worker", "start", "--pool", pool, "--type", "process", "--name", name,
+           "--install-policy", "never", "--no-create-pool-if-not-found"]
+    return cmd + (["--limit", str(limit)] if limit else [])
