@@ -56,9 +56,6 @@ class Settings(BaseSettings):
     training_limit: str = Field("medbuilder-training", description="Prefect global concurrency limit the Model Trainer "
                                 "holds a slot of while it works (no such limit on the server: not throttled; empty: off).")
     training_slots: int = Field(1, ge=1, description="Slots `medbuilder up` gives that limit: trainings at a time.")
-    training_limit: str = Field("medbuilder-training", description="Prefect global concurrency limit the Model Trainer "
-                                "holds a slot of while it works (no such limit on the server: not throttled; empty: off).")
-    training_slots: int = Field(1, ge=1, description="Slots `medbuilder up` gives that limit: trainings at a time.")
 
     def resolve_data_path(self, path: Path) -> Path:
         """A datacard path: absolute as given, relative under ``data_dir``."""
