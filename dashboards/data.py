@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from medbuilder.flows.recovery import observed_status
 from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
 from medbuilder.settings import get_settings
 
@@ -69,7 +70,8 @@ def run_info(root: Path) -> RunInfo | None:
     except ValueError:
         return None
     plan = _read_json(root / "plan.json") or {}
-    return RunInfo(run_id=record.run_id, root=root.resolve(), status=record.status, request=record.request,
+    return RunInfo(run_id=record.run_id, root=root.resolve(), status=observed_status(root, record.status),
+                   request=record.request,
                    dataset=plan.get("dataset") or record.dataset_hint, created=record.created,
                    flow_run_id=record.flow_run_id, api_url=record.api_url,
                    pending=_read_json(root / "gates" / "pending.json"))

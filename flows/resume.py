@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from contextlib import nullcontext
 from uuid import UUID
 
@@ -21,36 +20,79 @@ class GateInputError(ValueError):
     """The answer does not fit the gate's form; the message lists what is allowed."""
 
 
-def _reachable(api_url: str | None) -> bool:
-    if not api_url:
-        return False
+CLI_FLAGS = {"action": "--action", "dataset": "--dataset", "reason": "--reason", "feedback": "--feedback",
+             "who": "--who", "max_reliance": "--max-reliance", "max_metric_drop": "--max-metric-drop"}
+
+
+def _flag(field: str) -> str:
+    return f"{field} ({CLI_FLAGS[field]})" if field in CLI_FLAGS else field
+
+
+def validate_answer(gate: str, values: dict):
+    """The gate's typed answer from `values`; GateInputError names each bad field and what it takes."""
+    model = GATE_INPUTS[gate_kind(gate)]
+    allowed = [name for name in model.model_fields if name in CLI_FLAGS]
+    foreign = [name for name in values if name not in model.model_fields]
+    if foreign:
+        raise GateInputError(f"gate {gate} does not take {', '.join(_flag(f) for f in foreign)}; it takes "
+                             f"{', '.join(_flag(f) for f in allowed)}. Leave the others out.")
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+        answer = model(**values)
+    except ValidationError as err:
+        problems = "; ".join(_problem(model, e) for e in err.errors())
+        raise GateInputError(f"gate {gate} cannot take {json.dumps(values)}: {problems}. The run still waits "
+                             f"there: answer again with valid values") from err
+    if getattr(answer, "action", None) == "pick":
+        _check_dataset(gate, answer.dataset)
+    return answer
+
+
+def _check_dataset(gate: str, name: str) -> None:
+    from medbuilder.protocol.registry import Registry
+    from medbuilder.settings import get_settings
+
+    try:
+        Registry(get_settings().datacards_dir).get(name)
+    except KeyError as err:
+        raise GateInputError(f"gate {gate}: {_flag('dataset')}: {err.args[0]} The run still waits there.") from None
+
+
+def _problem(model, error: dict) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    text = error["msg"].removeprefix("Value error, ")
+    if field == "action":
+        choices = model.model_fields["action"].annotation.__args__
+        return f"{_flag(field)}: {text} (allowed: {', '.join(choices)})"
+    if field in ("max_reliance", "max_metric_drop"):
+        return f"{_flag(field)}: {text} (a fraction from 0 to 1, e.g. 0.2)"
+    return f"{_flag(field)}: {text}" if field else text
 
 
 def answer_gate(run: RunFolder, values: dict) -> str:
     """Resume the run waiting at its pending gate with `values`; returns the gate id."""
+    from medbuilder.flows.recovery import api_reachable, process_gone
+
     if not run.exists("gates/pending.json"):
         status = run.read("run.json", RunRecord).status
         raise NotWaiting(f"run {run.run_id} is not waiting at a gate (status: {status}); "
                          "`medbuilder resume` continues a stopped run")
     pending = run.read_json("gates/pending.json")
-    model = GATE_INPUTS[gate_kind(pending["gate"])]
-    try:
-        answer = model(**values)
-    except ValidationError as err:
-        allowed = model.model_fields["action"].annotation.__args__
-        problems = "; ".join(e["msg"] for e in err.errors())
-        raise GateInputError(f"gate {pending['gate']} cannot take {json.dumps(values)}: {problems}. "
-                             f"Actions allowed here: {', '.join(allowed)}") from err
+    answer = validate_answer(pending["gate"], values)
+    if process_gone(run):
+        raise NotWaiting(f"run {run.run_id} was waiting at gate {pending['gate']}, but its flow process is gone "
+                         f"(interrupted): `medbuilder resume {run.run_id}` starts it again at the same gate; "
+                         "answer it then")
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     api_url = run.read("run.json", RunRecord).api_url
-    scope = temporary_settings({PREFECT_API_URL: api_url}) if _reachable(api_url) else nullcontext()
-    with scope:
-        resume_flow_run(UUID(pending["flow_run_id"]), run_input=answer.model_dump(include=set(model.model_fields)))
+    scope = temporary_settings({PREFECT_API_URL: api_url}) if api_reachable(api_url) else nullcontext()
+    model = GATE_INPUTS[gate_kind(pending["gate"])]
+    try:
+        with scope:
+            resume_flow_run(UUID(pending["flow_run_id"]), run_input=answer.model_dump(include=set(model.model_fields)))
+    except (NotPausedError, FlowPauseTimeout) as err:
+        raise NotWaiting(f"run {run.run_id}: flow run {pending['flow_run_id']} is no longer paused at gate "
+                         f"{pending['gate']} ({err}); `medbuilder runs` shows its status") from err
     return pending["gate"]

@@ -9,6 +9,7 @@ from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
+from medbuilder.flows.recovery import describe, record_process, recover
 from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
 from medbuilder.settings import Settings
 
@@ -40,6 +41,9 @@ def open_run(settings: Settings, request: str, dataset: str | None, core: str | 
     if run_dir and (Path(run_dir) / "run.json").exists():
         run = RunFolder(Path(run_dir))
         record = run.read("run.json", RunRecord)
+        entry = recover(run, record)
+        if entry.get("status_was") in ("running", "interrupted"):
+            get_run_logger().warning("run %s was interrupted; recovered: %s", run.run_id, describe(entry))
         record.core, record.approve = core or record.core, approve or record.approve
     else:
         text = check_request(request)
@@ -50,6 +54,7 @@ def open_run(settings: Settings, request: str, dataset: str | None, core: str | 
                            approve=approve or settings.approve)
     record.flow_run_id, record.api_url, record.status = str(get_run_context().flow_run.id), _api_url(), "running"
     run.write("run.json", record)
+    record_process(run)
     get_run_logger().info("run folder %s (core %s, gates %s)", run.root, record.core, record.approve)
     return run, record.core, record.approve
 

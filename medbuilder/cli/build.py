@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 
@@ -43,15 +44,49 @@ def build(
 ) -> None:
     """Run the build_model flow: Task Manager -> dataset gate -> Data Engineer -> Module Architect ->
     Model Trainer -> evaluation -> review gate (-> refinement rounds) -> delivery."""
-    from medbuilder.flows.build import build_model
-    from medbuilder.flows.runs import BadRequest
+    from medbuilder.flows.runs import BadRequest, check_request
 
     try:
-        summary = build_model(request=request, dataset=dataset, core=core and core.value,
-                              approve=approve and approve.value)
+        check_request(request)
     except BadRequest as err:
         fail(str(err))
+    if dataset:
+        _check_dataset(dataset)
+    from medbuilder.flows.build import build_model
+
+    summary = build_model(request=request, dataset=dataset, core=core and core.value,
+                          approve=approve and approve.value)
     _print_summary(summary)
+    _explain_no_fit(summary)
+
+
+def _check_dataset(name: str) -> None:
+    """--dataset must name a datacard; the error lists the known ones."""
+    from medbuilder.cli.common import registry
+    from medbuilder.protocol.registry import DatacardError
+
+    try:
+        registry().get(name)
+    except KeyError as err:
+        fail(f"--dataset: {err.args[0]}")
+    except DatacardError as err:
+        fail(f"--dataset {name}: the datacards folder has a broken card: {err}")
+
+
+def _explain_no_fit(summary: dict) -> None:
+    """No dataset fits: say so plainly, with every datacard considered and how to add one; exit 1."""
+    if summary.get("status") != "no_fit":
+        return
+    from medbuilder.settings import get_settings
+
+    reasons = summary.get("reasons") or []
+    lines = [f"error: {reasons[0] if reasons else 'no dataset fits'} the request (run {summary['run_id']}).",
+             f"Datacards considered (in {get_settings().datacards_dir}):", *(f"  - {r}" for r in reasons[1:]),
+             "Fix: rephrase the request (task, modality, anatomy, finding), name a dataset with --dataset NAME, "
+             "or add a datacard with `medbuilder datacards add FILE`; then "
+             f"`medbuilder resume {summary['run_id']}` asks the Task Manager again."]
+    typer.secho("\n".join(lines), fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
 
 
 def resume(
@@ -59,10 +94,18 @@ def resume(
     approve: Approve = typer.Option(None, "--approve", help="Change how the remaining gates are answered."),
 ) -> None:
     """Continue an interrupted run; finished stages and answered gates are not redone."""
-    from medbuilder.flows.build import build_model
+    from medbuilder.flows.recovery import flow_process
 
     folder = find_run(run)
-    _print_summary(build_model(run_dir=str(folder.root), approve=approve and approve.value))
+    alive = flow_process(folder)
+    if alive and alive["pid"] != os.getpid():
+        fail(f"run {folder.run_id} is still running (flow process {alive['pid']}, started {alive['started']}): "
+             "answer its gate with `medbuilder approve`, wait for it, or stop that process before resuming")
+    from medbuilder.flows.build import build_model
+
+    summary = build_model(run_dir=str(folder.root), approve=approve and approve.value)
+    _print_summary(summary)
+    _explain_no_fit(summary)
 
 
 def approve_gate(
@@ -136,9 +179,11 @@ def predict(
 
 def runs() -> None:
     """Recent runs: id, status, request."""
+    from medbuilder.flows.recovery import observed_status
     from medbuilder.protocol.artifacts import RunRecord
     from medbuilder.settings import get_settings
 
     for folder in sorted(get_settings().runs_dir.glob("*/run.json")):
         record = RunRecord.model_validate_json(folder.read_text())
-        typer.echo(f"{record.run_id:40} {record.status:10} {record.request[:60]}")
+        status = observed_status(folder.parent, record.status)
+        typer.echo(f"{record.run_id:40} {status:11} {record.request[:60]}")

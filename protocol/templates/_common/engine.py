@@ -2,7 +2,8 @@
 
 Copied into each workspace as ``engine.py`` beside ``common.py``; depends only on
 numpy and torch. ``fit`` trains with AdamW and a cosine schedule, logs one line per
-epoch (stdout and ``train_log.jsonl``) and keeps the best epoch by validation loss;
+epoch (stdout and ``train_log.jsonl``), keeps the best epoch by validation loss and
+continues a killed training from ``checkpoints/last.pt`` (same configuration only);
 ``auroc`` and ``bootstrap_ci`` give the metric and its 95% interval; ``finish``
 writes ``metrics.json`` and ``predictions.json``.
 """
@@ -57,19 +58,36 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
     every epoch and ``checkpoints/best.pt`` when the validation loss improves. On
     return the model holds the best weights (lowest validation loss, or the last
     epoch without validation) and ``checkpoints/model.pt`` holds them too.
+
+    Resuming: ``last.pt`` also holds the optimizer, scheduler, RNG states, the best
+    epoch so far, the training seconds spent and a hash of the configuration. When
+    an unfinished ``last.pt`` with the same hash is found (a killed run), training
+    continues from the next epoch, appending to ``train_log.jsonl``; ``time_limit_s``
+    counts the seconds spent before the interruption too.
     """
     epochs = int(cfg["epochs"])
     time_limit = cfg.get("time_limit_s")
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train_loader))
     log_file = out / "train_log.jsonl"
-    log_file.write_text("")
     extra = checkpoint_extra or {}
-    best_loss, best_epoch, best_state = math.inf, 0, None
-    seen, step_seconds, train_loss, stopped_early = 0, 0.0, math.nan, False
-    start = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, epochs + 1):
+    fingerprint = config_hash(cfg, extra)
+    state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "seen": 0, "step_seconds": 0.0,
+             "train_loss": math.nan, "train_seconds": 0.0}
+    best_state = None
+    resumed = try_resume(out / "checkpoints", fingerprint, model, optimizer, scheduler)
+    if resumed is None:
+        log_file.write_text("")
+    else:
+        state.update(resumed["progress"])
+        best_state = resumed["best_state"]
+        keep_log_until(log_file, state["epoch"])
+        print(f"resumed from epoch {state['epoch']} (checkpoints/last.pt; {state['train_seconds']:.1f}s of training "
+              f"already spent)", flush=True)
+    stopped_early = False
+    start = time.perf_counter() - state["train_seconds"]
+    epoch = state["epoch"]
+    for epoch in range(state["epoch"] + 1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
         loss_sum, n_sum = 0.0, 0
@@ -87,9 +105,9 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
                 stopped_early = True
                 break
         epoch_train_seconds = time.perf_counter() - t0
-        step_seconds += epoch_train_seconds
-        seen += n_sum
-        train_loss = loss_sum / max(1, n_sum)
+        state["step_seconds"] += epoch_train_seconds
+        state["seen"] += n_sum
+        state["train_loss"] = loss_sum / max(1, n_sum)
         val_loss = None
         if val_loader is not None and val_step is not None:
             model.eval()
@@ -99,37 +117,143 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
                     s, n = val_step(batch)
                     v_sum, v_n = v_sum + s, v_n + n
             val_loss = v_sum / max(1, v_n)
-        entry = {"epoch": epoch, "train_loss": round(train_loss, 6),
+        entry = {"epoch": epoch, "train_loss": round(state["train_loss"], 6),
                  "val_loss": None if val_loss is None else round(val_loss, 6),
                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
                  "images_per_second": round(n_sum / max(epoch_train_seconds, 1e-9), 1),
                  "peak_rss_mb": round(peak_rss_mb(), 1)}
+        if resumed is not None and epoch == resumed["progress"]["epoch"] + 1:
+            entry["resumed_from"] = resumed["progress"]["epoch"]
         with log_file.open("a") as f:
             f.write(json.dumps(entry) + "\n")
         val_text = "" if val_loss is None else f"  val_loss {val_loss:.4f}"
-        print(f"epoch {epoch}/{epochs}  train_loss {train_loss:.4f}{val_text}  lr {entry['lr']:.2e}  "
+        print(f"epoch {epoch}/{epochs}  train_loss {state['train_loss']:.4f}{val_text}  lr {entry['lr']:.2e}  "
               f"{entry['seconds']:.1f}s  {entry['images_per_second']:.1f} img/s", flush=True)
-        save_checkpoint(out / "checkpoints" / "last.pt", model, cfg, epoch, extra)
         score = val_loss if val_loss is not None else -epoch  # without validation: the last epoch
-        if score < best_loss:
-            best_loss, best_epoch = score, epoch
+        if score < state["best_loss"]:
+            state["best_loss"], state["best_epoch"] = score, epoch
             best_state = copy.deepcopy(model.state_dict())
             if val_loss is not None:
                 save_checkpoint(out / "checkpoints" / "best.pt", model, cfg, epoch, extra)
+        state["epoch"], state["train_seconds"] = epoch, time.perf_counter() - start
+        save_checkpoint(out / "checkpoints" / "last.pt", model, cfg, epoch, extra,
+                        resume=resume_state(fingerprint, optimizer, scheduler, state, finished=False))
         if stopped_early:
             print(f"time_limit_s={time_limit} reached: stopping after epoch {epoch}", flush=True)
             break
+    mark_finished(out / "checkpoints" / "last.pt")
     if best_state is not None:
         model.load_state_dict(best_state)
-    save_checkpoint(out / "checkpoints" / "model.pt", model, cfg, best_epoch, extra)
-    return {"epochs": epoch, "best_epoch": best_epoch, "final_train_loss": train_loss,
+    save_checkpoint(out / "checkpoints" / "model.pt", model, cfg, state["best_epoch"], extra)
+    return {"epochs": epoch, "best_epoch": state["best_epoch"], "final_train_loss": state["train_loss"],
             "train_seconds": round(time.perf_counter() - start, 2),
-            "images_per_second": round(seen / max(step_seconds, 1e-9), 1), "stopped_early": stopped_early}
+            "images_per_second": round(state["seen"] / max(state["step_seconds"], 1e-9), 1),
+            "stopped_early": stopped_early,
+            "resumed_from_epoch": None if resumed is None else resumed["progress"]["epoch"]}
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, cfg: dict, epoch: int, extra: dict | None = None) -> None:
+# Keys that do not change what training computes: a resumed run may differ in them.
+NOT_HASHED = ("time_limit_s", "bootstrap", "max_test_items", "num_workers", "num_threads", "output_dir")
+
+
+def config_hash(cfg: dict, extra: dict | None = None) -> str:
+    """A fingerprint of the configuration (and the checkpoint extras such as the label map)."""
+    import hashlib
+
+    kept = {k: v for k, v in cfg.items() if k not in NOT_HASHED}
+    text = json.dumps({"config": kept, "extra": extra or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resume_state(fingerprint: str, optimizer, scheduler, progress: dict, finished: bool) -> dict:
+    """What `try_resume` needs to continue after the epoch just saved."""
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": __import__("random").getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {"config_hash": fingerprint, "finished": finished, "progress": dict(progress),
+            "optimizer": optimizer.state_dict(), "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "rng": rng}
+
+
+def try_resume(folder: Path, fingerprint: str, model, optimizer, scheduler) -> dict | None:
+    """Load an unfinished last.pt written for this configuration; None (train afresh) otherwise."""
+    path = folder / "last.pt"
+    if not path.exists():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+    except Exception as err:  # a checkpoint cut short by a crash: start again rather than fail
+        print(f"not resuming: {path} cannot be read ({type(err).__name__}); training from epoch 1", flush=True)
+        return None
+    saved = ckpt.get("resume")
+    if not saved or saved.get("finished"):
+        return None  # a finished training (or an older engine's checkpoint): this is a new training
+    if saved.get("config_hash") != fingerprint:
+        print(f"not resuming: {path} was written for another configuration (hash {saved.get('config_hash')}, "
+              f"now {fingerprint}); training from epoch 1", flush=True)
+        return None
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved.get("scheduler") is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    restore_rng(saved.get("rng") or {})
+    progress, best_state = saved["progress"], None
+    if progress["best_epoch"] == progress["epoch"]:
+        best_state = copy.deepcopy(model.state_dict())
+    elif (folder / "best.pt").exists():
+        best = load_checkpoint(folder / "best.pt")
+        best_state = best["state_dict"] if best.get("epoch") == progress["best_epoch"] else None
+    return {"progress": progress, "best_state": best_state}
+
+
+def restore_rng(rng: dict) -> None:
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "numpy" in rng:
+        np.random.set_state(rng["numpy"])
+    if "python" in rng:
+        __import__("random").setstate(rng["python"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def keep_log_until(log_file: Path, epoch: int) -> None:
+    """Drop log lines of epochs after the checkpoint (written just before a crash)."""
+    if not log_file.exists():
+        return
+    kept = []
+    for line in log_file.read_text().splitlines():
+        try:
+            if json.loads(line).get("epoch", 0) <= epoch:
+                kept.append(line)
+        except ValueError:
+            continue
+    log_file.write_text("".join(line + "\n" for line in kept))
+
+
+def mark_finished(path: Path) -> None:
+    """last.pt of a finished training is not resumed: the next run trains afresh."""
+    if path.exists():
+        ckpt = load_checkpoint(path)
+        if ckpt.get("resume"):
+            ckpt["resume"]["finished"] = True
+            _atomic_save(ckpt, path)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, cfg: dict, epoch: int, extra: dict | None = None,
+                    resume: dict | None = None) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "config": cfg, "epoch": epoch, **(extra or {})}, path)
+    payload = {"state_dict": state, "config": cfg, "epoch": epoch, **(extra or {})}
+    if resume is not None:
+        payload["resume"] = resume
+    _atomic_save(payload, path)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    """Write then rename, so a crash mid-write never leaves a half checkpoint."""
+    tmp = Path(str(path) + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -1,0 +1,189 @@
+"""Crash recovery: SIGKILL the real `medbuilder build` process during training and at a gate, then resume.
+
+Real CLI processes, a real Prefect server, real training on 20 real Br35H images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from typer.testing import CliRunner
+
+from flow_helpers import MEDBUILDER, descendants, kill_tree, only_run, start, wait_for
+from medbuilder.protocol.artifacts import RunFolder
+
+REQUEST = "Classify brain MRI slices as tumour or no tumour"
+pytestmark = pytest.mark.slow
+
+
+def _env(base: Path, api: str, time_limit_s: str) -> dict:
+    return {"PREFECT_API_URL": api, "MEDBUILDER_DATA_DIR": str(base / "data"), "MEDBUILDER_RUNS_DIR": str(base / "runs"),
+            "MEDBUILDER_TRAIN_TIME_LIMIT_S": time_limit_s, "MEDBUILDER_ECHO_SCRIPTS": "false",
+            "MEDBUILDER_GATE_POLL_S": "1"}
+
+
+def _epochs(run_dir: Path) -> list[dict]:
+    log = run_dir / "workspace" / "train_log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _training_pids(pid: int) -> list[int]:
+    found = []
+    for child in descendants(pid):
+        try:
+            if b"train.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+def _pending(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "gates" / "pending.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _flow_run_state(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).state.type.value
+
+
+def _cli(env: dict, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([MEDBUILDER, *args], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _kill_leader(proc: subprocess.Popen) -> None:
+    """A crash of the flow process: SIGKILL it alone, not its process group."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_sigkill_during_training_resumes_from_last_checkpoint(prefect_api, br35h_small):
+    env = _env(br35h_small, prefect_api, "300")
+    log = br35h_small / "build.log"
+    proc = start(["build", REQUEST, "--approve", "auto"], env, log)
+    try:
+        wait_for(lambda: any((br35h_small / "runs").iterdir()), 120, "the run folder", log)
+        run_dir = only_run(br35h_small / "runs")
+        wait_for(lambda: any(e["epoch"] >= 2 for e in _epochs(run_dir)), 240, "two training epochs", log)
+        trainers = _training_pids(proc.pid)
+        assert trainers, "no train.py process below the flow process"
+        old_flow_run = json.loads((run_dir / "run.json").read_text())["flow_run_id"]
+        _kill_leader(proc)
+        killed_at = time.monotonic()
+        wait_for(lambda: not any(_alive(p) for p in trainers), 5, "the training child to die with its flow process")
+        died_after = time.monotonic() - killed_at
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    last_logged = max(e["epoch"] for e in _epochs(run_dir))
+    run = RunFolder(run_dir)
+    from medbuilder.flows.recovery import observed_status
+
+    assert run.read_json("run.json")["status"] == "running"
+    assert observed_status(run_dir, "running") == "interrupted"
+    assert run.read_json("stages/model_trainer.json")["status"] == "running"
+
+    started = time.monotonic()
+    resumed = _cli(env, "resume", run_dir.name, timeout=400)
+    resume_seconds = time.monotonic() - started
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "status: delivered" in resumed.stdout
+
+    training_output = "".join(p.read_text() for p in sorted((run_dir / "logs").glob("model_trainer-*.log")))
+    resumed_line = next(line for line in training_output.splitlines() if line.startswith("resumed from epoch"))
+    resumed_from = int(resumed_line.split()[3])
+    assert last_logged - 1 <= resumed_from <= last_logged  # at most the epoch in progress was lost
+    config = json.loads((run_dir / "workspace" / "config.json").read_text())
+    epochs = _epochs(run_dir)
+    assert [e["epoch"] for e in epochs] == list(range(1, config["epochs"] + 1))
+    assert [e["resumed_from"] for e in epochs if "resumed_from" in e] == [resumed_from]
+    metrics = run.read_json("workspace/metrics.json")
+    assert metrics["epochs"] == config["epochs"] and metrics["resumed_from_epoch"] == resumed_from
+    assert isinstance(metrics["value"], float) and math.isfinite(metrics["value"]) and 0 <= metrics["value"] <= 1
+
+    stages = {p.stem: json.loads(p.read_text()) for p in (run_dir / "stages").glob("*.json")}
+    assert all(s["status"] == "completed" for s in stages.values()), stages
+    assert {name: s["attempts"] for name, s in stages.items()} == {
+        "task_manager": 1, "prepare_data": 1, "data_engineer": 1, "module_architect": 1, "model_trainer": 2,
+        "evaluate-0": 1, "deliver": 1}
+    record = run.read_json("run.json")
+    assert record["status"] == "delivered" and record["flow_run_id"] != old_flow_run
+    [entry] = run.read_json("interruptions.json")
+    assert entry["interrupted_stages"] == ["model_trainer"] and entry["old_flow_run"].startswith("marked CRASHED")
+    assert _flow_run_state(old_flow_run) == "CRASHED" and _flow_run_state(record["flow_run_id"]) == "COMPLETED"
+    assert (run_dir / "bundle" / "models" / "model.pt").exists()
+    print(f"\nkilled after epoch {last_logged}; training child gone {died_after:.1f} s after the kill; resumed from "
+          f"epoch {resumed_from}; resume to delivery {resume_seconds:.1f} s")
+
+
+def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_small):
+    from medbuilder.cli import app
+
+    env = _env(br35h_small, prefect_api, "3")
+    log = br35h_small / "build.log"
+    proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
+    try:
+        wait_for(lambda: any((br35h_small / "runs").iterdir()), 120, "the run folder", log)
+        run_dir = only_run(br35h_small / "runs")
+        wait_for(lambda: _pending(run_dir).get("gate") == "dataset-1", 180, "the dataset gate", log)
+        old_flow_run = _pending(run_dir)["flow_run_id"]
+        _kill_leader(proc)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    runner = CliRunner()
+    lost = runner.invoke(app, ["approve", str(run_dir)])
+    assert lost.exit_code == 2 and "flow process is gone" in lost.stderr and "medbuilder resume" in lost.stderr
+
+    resume_log = br35h_small / "resume.log"
+    resumed = start(["resume", run_dir.name], env, resume_log)
+    try:
+        wait_for(lambda: _pending(run_dir).get("flow_run_id") not in (None, old_flow_run), 120,
+                 "the resumed run at a gate", resume_log)
+        pending = _pending(run_dir)
+        record = json.loads((run_dir / "run.json").read_text())
+        assert pending["gate"] == "dataset-1" and pending["flow_run_id"] == record["flow_run_id"]
+        assert _flow_run_state(old_flow_run) == "CRASHED" and _flow_run_state(pending["flow_run_id"]) == "PAUSED"
+        bad = runner.invoke(app, ["approve", str(run_dir), "--action", "maybe"])
+        assert bad.exit_code == 2 and "action (--action)" in bad.stderr and "allowed: approve, pick, reject" in bad.stderr
+        assert _pending(run_dir)["gate"] == "dataset-1"  # still waiting after a bad answer
+        answered = _cli(env, "approve", run_dir.name, "--who", "dr-a")
+        assert answered.returncode == 0, answered.stderr
+        wait_for(lambda: _pending(run_dir).get("gate") == "review-0", 300, "the review gate", resume_log)
+        answered = _cli(env, "approve", run_dir.name, "--who", "dr-b")
+        assert answered.returncode == 0, answered.stderr
+        assert resumed.wait(timeout=180) == 0, resume_log.read_text()[-3000:]
+    finally:
+        if resumed.poll() is None:
+            kill_tree(resumed)
+    run = RunFolder(run_dir)
+    assert "status: delivered" in resume_log.read_text()
+    dataset, review = run.read_json("decisions/dataset-1.json"), run.read_json("decisions/review-0.json")
+    assert (dataset["who"], dataset["via"], review["who"], review["via"]) == ("dr-a", "prefect", "dr-b", "prefect")
+    assert run.read_json("stages/task_manager.json")["attempts"] == 1
+    [entry] = run.read_json("interruptions.json")
+    assert entry["gate_was_waiting"] == "dataset-1" and entry["old_flow_run"] == "marked CRASHED (was PAUSED)"
+    assert run.read_json("run.json")["status"] == "delivered"
