@@ -87,12 +87,13 @@ WRONG_LABELS = {"no": "tumour", "yes": "healthy"}  # swapped meaning, and not th
 # A script that never ends: it ignores SIGTERM, starts a child (in its process group) and waits forever.
 HANG = '''import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # deaf to SIGTERM: only the SIGKILL after the grace ends it
 
-child = subprocess.Popen(["sleep", "300"])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", __file__])  # its path marks it
 Path("hang_pids.txt").write_text(f"{__import__('os').getpid()} {child.pid}")
 print("waiting for a lock that never comes", flush=True)
 while True:
@@ -175,7 +176,8 @@ def _check_hang(ran: Ran) -> None:
     assert (step.tool, step.ok) == ("run_script", False)
     assert SCRIPT_TIMEOUT_S + KILL_GRACE_S <= step.seconds < SCRIPT_TIMEOUT_S + KILL_GRACE_S + 3  # limit + grace
     pids = [int(p) for p in (ran.run.workspace / "hang_pids.txt").read_text().split()]
-    assert len(pids) == 2 and not [p for p in pids if _alive(p)], "the script or its child outlived the kill"
+    # the PIDs are those of the sandbox's PID namespace: find the processes by the script's path instead
+    assert len(pids) == 2 and not _running_with(str(ran.run.workspace / "hang.py")), "the script or its child outlived the kill"
     assert ran.trajectory().steps[-1].tool == "run_script" and ran.trajectory().steps[-1].ok
 
 
@@ -306,6 +308,18 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def _running_with(text: str) -> list[int]:
+    """Live processes whose command line contains `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes() and _alive(int(proc.name)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def _bounded(fn: Callable[[], Any], limit_s: float) -> tuple[Any, BaseException | None, float]:

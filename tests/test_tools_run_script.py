@@ -78,9 +78,31 @@ def test_timeout_kills_the_whole_process_group(ws):
     result = run_script(ws, f"hang.py {marker}", timeout_s=1.5)
     elapsed = time.monotonic() - started
     assert result.timed_out and result.exit_code is None and "child started" in result.output
-    assert elapsed < 1.5 + ws.kill_grace_s + 3, f"took {elapsed:.1f} s"
+    assert 1.5 + ws.kill_grace_s * 0.9 < elapsed < 1.5 + ws.kill_grace_s + 3, f"took {elapsed:.1f} s"
     assert not leftovers(marker), "the child sleep survived the timeout"
     assert "TIMED OUT" in render(result)
+
+
+GRACEFUL = """
+import pathlib, signal, sys, time
+def save_and_exit(*_):
+    pathlib.Path('saved.txt').write_text('checkpoint')
+    print('saved on SIGTERM', flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save_and_exit)
+print('ready', flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_timeout_sends_sigterm_to_the_script_first(ws):
+    """Inside bwrap too: the script, not only bwrap, gets SIGTERM and its grace period to save its work."""
+    write_file(ws, "graceful.py", GRACEFUL)
+    result = run_script(ws, "graceful.py", timeout_s=1.5)
+    assert result.timed_out and "ready" in result.output and "saved on SIGTERM" in result.output, render(result)
+    assert (ws.root / "saved.txt").read_text() == "checkpoint"
+    assert result.duration_s < 1.5 + ws.kill_grace_s
 
 
 def test_background_children_are_stopped_when_the_command_ends(ws):

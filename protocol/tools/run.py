@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medbuilder.protocol.tools.context import ToolError, Workspace
 from medbuilder.protocol.tools.sandbox import (
-    MIB, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare,
+    MIB, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
 )
 
 PYTHON_NAMES = {"python", "python3", Path(sys.executable).name}
@@ -112,7 +112,7 @@ def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: Sand
         process.wait(timeout=limit)
     except subprocess.TimeoutExpired:
         timed_out = watchdog.reason is None
-        _kill_group(process, ctx.kill_grace_s)
+        _kill_group(process, ctx.kill_grace_s, prepared.engine == "bwrap")
     finally:
         watchdog.stop()
         _stop_leftovers(process)
@@ -222,9 +222,17 @@ def _child_env(ctx: Workspace) -> dict[str, str]:
     return env
 
 
-def _kill_group(process: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the process group, wait up to `grace_s`, then SIGKILL it."""
-    _signal_group(process.pid, signal.SIGTERM)
+def _kill_group(process: subprocess.Popen, grace_s: float, sandboxed: bool) -> None:
+    """SIGTERM the command's processes, wait up to `grace_s`, then SIGKILL them all.
+
+    In bwrap, SIGTERM goes to the processes inside only: bwrap itself would die of it and
+    take the script down at once (--die-with-parent), leaving it no grace to clean up.
+    """
+    if sandboxed:
+        for pid in set(process_tree(process.pid)) - {process.pid}:
+            _signal_pid(pid, signal.SIGTERM)
+    else:
+        _signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
@@ -240,6 +248,13 @@ def _stop_leftovers(process: subprocess.Popen) -> None:
         process.wait()
     _signal_group(process.pid, signal.SIGKILL)
     kill_tree(process.pid)
+
+
+def _signal_pid(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
