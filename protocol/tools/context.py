@@ -84,6 +84,8 @@ class Workspace:
         return (
             f"Your workspace is {self.root}: relative paths are relative to it, and it is the only place you may "
             f"write and run scripts (limit {self.script_timeout_s:.0f} s each). Read-only folders: {readable}."
+            + ("" if self.sandbox.mode == "off" else " Scripts run in a sandbox: no network, everything outside the "
+               "workspace read-only, /tmp private and small; install nothing, keep outputs in the workspace.")
         )
 
     # -- confinement -------------------------------------------------------

@@ -176,9 +176,12 @@ def make_preexec(limits: SandboxLimits, cgroup: PidsCgroup | None):
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
         if procs:
-            fd = os.open(procs, os.O_WRONLY)
-            os.write(fd, b"0")  # 0: the writing process itself
-            os.close(fd)
+            try:
+                fd = os.open(procs, os.O_WRONLY)
+                os.write(fd, b"0")  # 0: the writing process itself
+                os.close(fd)
+            except OSError:  # the cgroup went away: the watchdog still counts processes
+                pass
 
     return preexec
 
