@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from uuid import UUID
@@ -17,6 +18,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
+import template_data
 from flow_helpers import MEDBUILDER, descendants, kill_tree, only_run, start, wait_for
 from medbuilder.protocol.artifacts import RunFolder
 
@@ -187,3 +189,95 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
     [entry] = run.read_json("interruptions.json")
     assert entry["gate_was_waiting"] == "dataset-1" and entry["old_flow_run"] == "marked CRASHED (was PAUSED)"
     assert run.read_json("run.json")["status"] == "delivered"
+
+
+def _train(ws: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "train.py", "--config", "config.json"], cwd=ws, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _log(ws: Path) -> list[dict]:
+    return [json.loads(line) for line in (ws / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_segmentation_training_killed_and_resumed(tmp_path):
+    """The segmentation template's train.py, SIGKILLed after two epochs and started again, continues
+    from its last checkpoint with a changed time limit (not part of the configuration hash)."""
+    from medbuilder.protocol.templates import fill_template
+
+    index = template_data.shapes_2d_index(tmp_path / "index", n_train=6, n_test=2, size=32)
+    ws = tmp_path / "ws"
+    fill_template("segmentation", ws, {"index_dir": str(index), "spatial_dims": 2, "patch_size": None,
+                                       "image_size": [32, 32], "channels": [8, 16, 32], "epochs": 5, "batch_size": 2,
+                                       "num_threads": 2, "bootstrap": 50})
+    proc = _train(ws)
+    wait_for(lambda: (ws / "train_log.jsonl").exists() and len(_log(ws)) >= 2, 240, "two epochs")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    logged = len(_log(ws))
+    config = json.loads((ws / "config.json").read_text())
+    (ws / "config.json").write_text(json.dumps({**config, "time_limit_s": 600}))
+    again = _train(ws)
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, output[-2000:]
+    resumed_from = int(output.split("resumed from epoch ")[1].split()[0])
+    assert logged - 1 <= resumed_from <= logged
+    assert [e["epoch"] for e in _log(ws)] == list(range(1, 6))
+    metrics = json.loads((ws / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == resumed_from and metrics["epochs"] == 5
+    assert 0 <= metrics["value"] <= 1
+
+
+def _engine():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol" / "templates" / "_common"))
+    import engine
+
+    return engine
+
+
+class _Crash(Exception):
+    pass
+
+
+def _fit(out: Path, lr: float = 0.01, crash_at: int | None = None) -> dict:
+    import torch
+
+    engine = _engine()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    data = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(3)]
+    epoch = {"n": 0}
+
+    def step(batch):
+        if crash_at is not None and epoch["n"] == crash_at * len(data):
+            raise _Crash()
+        epoch["n"] += 1
+        x, y = batch
+        return torch.nn.functional.mse_loss(model(x), y), len(y)
+
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return engine.fit(model, data, {"epochs": 4, "lr": lr}, out, step)
+
+
+def test_engine_resumes_only_an_unfinished_training_of_the_same_config(tmp_path, capsys):
+    with pytest.raises(_Crash):
+        _fit(tmp_path, crash_at=2)  # a crash during epoch 3: last.pt holds epoch 2
+    assert _fit(tmp_path)["resumed_from_epoch"] == 2
+    assert [e["epoch"] for e in _log(tmp_path)] == [1, 2, 3, 4]
+    assert _fit(tmp_path)["resumed_from_epoch"] is None  # last.pt of a finished training: train afresh
+    with pytest.raises(_Crash):
+        _fit(tmp_path, crash_at=1)
+    capsys.readouterr()
+    result = _fit(tmp_path, lr=0.02)  # another configuration: its last.pt is not resumed
+    assert result["resumed_from_epoch"] is None and result["epochs"] == 4
+    assert "not resuming: " in capsys.readouterr().out
+    assert [e["epoch"] for e in _log(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_resume_stops_a_process_left_in_the_workspace(tmp_path):
+    from medbuilder.flows.recovery import stop_workspace_processes, workspace_processes
+
+    leftover = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
+    assert workspace_processes(tmp_path) == [leftover.pid]
+    assert stop_workspace_processes(tmp_path) == [leftover.pid]
+    assert leftover.wait(timeout=5) == -signal.SIGKILL and workspace_processes(tmp_path) == []
