@@ -189,6 +189,21 @@ def test_private_tmp_is_small_and_memory_is_limited(tmp_path):
     assert "MemoryError" in text and "[stopped by the memory limit: an allocation was refused past 300 MiB]" in text, text
 
 
+def test_memory_spread_over_processes_is_stopped_by_the_watchdog(tmp_path):
+    marker = unique_seconds()
+    result, text = run(workspace(tmp_path, memory_mib=300), "hogs.py", """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                break
+        block = b'x' * (150 * 1024 * 1024)  # under the per-process limit; four of them are not
+        time.sleep(30)
+    """, marker)
+    assert not result.timed_out and result.duration_s < 15, text
+    assert "[stopped by the memory limit:" in text and "MiB resident, limit 300 MiB]" in text, text
+    assert not leftovers(marker)
+
+
 @pytest.fixture
 def listener():
     server = socket.create_server(("127.0.0.1", 0))

@@ -71,8 +71,10 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
     The command is killed, with every process it started, when the time limit
     passes. Output (stdout and stderr) longer than the limit is cut to its head
     and tail; write long logs to a file and read parts of it with read_files.
-    It returns the exit code (0 means success), whether it timed out, the
-    duration and the output.
+    It runs in a sandbox: no network, everything outside the workspace
+    read-only, and limits on CPU time, memory, file size, processes and
+    workspace growth. It returns the exit code (0 means success), whether it
+    timed out, which limit stopped it if one did, the duration and the output.
 
     Args:
         command: The script path with its arguments, or a shell command.
@@ -141,7 +143,7 @@ def _limit_from_exit(exit_code: int | None, output: str, limits: SandboxLimits, 
     if any(text in output for text in ("MemoryError", "Cannot allocate memory", "can't allocate memory")):
         return f"memory limit: an allocation was refused past {limits.memory_mib} MiB"
     if "No space left on device" in output:
-        return f"/tmp size limit: the sandbox's private /tmp holds at most {limits.tmp_mib} MiB"
+        return f"/tmp size limit (or a full disk): the sandbox's private /tmp holds at most {limits.tmp_mib} MiB"
     return None
 
 
