@@ -62,8 +62,58 @@ def first_n(records: list[dict], n: int | None, seed: int, key: str | None = "la
     return out[:n]
 
 
-def cosine(optimizer, total_steps: int):
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+def load_images(records: list[dict], cfg: dict, steps: list) -> torch.Tensor:
+    """Each record's image through `steps` (MONAI array transforms), stacked as float32 with the
+    config's channel count (an RGB file for a grey model is averaged, a grey one repeated)."""
+    from monai.transforms import Compose
+
+    load, cin = Compose(steps), int(cfg.get("in_channels", 1))
+    images = []
+    for r in records:
+        x = torch.as_tensor(np.asarray(load(r["image"])), dtype=torch.float32)
+        if x.shape[0] != cin:
+            x = x.mean(0, keepdim=True).repeat(cin, *[1] * (x.ndim - 1))
+        images.append(x)
+    return torch.stack(images)
+
+
+def optimizer_and_schedule(model: torch.nn.Module, cfg: dict, steps_per_epoch: int):
+    """AdamW with the config's learning rate and weight decay; a cosine schedule over all epochs."""
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 1e-4)))
+    total = int(cfg["epochs"]) * max(1, steps_per_epoch)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total))
+
+
+def optimise(opt, sched, loss: torch.Tensor, model: torch.nn.Module | None = None, clip: float | None = None) -> float:
+    """One optimiser step on `loss` (gradients clipped to `clip` when given); returns the loss value."""
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+    return float(loss.item())
+
+
+def train_epochs(cfg: dict, clock: "Clock", model: torch.nn.Module, batches, step) -> None:
+    """The config's `stop_after` epochs: `batches()` gives one epoch's batches (tuples whose first item
+    holds the images); `step(*batch)` zeroes the gradients, computes the loss and calls `optimise`.
+    Only `step` counts as step time; the loop time includes batching and augmentation."""
+    loop_start = time.perf_counter()
+    for epoch in range(cfg["stop_after"]):
+        model.train()
+        for batch in batches():
+            t = time.perf_counter()
+            loss = step(*batch)
+            clock.steps += time.perf_counter() - t
+            clock.seen += len(batch[0])
+        print(f"epoch {epoch + 1}/{cfg['epochs']} loss {loss:.5f}", flush=True)
+    clock.loop = time.perf_counter() - loop_start
+
+
+def shuffled_batches(n: int, batch_size: int):
+    """Index tensors of one epoch's batches in a random order."""
+    order = torch.randperm(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
 class Clock:

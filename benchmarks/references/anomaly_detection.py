@@ -7,15 +7,15 @@ class; the per-image reconstruction MSE scores the test images; metric: AUROC (a
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
-from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
+from monai.transforms import EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from _shared import Clock, cosine, emit, first_n, parse, read_split
+from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, read_split,
+                     shuffled_batches, train_epochs)
 
 
 class AutoEncoder(nn.Module):
@@ -41,18 +41,6 @@ class AutoEncoder(nn.Module):
         return self.dec(self.up(code).view(len(x), self.top, *self.grid))
 
 
-def load_all(records: list[dict], cfg: dict) -> torch.Tensor:
-    load, cin = Compose([LoadImage(image_only=True), EnsureChannelFirst(), Resize(list(cfg["image_size"]), mode="area"),
-                         ScaleIntensity()]), int(cfg.get("in_channels", 1))
-    out = []
-    for r in records:
-        x = torch.as_tensor(np.asarray(load(r["image"])), dtype=torch.float32)
-        if x.shape[0] != cin:
-            x = x.mean(0, keepdim=True).repeat(cin, 1, 1)
-        out.append(x)
-    return torch.stack(out)
-
-
 def main() -> None:
     cfg, args = parse("Reference anomaly-detection pipeline (plain PyTorch autoencoder).")
     clock = Clock()
@@ -62,37 +50,27 @@ def main() -> None:
     seed = int(cfg.get("seed", 0))
     train = first_n([r for r in train if r["label"] == normal], cfg.get("max_train_items"), seed, None)
     test = first_n(test, cfg.get("max_test_items"), seed)
-    xtr, xte = load_all(train, cfg), load_all(test, cfg)
+    steps = [LoadImage(image_only=True), EnsureChannelFirst(), Resize(list(cfg["image_size"]), mode="area"), ScaleIntensity()]
+    xtr, xte = load_images(train, cfg, steps), load_images(test, cfg, steps)
     y = np.array([r["label"] != normal for r in test], dtype=int)
 
     model = AutoEncoder(int(cfg.get("in_channels", 1)), cfg["image_size"], list(cfg.get("channels") or [16, 32, 64, 128]),
                         int(cfg.get("latent_dim", 128)))
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 1e-4)))
-    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
-    sched = cosine(opt, epochs * -(-len(xtr) // bs))
-    loop_start = time.perf_counter()
-    for epoch in range(cfg["stop_after"]):
-        model.train()
-        order = torch.randperm(len(xtr))
-        for i in range(0, len(order), bs):
-            x = xtr[order[i:i + bs]]
-            t = time.perf_counter()
-            opt.zero_grad()
-            loss = ((model(x) - x) ** 2).mean()
-            loss.backward()
-            opt.step()
-            sched.step()
-            clock.steps += time.perf_counter() - t
-            clock.seen += len(x)
-        print(f"epoch {epoch + 1}/{epochs} loss {loss.item():.5f}", flush=True)
-    clock.loop = time.perf_counter() - loop_start
+    bs = int(cfg["batch_size"])
+    opt, sched = optimizer_and_schedule(model, cfg, -(-len(xtr) // bs))
 
+    def step(x):
+        opt.zero_grad()
+        return optimise(opt, sched, ((model(x) - x) ** 2).mean())
+
+    train_epochs(cfg, clock, model, lambda: ((xtr[idx],) for idx in shuffled_batches(len(xtr), bs)), step)
     model.eval()
     with torch.no_grad():
         scores = torch.cat([((model(xte[i:i + 64]) - xte[i:i + 64]) ** 2).flatten(1).mean(1)
                             for i in range(0, len(xte), 64)]).numpy()
     auroc = roc_auc_score(y, scores) if len(set(y)) == 2 else float("nan")
-    emit("auroc", auroc, clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"], schedule_epochs=epochs, normal_label=normal)
+    emit("auroc", auroc, clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"],
+         schedule_epochs=int(cfg["epochs"]), normal_label=normal)
 
 
 if __name__ == "__main__":

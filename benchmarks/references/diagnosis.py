@@ -9,15 +9,14 @@ max_train_items, max_test_items, seed. Prints one JSON line (metric, value, seco
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
-from monai.transforms import Compose, CropForeground, EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
+from monai.transforms import CropForeground, EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from _shared import Clock, cosine, emit, first_n, parse, read_split
+from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, read_split,
+                     shuffled_batches, train_epochs)
 
 
 class SmallCNN(nn.Module):
@@ -53,15 +52,7 @@ def load_all(records: list[dict], cfg: dict) -> torch.Tensor:
     steps = [LoadImage(image_only=True), EnsureChannelFirst(), ScaleIntensity()]
     if cfg.get("crop_foreground", True):
         steps.append(CropForeground(select_fn=lambda x: x > 0.05, margin=2))
-    steps.append(Resize(list(cfg["image_size"]), mode="area"))
-    load, cin = Compose(steps), int(cfg.get("in_channels", 1))
-    images = []
-    for r in records:
-        x = torch.as_tensor(np.asarray(load(r["image"])), dtype=torch.float32)
-        if x.shape[0] != cin:  # RGB file, grey model (or the reverse)
-            x = x.mean(0, keepdim=True).repeat(cin, *[1] * (x.ndim - 1))
-        images.append(x)
-    return torch.stack(images)
+    return load_images(records, cfg, steps + [Resize(list(cfg["image_size"]), mode="area")])
 
 
 def main() -> None:
@@ -79,36 +70,28 @@ def main() -> None:
     model = network(cfg, len(names))
     weights = cfg.get("class_weights")
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32) if weights else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 1e-4)))
-    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
-    sched = cosine(opt, epochs * -(-len(xtr) // bs))
-    loop_start = time.perf_counter()
-    for epoch in range(cfg["stop_after"]):
-        model.train()
-        order = torch.randperm(len(xtr))
-        for i in range(0, len(order), bs):
-            idx = order[i:i + bs]
-            x, y = xtr[idx], ytr[idx]
+    bs = int(cfg["batch_size"])
+    opt, sched = optimizer_and_schedule(model, cfg, -(-len(xtr) // bs))
+
+    def batches():
+        for idx in shuffled_batches(len(xtr), bs):
+            x = xtr[idx]
             if cfg.get("augment", True):  # random flips along the last axis
                 flip = torch.rand(len(x)) < 0.5
                 x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
-            t = time.perf_counter()
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            clock.steps += time.perf_counter() - t
-            clock.seen += len(idx)
-        print(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}", flush=True)
-    clock.loop = time.perf_counter() - loop_start
+            yield x, ytr[idx]
 
+    def step(x, y):
+        opt.zero_grad()
+        return optimise(opt, sched, loss_fn(model(x), y))
+
+    train_epochs(cfg, clock, model, batches, step)
     model.eval()
     with torch.no_grad():
         probs = torch.cat([model(xte[i:i + 64]).softmax(1) for i in range(0, len(xte), 64)]).numpy()
     y_pos = (yte == positive).astype(int)
     auroc = roc_auc_score(y_pos, probs[:, positive]) if len(set(y_pos)) == 2 else float("nan")
-    emit("auroc", auroc, clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"], schedule_epochs=epochs)
+    emit("auroc", auroc, clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"], schedule_epochs=int(cfg["epochs"]))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections import Counter
 
-import numpy as np
 import torch
-from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
+from monai.transforms import EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
 from torch import nn
 
-from _shared import Clock, cosine, emit, first_n, parse, read_split
+from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, read_split,
+                     shuffled_batches, train_epochs)
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -77,18 +76,6 @@ class Captioner(nn.Module):
         return torch.cat(result, 1)
 
 
-def load_all(records: list[dict], cfg: dict) -> torch.Tensor:
-    load, cin = Compose([LoadImage(image_only=True), EnsureChannelFirst(), Resize(list(cfg["image_size"]), mode="area"),
-                         ScaleIntensity()]), int(cfg.get("in_channels", 1))
-    out = []
-    for r in records:
-        x = torch.as_tensor(np.asarray(load(r["image"])), dtype=torch.float32)
-        if x.shape[0] != cin:
-            x = x.mean(0, keepdim=True).repeat(cin, 1, 1)
-        out.append(x)
-    return torch.stack(out)
-
-
 def main() -> None:
     cfg, args = parse("Reference report-generation pipeline (plain PyTorch CNN + GRU).")
     clock = Clock()
@@ -106,35 +93,23 @@ def main() -> None:
     seqs = [encode(r["report"]) for r in train]
     width = max(map(len, seqs))
     tokens = torch.tensor([s + [PAD] * (width - len(s)) for s in seqs])
-    xtr, xte = load_all(train, cfg), load_all(test, cfg)
+    steps = [LoadImage(image_only=True), EnsureChannelFirst(), Resize(list(cfg["image_size"]), mode="area"), ScaleIntensity()]
+    xtr, xte = load_images(train, cfg, steps), load_images(test, cfg, steps)
 
     model = Captioner(len(vocab), int(cfg.get("in_channels", 1)), list(cfg.get("encoder_channels") or [16, 32, 64, 128]),
                       int(cfg.get("embed_dim", 128)), int(cfg.get("hidden_dim", 256)), int(cfg.get("num_layers", 1)),
                       float(cfg.get("dropout", 0.1)))
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 1e-4)))
-    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
-    sched = cosine(opt, epochs * -(-len(xtr) // bs))
-    loop_start = time.perf_counter()
-    for epoch in range(cfg["stop_after"]):
-        model.train()
-        order = torch.randperm(len(xtr))
-        for i in range(0, len(order), bs):
-            idx = order[i:i + bs]
-            x, tok = xtr[idx], tokens[idx]
-            t = time.perf_counter()
-            opt.zero_grad()
-            logits = model(x, tok[:, :-1])
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            clock.steps += time.perf_counter() - t
-            clock.seen += len(idx)
-        print(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}", flush=True)
-    clock.loop = time.perf_counter() - loop_start
+    bs = int(cfg["batch_size"])
+    opt, sched = optimizer_and_schedule(model, cfg, -(-len(xtr) // bs))
 
+    def step(x, tok):
+        opt.zero_grad()
+        logits = model(x, tok[:, :-1])
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
+        return optimise(opt, sched, loss, model, clip=5.0)
+
+    train_epochs(cfg, clock, model, lambda: ((xtr[idx], tokens[idx]) for idx in shuffled_batches(len(xtr), bs)), step)
     model.eval()
     hyps = []
     for i in range(0, len(xte), 64):
@@ -142,8 +117,8 @@ def main() -> None:
             row = row[:row.index(EOS)] if EOS in row else row
             hyps.append([vocab[t] for t in row if t > UNK or t == UNK])
     refs = [words(r["report"])[:max_len] for r in test]
-    emit("bleu4", corpus_bleu4(hyps, refs), clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"], schedule_epochs=epochs,
-         vocab_size=len(vocab))
+    emit("bleu4", corpus_bleu4(hyps, refs), clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"],
+         schedule_epochs=int(cfg["epochs"]), vocab_size=len(vocab))
 
 
 if __name__ == "__main__":

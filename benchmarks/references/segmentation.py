@@ -10,7 +10,6 @@ epochs, batch_size, lr, weight_decay, sw_batch_size, sw_overlap, max_train_items
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from monai.networks.nets import UNet
 from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, Orientationd, RandSpatialCropSamplesd,
                               Resized, ScaleIntensityRanged, ScaleIntensityRangePercentilesd, Spacingd, SpatialPadd)
 
-from _shared import Clock, cosine, emit, first_n, parse, read_split
+from _shared import Clock, emit, first_n, optimise, optimizer_and_schedule, parse, read_split, train_epochs
 
 
 def preprocess(cfg: dict) -> Compose:
@@ -70,13 +69,11 @@ def main() -> None:
                  channels=channels, strides=[2] * (len(channels) - 1), num_res_units=int(cfg.get("num_res_units", 1)),
                  norm=cfg.get("norm", "instance"))
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg.get("weight_decay", 1e-4)))
-    bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
+    bs = int(cfg["batch_size"])
     per_epoch = len(train_data) * (int(cfg.get("samples_per_image", 4)) if patch else 1)
-    sched = cosine(opt, epochs * -(-per_epoch // bs))
-    loop_start = time.perf_counter()
-    for epoch in range(cfg["stop_after"]):
-        model.train()
+    opt, sched = optimizer_and_schedule(model, cfg, -(-per_epoch // bs))
+
+    def batches():
         samples = []
         for i in np.random.permutation(len(train_data)):
             samples += crop(train_data[i]) if crop else [train_data[i]]
@@ -88,17 +85,13 @@ def main() -> None:
                 for axis in cfg.get("flip_axes") or [0]:
                     if np.random.rand() < 0.5:
                         x, y = x.flip(axis + 2), y.flip(axis + 2)
-            t = time.perf_counter()
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            clock.steps += time.perf_counter() - t
-            clock.seen += len(part)
-        print(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}", flush=True)
-    clock.loop = time.perf_counter() - loop_start
+            yield x, y
 
+    def step(x, y):
+        opt.zero_grad()
+        return optimise(opt, sched, loss_fn(model(x), y))
+
+    train_epochs(cfg, clock, model, batches, step)
     model.eval()
     dice = []
     with torch.no_grad():
@@ -108,7 +101,8 @@ def main() -> None:
             logits = sliding_window_inference(x, roi, int(cfg.get("sw_batch_size", 4)), model,
                                               overlap=float(cfg.get("sw_overlap", 0.25)))
             dice.append(dice_per_case(logits.argmax(1)[0], torch.as_tensor(d["mask"])[0].long(), n))
-    emit("dice", float(np.mean(dice)), clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"], schedule_epochs=epochs,
+    emit("dice", float(np.mean(dice)), clock, n_train=len(train), n_test=len(test), epochs=cfg["stop_after"],
+         schedule_epochs=int(cfg["epochs"]),
          per_case_dice=[round(v, 4) for v in dice])
 
 
