@@ -194,9 +194,11 @@ class PidsCgroup:
 
     @classmethod
     def create(cls, limit: int) -> PidsCgroup | None:
-        for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-            if not (base / "pids.max").exists() and "pids" not in _read(base / "cgroup.subtree_control"):
+        v1, v2 = Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")
+        for base in (v1, v2):
+            if not ((base == v1 and (base / "tasks").exists()) or "pids" in _read(base / "cgroup.subtree_control")):
                 continue
+            _remove_stale(base)
             path = base / f"medbuilder-{uuid.uuid4().hex[:12]}"
             try:
                 path.mkdir()
@@ -216,6 +218,16 @@ class PidsCgroup:
                 return
             time.sleep(0.02)
         log.warning("could not remove the pids cgroup %s", self.path)
+
+
+def _remove_stale(base: Path, min_age_s: float = 600) -> None:
+    """Empty cgroups left by flow processes that were killed (younger ones may be about to be joined)."""
+    for stale in base.glob("medbuilder-*"):
+        try:
+            if _read(stale / "pids.current").strip() == "0" and time.time() - stale.stat().st_mtime > min_age_s:
+                stale.rmdir()
+        except OSError:
+            continue
 
 
 def _read(path: Path) -> str:
