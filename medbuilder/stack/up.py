@@ -316,8 +316,6 @@ def _start_workers(state: Path, api_url: str, count: int, limit: int | None, sta
     from medbuilder.stack.pool import POOL, POOL_DEPLOYMENT, deploy_to_pool, ensure_pool, worker_command
 
     ensure_pool(api_url)
-    deploy_to_pool(api_url, os.getcwd())
-    echo(f"work pool: {POOL} (process), deployment {POOL_DEPLOYMENT}, working folder {os.getcwd()}")
     env = _base_env(api_url)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")  # how often a worker asks for new flow runs
     prefect = str(BIN / "prefect") if (BIN / "prefect").exists() else "prefect"
@@ -332,6 +330,8 @@ def _start_workers(state: Path, api_url: str, count: int, limit: int | None, sta
         started.append((proc, info))
         echo(f"{name}: starting (pid {proc.pid}, log {info['log']})")
     write_stack(state, stack)
+    deploy_to_pool(api_url, os.getcwd())  # while the workers start (importing the flow takes seconds)
+    echo(f"work pool: {POOL} (process), deployment {POOL_DEPLOYMENT}, working folder {os.getcwd()}")
     for proc, info in started:
         wait_until(proc, info, lambda: workers_ready(api_url, [info["worker"]], POOL), 120, f"worker {info['worker']}")
     stack["pool"] = {"name": POOL, "deployment": POOL_DEPLOYMENT, "workers": names, "limit": limit}
