@@ -430,7 +430,7 @@ def _wanted(only: str | None, serve: bool, dashboard: bool, watch: bool, databas
     if workers < 0:
         raise StackError(f"--workers {workers}: give 0 (no work pool) or more")
     if only:
-        return [only]
+        return ["postgres", "prefect"] if only == "prefect" and database == "postgres" else [only]
     flags = {"postgres": database == "postgres", "prefect": True, "serve": serve, "workers": workers > 0,
              "dashboard": dashboard, "watch": watch}
     return [p for p in PARTS if flags[p]]
