@@ -43,8 +43,8 @@ def _poll(predicate, timeout_s: float, what: str, log: Path) -> None:
         time.sleep(0.05)
 
 
-def _epochs(run_dir: Path) -> list[dict]:
-    log = run_dir / "workspace" / "train_log.jsonl"
+def _epochs(run_dir: Path, workspace: str = "workspace") -> list[dict]:
+    log = run_dir / workspace / "train_log.jsonl"
     entries = []
     for line in log.read_text().splitlines() if log.exists() else []:
         try:
@@ -213,7 +213,7 @@ def _train(ws: Path) -> subprocess.Popen:
 
 
 def _log(ws: Path) -> list[dict]:
-    return [json.loads(line) for line in (ws / "train_log.jsonl").read_text().splitlines()]
+    return _epochs(ws.parent, ws.name)
 
 
 def test_segmentation_training_killed_and_resumed(tmp_path):
@@ -224,10 +224,13 @@ def test_segmentation_training_killed_and_resumed(tmp_path):
     index = template_data.shapes_2d_index(tmp_path / "index", n_train=6, n_test=2, size=32)
     ws = tmp_path / "ws"
     fill_template("segmentation", ws, {"index_dir": str(index), "spatial_dims": 2, "patch_size": None,
-                                       "image_size": [32, 32], "channels": [8, 16, 32], "epochs": 5, "batch_size": 2,
+                                       "image_size": [32, 32], "channels": [8, 16, 32], "epochs": 12, "batch_size": 2,
                                        "num_threads": 2, "bootstrap": 50})
     proc = _train(ws)
-    wait_for(lambda: (ws / "train_log.jsonl").exists() and len(_log(ws)) >= 2, 240, "two epochs")
+    deadline = time.monotonic() + 240
+    while not ((ws / "train_log.jsonl").exists() and len(_log(ws)) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-2000:]
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     logged = len(_log(ws))
@@ -238,9 +241,9 @@ def test_segmentation_training_killed_and_resumed(tmp_path):
     assert again.returncode == 0, output[-2000:]
     resumed_from = int(output.split("resumed from epoch ")[1].split()[0])
     assert logged - 1 <= resumed_from <= logged
-    assert [e["epoch"] for e in _log(ws)] == list(range(1, 6))
+    assert [e["epoch"] for e in _log(ws)] == list(range(1, 13))
     metrics = json.loads((ws / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == resumed_from and metrics["epochs"] == 5
+    assert metrics["resumed_from_epoch"] == resumed_from and metrics["epochs"] == 12
     assert 0 <= metrics["value"] <= 1
 
 
