@@ -121,7 +121,10 @@ def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) 
             "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
             "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     # the private /tmp hides the host's: bring back, read-only, what lives there and is needed
-    for needed in (*read_roots, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()):
+    # (medbuilder's own source: the reference index script imports it, an editable install reads it there)
+    from medbuilder import REPO_ROOT
+
+    for needed in (REPO_ROOT, *read_roots, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()):
         if Path(needed).is_relative_to("/tmp"):
             argv += ["--ro-bind", str(needed), str(needed)]
     argv += ["--bind", str(workspace), str(workspace)]
