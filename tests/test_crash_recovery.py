@@ -153,6 +153,9 @@ def test_sigkill_during_training_resumes_from_last_checkpoint(prefect_api, br35h
     assert entry["interrupted_stages"] == ["model_trainer"] and entry["old_flow_run"].startswith("marked CRASHED")
     assert _flow_run_state(old_flow_run) == "CRASHED" and _flow_run_state(record["flow_run_id"]) == "COMPLETED"
     assert (run_dir / "bundle" / "models" / "model.pt").exists()
+    trajectories = sorted(p.name for p in (run_dir / "trajectories").iterdir())
+    again = _cli(env, "resume", run_dir.name, timeout=300)  # a delivered run: nothing is done again
+    assert again.returncode == 0 and sorted(p.name for p in (run_dir / "trajectories").iterdir()) == trajectories
     print(f"\nkilled after epoch {last_logged}; training child gone {died_after:.1f} s after the kill; resumed from "
           f"epoch {resumed_from}; resume to delivery {resume_seconds:.1f} s")
 

@@ -102,34 +102,6 @@ def test_gates_answered_from_another_process(prefect_api, br35h_small):
     assert run.read_json("run.json")["status"] == "rejected" and not run.exists("bundle")
 
 
-def test_resume_after_kill_does_not_redo_finished_stages(prefect_api, br35h_small):
-    env = _env(br35h_small, prefect_api)
-    log = br35h_small / "build.log"
-    proc = start(["build", REQUEST, "--approve", "auto"], env, log)
-    try:
-        wait_for(lambda: any(br35h_small.joinpath("runs").iterdir()), 120, "the run folder", log)
-        run_dir = only_run(br35h_small / "runs")
-        training_log = run_dir / "logs" / "model_trainer-1.log"
-        wait_for(lambda: training_log.exists() and "device" in training_log.read_text(), 400, "training", log)
-    finally:
-        kill_tree(proc)
-    run = RunFolder(run_dir)
-    assert run.read_json("stages/model_trainer.json")["status"] == "running"
-    before = sorted(p.name for p in (run_dir / "trajectories").iterdir())
-    resumed = subprocess.run([MEDBUILDER, "resume", str(run_dir)], env={**os.environ, **env}, capture_output=True,
-                             text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "status: delivered" in resumed.stdout
-    after = sorted(p.name for p in (run_dir / "trajectories").iterdir())
-    for role in ("task_manager", "data_engineer", "module_architect"):
-        assert [n for n in after if n.startswith(role)] == [n for n in before if n.startswith(role)] == [f"{role}-1.json"]
-    assert (run_dir / "bundle" / "models" / "model.pt").exists()
-    assert "auroc" in (run_dir / "model_card.md").read_text().lower()
-    again = subprocess.run([MEDBUILDER, "resume", str(run_dir)], env={**os.environ, **env}, capture_output=True,
-                           text=True, timeout=300)
-    assert again.returncode == 0 and sorted(p.name for p in (run_dir / "trajectories").iterdir()) == after
-
-
 TERMINAL_GATE = """
 import sys
 from prefect import flow
