@@ -70,11 +70,12 @@ def run_info(root: Path) -> RunInfo | None:
     except ValueError:
         return None
     plan = _read_json(root / "plan.json") or {}
-    return RunInfo(run_id=record.run_id, root=root.resolve(), status=observed_status(root, record.status),
-                   request=record.request,
+    status = observed_status(root, record.status)
+    # a run interrupted at a gate has no process left to take the answer: it is not waiting until resumed
+    pending = None if status == "interrupted" else _read_json(root / "gates" / "pending.json")
+    return RunInfo(run_id=record.run_id, root=root.resolve(), status=status, request=record.request,
                    dataset=plan.get("dataset") or record.dataset_hint, created=record.created,
-                   flow_run_id=record.flow_run_id, api_url=record.api_url,
-                   pending=_read_json(root / "gates" / "pending.json"))
+                   flow_run_id=record.flow_run_id, api_url=record.api_url, pending=pending)
 
 
 def list_runs(folder: Path | None = None) -> list[RunInfo]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 
 import pytest
 
@@ -82,6 +83,10 @@ def test_runs_waiting_stages_and_timeline(settings_env):
     [waiting] = data.waiting_runs()
     assert waiting.shown_status == "waiting at dataset-1"
     assert data.gate_question(run, "dataset-1") == "## Dataset for: x"
+    run.write("process.json", {"pid": 2**22 + 1, "start_ticks": 1, "host": socket.gethostname()})  # no such process
+    [interrupted] = data.list_runs()
+    assert (interrupted.shown_status, data.waiting_runs()) == ("interrupted", [])  # resume first, then answer
+    (run.root / "process.json").unlink()
     rows = data.stage_rows(run)
     assert [(r["stage"], r["role"]) for r in rows] == [("task_manager", "task_manager"),
                                                         ("model_trainer-1", "model_trainer")]
