@@ -6,7 +6,6 @@ wrong, an example, and what to do. An empty list means the index passes.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from medbuilder.protocol.image_checks import image_problems
 from medbuilder.protocol.index import DataIndex
+from medbuilder.protocol.manifest import sha256_of
 
 PATH_FIELDS = ("image", "mask")
 
@@ -27,14 +27,6 @@ class IndexReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _paths(index: DataIndex, split: str) -> list[Path]:
@@ -97,7 +89,7 @@ def _overlap_problems(index: DataIndex) -> list[str]:
         problems.append(f"{len(shared)} files are in both train.json and test.json, e.g. {sorted(shared)[0]}; "
                         "each file must be in one split only")
     existing = [p for p in train + test if p.is_file()]
-    digests = {p: file_digest(p) for p in existing}
+    digests = {p: sha256_of(p) for p in existing}
     train_digests = {digests[p] for p in train if p in digests}
     same = [p for p in test if p in digests and digests[p] in train_digests and str(p) not in shared]
     if same:
