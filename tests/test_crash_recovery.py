@@ -194,20 +194,23 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
         answered = _cli(env, "approve", run_dir.name, "--who", "dr-a")
         assert answered.returncode == 0, answered.stderr
         wait_for(lambda: _pending(run_dir).get("gate") == "review-0", 300, "the review gate", resume_log)
-        answered = _cli(env, "approve", run_dir.name, "--who", "dr-b")
+        no_feedback = _cli(env, "approve", run_dir.name, "--action", "refine")
+        assert no_feedback.returncode == 2 and "needs 'feedback'" in no_feedback.stderr
+        answered = _cli(env, "approve", run_dir.name, "--action", "reject", "--reason", "test run", "--who", "dr-b")
         assert answered.returncode == 0, answered.stderr
         assert resumed.wait(timeout=180) == 0, resume_log.read_text()[-3000:]
     finally:
         if resumed.poll() is None:
             kill_tree(resumed)
     run = RunFolder(run_dir)
-    assert "status: delivered" in resume_log.read_text()
+    assert "status: rejected" in resume_log.read_text()
     dataset, review = run.read_json("decisions/dataset-1.json"), run.read_json("decisions/review-0.json")
-    assert (dataset["who"], dataset["via"], review["who"], review["via"]) == ("dr-a", "prefect", "dr-b", "prefect")
+    assert (dataset["action"], dataset["who"], dataset["via"]) == ("approve", "dr-a", "prefect")
+    assert (review["action"], review["who"], review["reason"], review["via"]) == ("reject", "dr-b", "test run", "prefect")
     assert run.read_json("stages/task_manager.json")["attempts"] == 1
     [entry] = run.read_json("interruptions.json")
     assert entry["gate_was_waiting"] == "dataset-1" and entry["old_flow_run"] == "marked CRASHED (was PAUSED)"
-    assert run.read_json("run.json")["status"] == "delivered"
+    assert run.read_json("run.json")["status"] == "rejected" and not run.exists("bundle")
 
 
 def _train(ws: Path) -> subprocess.Popen:

@@ -9,30 +9,12 @@ import subprocess
 import pytest
 from prefect import flow
 
-from flow_helpers import MEDBUILDER, kill_tree, make_csv_dataset, only_run, start, wait_for, write_card
+from flow_helpers import make_csv_dataset, write_card
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.artifacts import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
 pytestmark = pytest.mark.slow
-
-
-def _env(base, api: str) -> dict:
-    return {"PREFECT_API_URL": api, "MEDBUILDER_DATA_DIR": str(base / "data"), "MEDBUILDER_RUNS_DIR": str(base / "runs"),
-            "MEDBUILDER_TRAIN_TIME_LIMIT_S": "8", "MEDBUILDER_ECHO_SCRIPTS": "false"}
-
-
-def _approve(run: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MEDBUILDER, "approve", run, *args], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=120)
-
-
-def _pending(run_dir, gate: str) -> bool:
-    file = run_dir / "gates" / "pending.json"
-    try:
-        return json.loads(file.read_text())["gate"] == gate
-    except (OSError, ValueError):
-        return False
 
 
 def test_no_dataset_fits(prefect_api, data_env):
@@ -73,33 +55,6 @@ def test_role_recovers_from_failed_check_on_retry(prefect_api, data_env, monkeyp
     assert stage["status"] == "completed" and stage["attempts"] == 2 and stage["actions"] >= 8
     labels = {r["label"] for r in json.loads((run.index_dir / "train.json").read_text())}
     assert labels == {"no", "yes"}
-
-
-def test_gates_answered_from_another_process(prefect_api, br35h_small):
-    env = _env(br35h_small, prefect_api)
-    log = br35h_small / "build.log"
-    proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
-    try:
-        wait_for(lambda: any(br35h_small.joinpath("runs").iterdir()), 120, "the run folder", log)
-        run_dir = only_run(br35h_small / "runs")
-        wait_for(lambda: _pending(run_dir, "dataset-1"), 180, "the dataset gate", log)
-        assert (run_dir / "gates" / "dataset-1.md").read_text().startswith("## Dataset for")
-        answered = _approve(run_dir.name, env, "--who", "dr-a")
-        assert answered.returncode == 0, answered.stderr
-        wait_for(lambda: _pending(run_dir, "review-0"), 400, "the review gate", log)
-        bad = _approve(run_dir.name, env, "--action", "refine")
-        assert bad.returncode == 2 and "needs 'feedback'" in bad.stderr
-        answered = _approve(run_dir.name, env, "--action", "reject", "--reason", "test run", "--who", "dr-b")
-        assert answered.returncode == 0, answered.stderr
-        assert proc.wait(timeout=180) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-    run = RunFolder(run_dir)
-    first, review = run.read_json("decisions/dataset-1.json"), run.read_json("decisions/review-0.json")
-    assert (first["action"], first["who"], first["via"]) == ("approve", "dr-a", "prefect")
-    assert (review["action"], review["who"], review["reason"]) == ("reject", "dr-b", "test run")
-    assert run.read_json("run.json")["status"] == "rejected" and not run.exists("bundle")
 
 
 TERMINAL_GATE = """
