@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from medbuilder.stack.up import _all_procs, alive, free_port, http_ok, members, port_free, read_stack
+from medbuilder.stack.processes import _all_procs, alive, members
+from medbuilder.stack.up import free_port, http_ok, port_free, read_stack
 
 pytestmark = pytest.mark.slow
 

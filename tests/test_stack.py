@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medbuilder.stack.up import _all_procs, alive, free_port, http_ok, members, read_stack
+from medbuilder.stack.processes import _all_procs, alive, members
+from medbuilder.stack.up import free_port, http_ok, read_stack
 from medbuilder.stack.watch import Change, Watcher, diff, snapshot_files, snapshot_tree
 
 REPO = Path(__file__).resolve().parent.parent
