@@ -98,12 +98,7 @@ def plot(results: dict, out: Path) -> list[str]:
     ax.set_xticks(list(xs), [f"{n}\n({r['metric'] or '-'})" for n, r in zip(names, rows)], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test metric")
-    ax.set_title("Delivered metric vs reference" + (" (QUICK)" if results.get("quick") else ""), fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "bench-metrics.png", dpi=110)
-    plt.close(fig)
-    files.append("bench-metrics.png")
+    files.append(_save(fig, ax, out / "bench-metrics.png", "Delivered metric vs reference", results, legend_size=8))
 
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 3.6))
     bottom = [0.0] * len(rows)
@@ -116,13 +111,20 @@ def plot(results: dict, out: Path) -> list[str]:
     ax.bar([x + 0.42 for x in xs], [r["reference_seconds"] or 0 for r in rows], 0.4, label="reference script", color="grey")
     ax.set_xticks(list(xs), names, fontsize=8)
     ax.set_ylabel("seconds")
-    ax.set_title("End-to-end seconds vs reference" + (" (QUICK)" if results.get("quick") else ""), fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "bench-time.png", dpi=110)
-    plt.close(fig)
-    files.append("bench-time.png")
+    files.append(_save(fig, ax, out / "bench-time.png", "End-to-end seconds vs reference", results, legend_size=7))
     return files
+
+
+def _save(fig, ax, path: Path, title: str, results: dict, legend_size: int) -> str:
+    """Title (marked QUICK for a smoke run), legend, write the PNG, close; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title + (" (QUICK)" if results.get("quick") else ""), fontsize=10)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def write(results: dict, out: Path) -> dict[str, Path]:
