@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -101,3 +102,21 @@ def kill_tree(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
     proc.wait(timeout=30)
+
+
+def flow_env(base: Path, api: str) -> dict:
+    """Environment for a `medbuilder build` subprocess on the test server, data and runs under base."""
+    return {"PREFECT_API_URL": api, "MEDBUILDER_DATA_DIR": str(base / "data"), "MEDBUILDER_RUNS_DIR": str(base / "runs"),
+            "MEDBUILDER_TRAIN_TIME_LIMIT_S": "8", "MEDBUILDER_ECHO_SCRIPTS": "false"}
+
+
+def approve(run: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MEDBUILDER, "approve", run, *args], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def pending_gate_is(run_dir: Path, gate: str) -> bool:
+    try:
+        return json.loads((run_dir / "gates" / "pending.json").read_text())["gate"] == gate
+    except (OSError, ValueError):
+        return False

@@ -11,8 +11,7 @@ import json
 
 import pytest
 
-from flow_helpers import kill_tree, only_run, start, wait_for
-from test_flow import _approve, _env, _pending
+from flow_helpers import approve, flow_env, kill_tree, only_run, pending_gate_is, start, wait_for
 
 REQUEST = "detect pneumothorax; the model must not rely on chest drains"
 pytestmark = pytest.mark.slow
@@ -27,17 +26,17 @@ def drain_small(data_env):
 
 
 def test_objective_measured_refined_and_reported(prefect_api, drain_small):
-    env = {**_env(drain_small, prefect_api), "MEDBUILDER_TRAIN_TIME_LIMIT_S": "20"}
+    env = {**flow_env(drain_small, prefect_api), "MEDBUILDER_TRAIN_TIME_LIMIT_S": "20"}
     log = drain_small / "build.log"
     proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
     try:
         wait_for(lambda: any(drain_small.joinpath("runs").iterdir()), 120, "the run folder", log)
         run_dir = only_run(drain_small / "runs")
-        wait_for(lambda: _pending(run_dir, "dataset-1"), 180, "the dataset gate", log)
+        wait_for(lambda: pending_gate_is(run_dir, "dataset-1"), 180, "the dataset gate", log)
         assert json.loads((run_dir / "plan.json").read_text())["dataset"] == "synth-cxr-drain"
-        assert _approve(run_dir.name, env).returncode == 0
+        assert approve(run_dir.name, env).returncode == 0
 
-        wait_for(lambda: _pending(run_dir, "review-0"), 600, "the first review gate", log)
+        wait_for(lambda: pending_gate_is(run_dir, "review-0"), 600, "the first review gate", log)
         first = (run_dir / "gates" / "review-0.md").read_text()
         assert "Shortcut measures" in first and "chest drain" in first
         objective = json.loads((run_dir / "objective.json").read_text())
@@ -47,10 +46,10 @@ def test_objective_measured_refined_and_reported(prefect_api, drain_small):
         assert flip is None or (0.0 <= flip <= 1.0 and f"| flip rate | {flip:.3f} |" in first)
         assert (run_dir / "report" / "round-0" / "interpretability.md").exists()
 
-        answered = _approve(run_dir.name, env, "--action", "refine", "--feedback",
+        answered = approve(run_dir.name, env, "--action", "refine", "--feedback",
                             "it still looks at the drain tube; train longer", "--max-reliance", "0.2", "--who", "dr-c")
         assert answered.returncode == 0, answered.stderr
-        wait_for(lambda: _pending(run_dir, "review-1"), 600, "the second review gate", log)
+        wait_for(lambda: pending_gate_is(run_dir, "review-1"), 600, "the second review gate", log)
         second = (run_dir / "gates" / "review-1.md").read_text()
         assert "Before and after" in second and "counterfactual_aug" in second
         refinement = json.loads((run_dir / "refinements" / "round-1.json").read_text())
@@ -58,7 +57,7 @@ def test_objective_measured_refined_and_reported(prefect_api, drain_small):
         assert refinement["objective"]["max_reliance"] == 0.2
         assert json.loads((run_dir / "rounds" / "1" / "config.json").read_text())["counterfactual_aug"] > 0
 
-        assert _approve(run_dir.name, env, "--who", "dr-c").returncode == 0
+        assert approve(run_dir.name, env, "--who", "dr-c").returncode == 0
         assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
