@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from medbuilder.agents.core import Actor, RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.index import DataIndex
 from medbuilder.protocol.templates import build_config, get_template, suggest_values
 from medbuilder.protocol.templates.fill import CONFIG, fill_record, planned_files
 from medbuilder.protocol.templates.spec import COMMON_DIR, TEMPLATES_DIR
+from medbuilder.protocol.tools import Workspace
+from medbuilder.protocol.tools.run import run_script
+from medbuilder.protocol.tools.sandbox import SandboxConfig
 
 # Keys the Model Trainer chooses; the Module Architect leaves them at their defaults.
 TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s", "val_fraction"}
@@ -58,13 +60,42 @@ def check(ctx: RoleContext) -> list[str]:
     missing = [f for f in ("dataloader.py", "model.py", "train.py", CONFIG) if not (workspace / f).exists()]
     if missing:
         return [f"the workspace lacks {missing}: copy the {ctx.plan.task} template and write config.json"]
-    done = subprocess.run([sys.executable, "dataloader.py", "--config", CONFIG], cwd=workspace, capture_output=True,
-                          text=True, timeout=ctx.settings.script_timeout_s)
-    output = (done.stdout + done.stderr)[-3000:]
-    ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": done.returncode, "output": output})
-    if done.returncode != 0 or "dataloader OK" not in done.stdout:
-        return [f"`{BATCH_CHECK}` failed (exit code {done.returncode}); fix the config or the dataloader:\n{output}"]
+    reused = _agent_batch_check(ctx)
+    exit_code, output = (0, reused) if reused is not None else _run_batch_check(ctx)
+    ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": exit_code, "output": output,
+                                       "ran": "by the agent, its last action" if reused is not None else "by the check"})
+    if exit_code != 0 or "dataloader OK" not in output:
+        return [f"`{BATCH_CHECK}` failed (exit code {exit_code}); fix the config or the dataloader:\n{output}"]
     return []
+
+
+def _agent_batch_check(ctx: RoleContext) -> str | None:
+    """The output of the agent's own batch check when it passed and was its last action: no tool ran after
+    it, so the workspace is the one it checked and running it again would repeat the same work. None
+    otherwise (the check then runs it)."""
+    try:
+        steps = Trajectory.load(ctx.run.root / "trajectories" / f"module_architect-{ctx.attempt}.json").steps
+        log = (ctx.run.root / "logs" / f"module_architect-{ctx.attempt}.log").read_text(errors="replace")
+    except (OSError, ValueError):
+        return None
+    last = steps[-1] if steps else None
+    if last is None or last.tool != "run_script" or not last.ok or last.args.get("command") != BATCH_CHECK:
+        return None
+    output = log.rsplit(f"$ {BATCH_CHECK}\n", 1)[-1][-3000:]
+    return output if "dataloader OK" in output else None
+
+
+def _run_batch_check(ctx: RoleContext) -> tuple[int | None, str]:
+    """The batch check run by the check itself: agent-written code, so in the sandbox like run_script."""
+    workspace = Workspace.create(ctx.run.workspace, _read_roots(ctx), output_chars=ctx.settings.tool_output_chars,
+                                 script_timeout_s=ctx.settings.script_timeout_s,
+                                 sandbox=SandboxConfig.from_settings(ctx.settings))
+    result = run_script(workspace, BATCH_CHECK)
+    return result.exit_code, result.as_text()[-3000:]
+
+
+def _read_roots(ctx: RoleContext) -> list:
+    return [ctx.dataset_root, TEMPLATES_DIR]
 
 
 ROLE = Role(
@@ -72,7 +103,7 @@ ROLE = Role(
     tools=["list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script", "load_med_data",
            "check_3D", "normalize_image", "augment_image"],
     policy=policy,
-    read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR],
+    read_roots=_read_roots,
     check=check,
     context=_context,
 )
