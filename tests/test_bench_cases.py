@@ -38,6 +38,7 @@ def _run(case: str, value: float, ref: float, status: str = "delivered") -> dict
     return {"case": case, "task": "diagnosis", "dataset": "br35h", "provenance": "real", "status": status,
             "metric": "auroc", "value": value, "reference": {"value": ref, "seconds": 10.0},
             "success": succeeded(status, value, ref), "end_to_end_seconds": 50.0, "time_ratio": 5.0, "speed_ratio": 1.2,
+            "training_run_seconds": 40.0, "other_seconds": 10.0, "training_ratio": 4.0,
             "roles": {r: dict(role) for r in ("task_manager", "data_engineer", "module_architect", "model_trainer")},
             "repeat": 1}
 
@@ -52,7 +53,8 @@ def test_table_renders_each_case_with_completion_roles_and_ratios(tmp_path):
     table = render(results)
     assert "| a | real | 2/2 | 1/2 | 5.0 / 1.0 |" in table
     assert "| b | real | 0/1 | 0/1 |" in table
-    assert "5.00 | 1.20 |" in table and "QUICK" in table
+    assert "| 50 | 40 | 10 | 10 | 5.00 | 4.00 | 1.20 |" in table and "QUICK" in table
+    assert "met in 0 of 2 cases; the training run alone <= 1.10 x the reference in 0 of 2" in table
     assert "| c | real | 0/1 | 0/1 | - / - |" in table  # a case that could not even start still gets its row
     files = write(results, tmp_path)
     assert json.loads(files["json"].read_text())["summary"][2]["completed"] == 0
@@ -89,7 +91,7 @@ def test_quick_case_through_the_cli(tmp_path):
     assert "error" not in ref, ref
     assert ref["metric"] == "auroc" and ref["seconds"] > 0 and ref["images_per_second"] > 0
     assert ref["epochs"] == run["generated"]["epochs"]
-    for key in ("time_ratio", "speed_ratio", "end_to_end_seconds"):
+    for key in ("time_ratio", "speed_ratio", "end_to_end_seconds", "training_run_seconds", "training_ratio", "other_seconds"):
         assert run[key] is not None and math.isfinite(run[key]) and run[key] > 0
     assert isinstance(run["success"], bool)
     assert (out / "bench.md").read_text().count("![") >= 1 and (out / "bench-metrics.png").stat().st_size > 1000

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 # A case succeeds when its delivered metric is within this relative distance of the reference's.
 SUCCESS_TOLERANCE = 0.05
 QUICK_TRAIN_TIME_LIMIT_S = 8.0
+# The target: medbuilder's end-to-end seconds at most this many times the reference pipeline's.
+TIME_TARGET = 1.10
 
 
 @dataclass(frozen=True)
