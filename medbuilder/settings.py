@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     script_timeout_s: float = Field(900.0, gt=0, description="Wall-clock limit for one run_script call.")
     train_time_limit_s: float | None = Field(None, gt=0, description="Stop training after this many seconds (the template's time_limit_s).")
     train_max_epochs: int | None = Field(None, ge=1, description="The most epochs the Model Trainer may choose (quick trials).")
+    train_epochs: int | None = Field(None, ge=1, description="Epochs the Model Trainer must use instead of its own "
+                                     "choice (benchmarks of longer training); MEDBUILDER_TRAIN_MAX_EPOCHS still caps it.")
     echo_scripts: bool = Field(True, description="Show the output of agents' scripts (training progress) on the console.")
     tool_output_chars: int = Field(6000, ge=200, description="Tool output longer than this is cut to head and tail.")
     sandbox: Literal["auto", "on", "off"] = Field("auto", description="Isolation of agents' scripts: bubblewrap (on), "

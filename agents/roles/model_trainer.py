@@ -20,7 +20,7 @@ def _context(ctx: RoleContext) -> dict:
     return {"request": ctx.request, "task": ctx.plan.task, "metric": ctx.plan.metric, "dimension": ctx.card.dimension,
             "workspace": str(ctx.run.workspace), "index_dir": str(ctx.run.index_dir), "train_command": TRAIN,
             "time_limit_s": ctx.settings.train_time_limit_s, "max_epochs": ctx.settings.train_max_epochs,
-            "refinement": refinement,
+            "epochs": ctx.settings.train_epochs, "refinement": refinement,
             "feedback": ctx.feedback.text() if ctx.feedback else None}
 
 
@@ -34,7 +34,8 @@ def distinct_groups(index: DataIndex) -> int:
 
 
 def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str | None,
-                           time_limit_s: float | None, max_epochs: int | None = None) -> tuple[dict, list[str]]:
+                           time_limit_s: float | None, max_epochs: int | None = None,
+                           epochs: int | None = None) -> tuple[dict, list[str]]:
     """Training keys from data size, dimension and class balance, adjusted by a failed attempt's feedback."""
     index = DataIndex.read(index_dir, task)
     suggested = suggest_values(task, index, dimension)
@@ -48,6 +49,9 @@ def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str |
                        "rather than hold some out to pick an epoch")
     if time_limit_s:
         chosen["time_limit_s"] = float(time_limit_s)
+    if epochs:
+        chosen["epochs"] = int(epochs)
+        reasons.append(f"epochs set to {epochs} (MEDBUILDER_TRAIN_EPOCHS)")
     if max_epochs and int(chosen.get("epochs", 0)) > max_epochs:
         chosen["epochs"] = int(max_epochs)
         reasons.append(f"epochs capped at {max_epochs} (MEDBUILDER_TRAIN_MAX_EPOCHS)")
@@ -67,7 +71,8 @@ def policy(job: RoleJob, act: Actor) -> str:
     config = json.loads(shown.result[0].text)
     act.expect("preview_files", "How much training data?", path="index/train.json", n=2)
     chosen, reasons = choose_hyperparameters(values["task"], values["index_dir"], values["dimension"],
-                                             values["feedback"], values["time_limit_s"], values.get("max_epochs"))
+                                             values["feedback"], values["time_limit_s"], values.get("max_epochs"),
+                                             values.get("epochs"))
     if values["refinement"]:
         chosen.update(values["refinement"].get("config", {}))
         reasons.append(f"refinement round {values['refinement']['round']}: {values['refinement']['summary']}")

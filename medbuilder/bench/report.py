@@ -71,6 +71,8 @@ def render(results: dict) -> str:
             _fmt(row["reference_seconds"], 0), _fmt(row["time_ratio"], 2), _fmt(row["training_ratio"], 2),
             _fmt(row["speed_ratio"], 2)]) + " |")
     mode = "QUICK (small subsets, short training: not benchmark figures)" if results.get("quick") else "full"
+    if results.get("train_epochs"):
+        mode += f", every training {results['train_epochs']} epochs (--epochs)"
     lines += ["", time_target_line(results), "", f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
               f"metric within {results['tolerance']:.0%} (relative) of the reference pipeline's, or better. "
               "act / it: tool calls / debug iterations (attempts) per role, mean over repeats. time ratio: medbuilder "

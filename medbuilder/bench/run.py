@@ -177,15 +177,20 @@ def _latest_run(runs_dir: Path, since: float) -> Path | None:
 
 
 def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick: bool = False,
-              echo: Callable[[str], None] = print) -> dict:
+              echo: Callable[[str], None] = print, epochs: int | None = None) -> dict:
     """Every case `repeats` times. With `quick`: data under <data folder>/bench-quick (small subsets, so the
-    full datasets are untouched) and MEDBUILDER_TRAIN_TIME_LIMIT_S set short unless already set."""
-    saved = {k: os.environ.get(k) for k in ("MEDBUILDER_DATA_DIR", "MEDBUILDER_TRAIN_TIME_LIMIT_S")}
+    full datasets are untouched) and MEDBUILDER_TRAIN_TIME_LIMIT_S set short unless already set. With
+    `epochs`: every training runs that many epochs (MEDBUILDER_TRAIN_EPOCHS), longer than the Model
+    Trainer's own choice for the fixed costs to weigh less."""
+    saved = {k: os.environ.get(k) for k in ("MEDBUILDER_DATA_DIR", "MEDBUILDER_TRAIN_TIME_LIMIT_S",
+                                            "MEDBUILDER_TRAIN_EPOCHS")}
     started = time.perf_counter()
     try:
         if quick:
             os.environ["MEDBUILDER_DATA_DIR"] = str(Path(_settings().data_dir).resolve() / "bench-quick")
             os.environ.setdefault("MEDBUILDER_TRAIN_TIME_LIMIT_S", str(QUICK_TRAIN_TIME_LIMIT_S))
+        if epochs:
+            os.environ["MEDBUILDER_TRAIN_EPOCHS"] = str(int(epochs))
         settings = _settings()
         runs = []
         for case in cases:
@@ -205,5 +210,5 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
                 os.environ[key] = value
         _settings()
     return {"core": core, "repeats": repeats, "quick": quick, "tolerance": SUCCESS_TOLERANCE,
-            "train_time_limit_s": settings.train_time_limit_s, "data_dir": str(settings.data_dir),
+            "train_time_limit_s": settings.train_time_limit_s, "train_epochs": settings.train_epochs, "data_dir": str(settings.data_dir),
             "cases": [c.name for c in cases], "runs": runs, "seconds": round(time.perf_counter() - started, 1)}

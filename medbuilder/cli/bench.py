@@ -24,6 +24,8 @@ def bench(
                                     help="Only these cases (repeat the option or separate by commas); default all."),
     out: Path = typer.Option(Path("bench/all"), "--out", help="Folder for bench.json, bench.md and the figures."),
     quick: bool = typer.Option(False, "--quick", help="Smoke run: small subsets and a short training time limit."),
+    epochs: int = typer.Option(None, "--epochs", min=1,
+                               help="Every training runs this many epochs instead of the Model Trainer's choice."),
 ) -> None:
     """Run each case (task, dataset, request) through build_model with automatic approvals, then its reference
     pipeline (benchmarks/references/<task>.py); print completion, actions and debug iterations per role, the
@@ -42,7 +44,7 @@ def bench(
         fail(str(err))
     typer.echo(f"cases: {', '.join(c.name for c in chosen)} (available: {', '.join(CASES)})"
                + ("; QUICK smoke run" if quick else ""))
-    results = run_bench(chosen, core=core, repeats=repeats, quick=quick, echo=typer.echo)
+    results = run_bench(chosen, core=core, repeats=repeats, quick=quick, echo=typer.echo, epochs=epochs)
     files = write(results, out)
     typer.echo(render(results))
     typer.echo(f"{results['seconds']:.0f} s; results in {files['json']} and {files['markdown']}")
