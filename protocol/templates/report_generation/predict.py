@@ -24,7 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SIBLINGS = ("common", "engine", "text", "dataloader", "model")
 # keys that define the network and the preprocessing: config.json must match the checkpoint's on these
-INFERENCE_KEYS = ("image_size", "in_channels", "encoder_channels", "embed_dim", "hidden_dim", "num_layers")
+INFERENCE_KEYS = ("image_size", "in_channels", "encoder_channels", "encoder_pool", "embed_dim", "hidden_dim",
+                  "num_layers")
 
 
 def _import_siblings() -> None:
