@@ -4,7 +4,7 @@
 
     from predict import load
     load("path/to/workspace_or_bundle").predict(["a.jpg"])
-    # [{"file": "a.jpg", "score": 0.0123, "score_kind": "mse", "scores": {...}, "threshold": null, ...}]
+    # [{"file": "a.jpg", "score": 0.0123, "score_kind": "mae", "scores": {...}, "threshold": null, ...}]
 
 The score is the reconstruction error of the autoencoder trained on normal images only
 (higher = more anomalous; the kind is config's ``score``). train.py saves NO operating
@@ -129,7 +129,7 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.network = network.to(self.device).eval()
         self.preprocessing = preprocessing or Compose(inference_transforms(cfg))
-        self.score_kind = str(cfg.get("score", "mse"))
+        self.score_kind = str(cfg.get("score", "mae"))
         self.normal_label = checkpoint.get("normal_label")
         self.threshold = checkpoint.get("threshold")
 

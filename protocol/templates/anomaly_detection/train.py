@@ -57,7 +57,7 @@ def main() -> None:
             for k in SCORE_KINDS:
                 scores[k].append(anomaly_scores(x, recon, k).cpu())
     scores = {k: torch.cat(v).numpy() for k, v in scores.items()}
-    how = cfg.get("score", "mse")
+    how = cfg.get("score", "mae")
     y = np.array([it["anomalous"] for it in data["test_items"]])
     s = scores[how]
     n_boot = int(cfg.get("bootstrap", 1000))
