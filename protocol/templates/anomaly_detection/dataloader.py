@@ -43,7 +43,7 @@ def deterministic_transforms(cfg: dict) -> list:
 
 def augment(images: torch.Tensor, cfg: dict) -> torch.Tensor:
     """Training-time batch augmentation: left-right flips and small rotations."""
-    if not cfg.get("augment", True):
+    if not cfg.get("augment", False):
         return images
     return augment_batch(images, rotate_degrees=float(cfg.get("rotate_degrees", 5.0)), flip_axes=(0,))
 
