@@ -91,7 +91,8 @@ def test_quick_case_through_the_cli(tmp_path):
     assert "error" not in ref, ref
     assert ref["metric"] == "auroc" and ref["seconds"] > 0 and ref["images_per_second"] > 0
     assert ref["epochs"] == run["generated"]["epochs"]
-    for key in ("time_ratio", "speed_ratio", "end_to_end_seconds", "training_run_seconds", "training_ratio", "other_seconds"):
+    for key in ("time_ratio", "speed_ratio", "end_to_end_seconds", "training_run_seconds", "training_ratio",
+                "other_seconds"):
         assert run[key] is not None and math.isfinite(run[key]) and run[key] > 0
     assert isinstance(run["success"], bool)
     assert (out / "bench.md").read_text().count("![") >= 1 and (out / "bench-metrics.png").stat().st_size > 1000

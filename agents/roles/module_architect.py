@@ -62,8 +62,8 @@ def check(ctx: RoleContext) -> list[str]:
         return [f"the workspace lacks {missing}: copy the {ctx.plan.task} template and write config.json"]
     reused = _agent_batch_check(ctx)
     exit_code, output = (0, reused) if reused is not None else _run_batch_check(ctx)
-    ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": exit_code, "output": output,
-                                       "ran": "by the agent, its last action" if reused is not None else "by the check"})
+    ran = "by the agent, its last action" if reused is not None else "by the check"
+    ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": exit_code, "output": output, "ran": ran})
     if exit_code != 0 or "dataloader OK" not in output:
         return [f"`{BATCH_CHECK}` failed (exit code {exit_code}); fix the config or the dataloader:\n{output}"]
     return []

@@ -73,7 +73,8 @@ def render(results: dict) -> str:
     mode = "QUICK (small subsets, short training: not benchmark figures)" if results.get("quick") else "full"
     if results.get("train_epochs"):
         mode += f", every training {results['train_epochs']} epochs (--epochs)"
-    lines += ["", time_target_line(results), "", f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
+    lines += ["", time_target_line(results), "",
+              f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
               f"metric within {results['tolerance']:.0%} (relative) of the reference pipeline's, or better. "
               "act / it: tool calls / debug iterations (attempts) per role, mean over repeats. time ratio: medbuilder "
               "end-to-end seconds (the flow, dataset already prepared) / the reference script's process seconds; "

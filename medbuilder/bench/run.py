@@ -210,5 +210,6 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
                 os.environ[key] = value
         _settings()
     return {"core": core, "repeats": repeats, "quick": quick, "tolerance": SUCCESS_TOLERANCE,
-            "train_time_limit_s": settings.train_time_limit_s, "train_epochs": settings.train_epochs, "data_dir": str(settings.data_dir),
+            "train_time_limit_s": settings.train_time_limit_s, "train_epochs": settings.train_epochs,
+            "data_dir": str(settings.data_dir),
             "cases": [c.name for c in cases], "runs": runs, "seconds": round(time.perf_counter() - started, 1)}
