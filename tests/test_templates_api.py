@@ -246,25 +246,6 @@ def test_split_validation_keeps_patients_whole_and_classes():
     assert len(sub) == 10 and {r["label"] for r in sub} == {"a", "b"}
 
 
-def test_cache_prepared_in_processes_equals_the_chain_in_order_and_random_chains_keep_monai_cache(tmp_path):
-    from monai.data import CacheDataset
-    from monai.transforms import Compose, LoadImaged, RandFlipd, ScaleIntensityd
-
-    common = _common_module()
-    items = []
-    for i in range(common.MIN_ITEMS_FOR_PROCESSES):
-        np.save(tmp_path / f"{i}.npy", np.full((1, 4, 4), float(i), dtype=np.float32) + np.eye(4, dtype=np.float32))
-        items.append({"image": str(tmp_path / f"{i}.npy"), "label": i})
-    chain = Compose([LoadImaged(keys="image", image_only=True), ScaleIntensityd(keys="image")])
-    ds = common.cached_dataset(items, chain, {"num_threads": 2}, "train")
-    assert isinstance(ds, common.PreparedDataset) and len(ds) == len(items)
-    for i in (0, 17, len(items) - 1):
-        assert ds[i]["label"] == i and np.allclose(np.asarray(ds[i]["image"]), np.asarray(chain(items[i])["image"]))
-    random_chain = Compose([*chain.transforms, RandFlipd(keys="image", prob=0.5)])
-    assert isinstance(common.cached_dataset(items, random_chain, {"num_threads": 2}, "train"), CacheDataset)
-    assert isinstance(common.cached_dataset(items, chain, {"num_threads": 1}, "train"), CacheDataset)
-
-
 def test_bleu4_matches_hand_computed_values():
     sys.path.insert(0, str(TEMPLATES_DIR / "report_generation"))
     try:

@@ -224,23 +224,17 @@ def augment_batch(x: torch.Tensor, rotate_degrees: float = 10.0, flip_axes=(0,),
 
 
 def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
-    """The dataset kind named by cfg['cache']: 'memory' (prepared once, kept in memory), 'disk' or 'none'.
+    """The dataset kind named by cfg['cache']: 'memory' (CacheDataset), 'disk' or 'none'.
 
     MONAI caches the output of the deterministic transforms (load, channels, resize,
-    scaling) once; random augmentations after them still run every epoch. A chain with no
-    random step and enough items is prepared in num_threads worker processes: MONAI's
-    cache threads share one interpreter lock and gain nothing on 2D images.
+    scaling) once; random augmentations after them still run every epoch.
     """
     from monai.data import CacheDataset, Dataset, PersistentDataset
-    from monai.transforms import Compose
 
     mode = str(cfg.get("cache", "memory"))
-    workers = max(1, int(cfg.get("num_threads") or 1))
     if mode == "memory":
-        chain = transform if isinstance(transform, Compose) else Compose(transform)
-        if workers > 1 and len(data) >= MIN_ITEMS_FOR_PROCESSES and not has_random_step(chain):
-            return PreparedDataset(prepare_in_processes(data, chain, workers))
-        return CacheDataset(data, transform, cache_rate=1.0, num_workers=workers, progress=False, copy_cache=False)
+        return CacheDataset(data, transform, cache_rate=1.0, num_workers=max(1, int(cfg.get("num_threads") or 1)),
+                            progress=False, copy_cache=False)
     if mode == "disk":
         cache_dir = Path(cfg.get("output_dir") or ".") / "cache" / name
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -248,42 +242,6 @@ def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
     if mode == "none":
         return Dataset(data, transform)
     raise SystemExit(f"cache must be 'memory', 'disk' or 'none', not {mode!r}")
-
-
-# Below this, starting worker processes costs more than it saves (and 3D test sets stay in one process).
-MIN_ITEMS_FOR_PROCESSES = 64
-
-
-def has_random_step(chain) -> bool:
-    from monai.transforms import Randomizable
-
-    return any(isinstance(t, Randomizable) for t in chain.flatten().transforms)
-
-
-def _as_is(item):
-    return item
-
-
-def prepare_in_processes(data: list[dict], chain, workers: int) -> list[dict]:
-    """Every item through `chain` in `workers` processes, in order. Tensors are copied out of the shared
-    memory they arrive in, which would otherwise hold one open file per tensor."""
-    from monai.data import DataLoader, Dataset
-
-    loader = DataLoader(Dataset(data, chain), batch_size=None, num_workers=workers, collate_fn=_as_is)
-    return [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in item.items()} for item in loader]
-
-
-class PreparedDataset(torch.utils.data.Dataset):
-    """Items prepared once, read as they are (what CacheDataset gives for a chain with no random step)."""
-
-    def __init__(self, items: list[dict]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
 
 
 def make_loader(dataset, cfg: dict, shuffle: bool, sampler=None, batch_size: int | None = None):
