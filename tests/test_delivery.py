@@ -186,7 +186,7 @@ def test_diagnosis_predictions_match_training(runs, predicted):
 def test_anomaly_scores_match_training(runs, predicted):
     reference = _round_predictions(runs["anomaly_detection"][0])
     for r in predicted["tasks"]["anomaly_detection"]["results"]:
-        assert math.isfinite(r["score"]) and r["score_kind"] == "mse"
+        assert math.isfinite(r["score"]) and r["score_kind"] == "mae"  # the template's default score
         assert r["score"] == pytest.approx(reference[r["file"]]["score"], rel=1e-4)
         assert r["threshold"] is None and "no operating threshold" in r["threshold_note"]
 
