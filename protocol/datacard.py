@@ -8,18 +8,13 @@ fields let the Task Manager match a request and let tools check the data.
 from __future__ import annotations
 
 import re
-from enum import Enum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-class Task(str, Enum):
-    diagnosis = "diagnosis"
-    segmentation = "segmentation"
-    anomaly_detection = "anomaly_detection"
-    report_generation = "report_generation"
+from medbuilder.protocol.layout import Layout
+from medbuilder.protocol.task import Task
 
 
 class Confounder(BaseModel):
@@ -57,12 +52,17 @@ class Datacard(BaseModel):
     anatomy: str = Field(description="e.g. brain, chest.")
     has_images: bool = Field(True, description="False for text-only sets (reports without their images).")
     label_names: list[str] = Field(default_factory=list, description="Class or structure names; empty for report text.")
+    label_synonyms: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per label name, other words or codes the data or a request uses for it, "
+                                          "e.g. {'mass': ['tumour', 'M'], 'no mass': ['N', 'normal']}.")
     file_formats: list[str] = Field(min_length=1, description="e.g. jpg, nii.gz, csv, json.")
     licence: str
     provenance: Literal["real", "generated"]
     source: str = Field(description="Where the files come from (package, URL, generator).")
     prepare: str | None = Field(None, description="Name of the `medbuilder data prepare` recipe that lays this dataset out.")
     confounders: list[Confounder] = Field(default_factory=list)
+    layout: Layout | None = Field(None, description="Where images, labels, masks, ids and splits are (see "
+                                                    "medbuilder.protocol.layout); inferred from the files when absent.")
 
     @field_validator("name")
     @classmethod
@@ -75,6 +75,13 @@ class Datacard(BaseModel):
     @classmethod
     def _formats(cls, value: list[str]) -> list[str]:
         return [v.lower().lstrip(".") for v in value]
+
+    @model_validator(mode="after")
+    def _synonyms_name_labels(self) -> "Datacard":
+        unknown = sorted(set(self.label_synonyms) - set(self.label_names))
+        if unknown:
+            raise ValueError(f"label_synonyms names {unknown}, which are not in label_names {self.label_names}")
+        return self
 
     @model_validator(mode="after")
     def _generated_is_named(self) -> "Datacard":
