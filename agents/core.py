@@ -62,6 +62,7 @@ class Actor:
 class AgentCore(ABC):
     name: str
     model: str | None = None
+    deterministic: bool = False  # the same inputs always give the same attempt (an attempt can be known to repeat)
 
     @abstractmethod
     def run(self, job: RoleJob, toolbox: Toolbox, trajectory: Trajectory) -> str:
@@ -72,6 +73,7 @@ class OfflineCore(AgentCore):
     """Deterministic policies, one per role, acting through the same tools. No LLM."""
 
     name = "offline"
+    deterministic = True
 
     def __init__(self, max_steps: int):
         self.max_steps = max_steps

@@ -8,6 +8,9 @@ that follows (a Prefect retry in the flow) starts from that file.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from pydantic import BaseModel
 
 from medbuilder.agents.core import AgentExit, RoleJob, make_core
 from medbuilder.agents.roles import ROLES
-from medbuilder.agents.roles.base import RoleCheckFailed, RoleContext
+from medbuilder.agents.roles.base import Role, RoleCheckFailed, RoleContext, RoleGaveUp
 from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.artifacts import Feedback, RunFolder
@@ -43,20 +46,60 @@ def last_feedback(run: RunFolder, role: str) -> Feedback | None:
     return Feedback.model_validate_json(files[-1].read_text()) if files else None
 
 
+def _dataset_listing(ctx: RoleContext) -> list:
+    """Path, size and mtime of every file of the chosen dataset: a fixed file changes the attempt's inputs."""
+    if ctx.card is None or not ctx.dataset_root.is_dir():
+        return []
+    entries = []
+    for folder, dirs, files in os.walk(ctx.dataset_root):
+        dirs.sort()
+        for name in sorted(files):
+            stat = os.lstat(os.path.join(folder, name))
+            entries.append((os.path.join(folder, name), stat.st_size, stat.st_mtime_ns))
+    return entries
+
+
+def attempt_inputs(role: Role, values: dict, ctx: RoleContext) -> str:
+    """Digest of what a deterministic policy decides from; feedback counts only for roles that read it."""
+    used = {k: v for k, v in values.items() if k != "feedback" or role.uses_feedback}
+    text = json.dumps([used, _dataset_listing(ctx)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _repeats_last_attempt(run: RunFolder, name: str, attempt: int, inputs: str) -> Trajectory | None:
+    """The previous attempt, when it failed its check and had exactly these inputs."""
+    last = run.root / "trajectories" / f"{name}-{attempt - 1}.json"
+    if attempt == 1 or not last.exists() or not run.exists(f"feedback/{name}-{attempt - 1}.json"):
+        return None
+    previous = Trajectory.load(last)
+    return previous if previous.inputs == inputs and previous.status != "exit_no_alternative" else None
+
+
+def _give_up(run: RunFolder, name: str, attempt: int, trajectory: Trajectory, feedback: Feedback | None) -> None:
+    problems = feedback.problems if feedback else []
+    trajectory.finish("exit_no_alternative", error=f"attempt {attempt} would repeat attempt {attempt - 1} unchanged "
+                      "(same inputs and data): no alternative left")
+    raise RoleGaveUp(name, attempt, "exit_no_alternative", problems)
+
+
 def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None) -> RoleOutcome:
     role = ROLES[name]
     core = make_core(core_name or settings.core, settings)
     attempt = next_attempt(run, name)
     ctx = RoleContext.load(run, settings, attempt, last_feedback(run, name))
     values = role.context(ctx)
-    trajectory = Trajectory(role=name, attempt=attempt, core=core.name,
+    inputs = attempt_inputs(role, values, ctx) if core.deterministic else None
+    trajectory = Trajectory(role=name, attempt=attempt, core=core.name, inputs=inputs,
                             feedback_in=ctx.feedback.text() if ctx.feedback else None,
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
+    if inputs and _repeats_last_attempt(run, name, attempt, inputs):
+        _give_up(run, name, attempt, trajectory, ctx.feedback)
     workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)],
                                          output_chars=settings.tool_output_chars,
                                          script_timeout_s=settings.script_timeout_s,
                                          sandbox=SandboxConfig.from_settings(settings)),
-                        live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts)
+                        live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts,
+                        dataset=role.dataset(ctx) if role.dataset else None)
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
         final = core.run(job, Toolbox(workspace, role.tools, trajectory), trajectory)
@@ -66,6 +109,7 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
     except Exception as err:  # a bug, not a check failure: keep the record, then let it surface
         trajectory.finish("exit_error", error=f"{type(err).__name__}: {err}")
         raise
+    role.after(ctx)
     problems = role.check(ctx)
     if trajectory.status != "submitted":
         problems = [f"the agent stopped with {trajectory.status}: {trajectory.error}", *problems]

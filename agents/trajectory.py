@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 FORMAT_VERSION = 1
 
-Status = Literal["running", "submitted", "exit_step_limit", "exit_format", "exit_endpoint", "exit_error"]
+Status = Literal["running", "submitted", "exit_step_limit", "exit_format", "exit_endpoint", "exit_error",
+                 "exit_no_alternative"]
 
 
 class Step(BaseModel):
@@ -44,6 +45,8 @@ class Trajectory(BaseModel):
     core: str
     model: str | None = None
     feedback_in: str | None = Field(None, description="The failed check's feedback this attempt started from.")
+    inputs: str | None = Field(None, description="Digest of what a deterministic core decides from (context, "
+                                                 "feedback it reads, dataset file list); equal digests, equal attempts.")
     status: Status = "running"
     final: str | None = None
     error: str | None = None

@@ -11,9 +11,13 @@ Run folder (``runs/<run-id>/``)::
     plan.json                   Task Manager: chosen dataset, task, metric, reasons, candidates
     datacard.json               the chosen datacard, as it was when chosen
     decisions/<gate>.json       each gate's answer: action, who, via (auto/terminal/prefect/cli), when
-    gates/<gate>.md             the question each gate showed; gates/pending.json while one waits
+    gates/<gate>.md             the question each gate showed; gates/pending.json while one waits;
+                                gates/unanswered.json when automatic approval stopped at a question
+    layout.json                 Data Engineer: the submitted layout (where images, labels, masks, ids, split are)
+    indexing_report.json        what the shared indexer found with it: counts, samples, unmatched files, questions
+    indexer/                    the shared indexer's own folder (medbuilder runs it here, sandboxed)
     workspace/                  where the agents work (the only place they write)
-      make_index.py             Data Engineer's script; index/{train,test,label_dict}.json
+      layout.json index/        Data Engineer's submitted layout; index/{train,test,label_dict}.json
       dataloader.py model.py train.py common.py engine.py config.json template_fill.json
       checkpoints/ metrics.json predictions.json train_log.jsonl train_output.log
     index_report.json           index checks: counts per split and class, problems
@@ -29,15 +33,18 @@ Run folder (``runs/<run-id>/``)::
     refinements/round-<k>.json  the feedback that started round k and the changes made
     bundle/                     MONAI bundle of the approved round (configs/, models/, scripts/, docs/)
     model_card.md               data and split, metrics with 95% CIs, intended use, limits, decisions
+    failure.json                when a role gave up or a stage failed: what, why, the fix, the resume command
+    logs/flow.log               the flow's log with every traceback (the console shows one line per error)
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from medbuilder.flows.describe import dataset_question, review_question
-from medbuilder.flows.gates import ReviewDecision, ask
-from medbuilder.flows.runs import finish, open_run
+from medbuilder.flows.describe import dataset_question, gate_questions, review_question
+from medbuilder.flows.gates import ReviewDecision, ask, stop_at_question
+from medbuilder.flows.logs import run_log
+from medbuilder.flows.runs import failure_of, finish, open_run
 from medbuilder.protocol.artifacts import Plan, RunFolder
 from medbuilder.review.compare import objective_met
 from medbuilder.review.refine import write_refinement
@@ -45,7 +52,7 @@ from medbuilder.settings import get_settings
 from medbuilder.tasks.roles import role_task
 from medbuilder.tasks.steps import deliver, evaluate, prepare_data
 
-BUILD_ROLES = ("data_engineer", "module_architect", "model_trainer")
+BUILD_ROLES = ("module_architect", "model_trainer")
 
 
 @flow(name="build_model", log_prints=True, persist_result=False)
@@ -54,14 +61,19 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
     """Build a model for `request` (or continue the run in `run_dir`); returns the run's summary."""
     settings = get_settings()
     run, core, approve = open_run(settings, request, dataset, core, approve, run_dir)
-    retries = settings.max_debug_loops
+    with run_log(run):
+        try:
+            return _build(run, core, approve, settings)
+        except Exception as err:  # a role that gave up, a stage that failed: a short answer, details in the log
+            get_run_logger().error("run %s stopped: %s", run.run_id, err, exc_info=True)
+            return finish(run, "failed", failure=failure_of(run, err))
 
-    plan = choose_dataset(run, core, approve, retries)
-    if plan is None:
-        return finish(run, "no_fit" if run.read("plan.json", Plan).status == "no_fit" else "rejected")
-    if plan.objective and not run.exists("objective.json"):
-        run.write("objective.json", plan.objective)
-    prepare_data(str(run.root))
+
+def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
+    retries = settings.max_debug_loops
+    outcome = choose_dataset(run, core, approve, retries)
+    if isinstance(outcome, str):
+        return finish(run, outcome)
     for role in BUILD_ROLES:
         role_task.with_options(retries=retries)(str(run.root), role, core, role)
 
@@ -92,22 +104,42 @@ def auto_review(summary: dict, baseline: dict, round_k: int, max_rounds: int) ->
     return None
 
 
-def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Plan | None:
-    """Task Manager and the dataset gate, until the clinician approves a dataset (None: no fit or rejected)."""
+def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Plan | str:
+    """Task Manager, Data Engineer and the dataset gate, until the clinician approves a dataset and its layout.
+
+    Returns the approved plan, or how the run ends: ``no_fit``, ``rejected``, or ``needs_answer`` (automatic
+    approval met a question: the run stops with it written down in gates/)."""
     settings = get_settings()
-    for attempt in range(1, settings.max_dataset_rounds + 1):
-        stage = "task_manager" if attempt == 1 else f"task_manager-{attempt}"
-        role_task.with_options(retries=retries)(str(run.root), "task_manager", core, stage)
-        plan = run.read("plan.json", Plan)
-        if plan.status == "no_fit":
-            get_run_logger().warning("no dataset fits: %s", "; ".join(plan.reasons))
-            return None
-        decision = ask(run, f"dataset-{attempt}", dataset_question(run, plan), approve,
-                       timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s)
+    plan, ask_task_manager = None, True
+    for round_k in range(1, settings.max_dataset_rounds + 1):
+        suffix = "" if round_k == 1 else f"-{round_k}"
+        if ask_task_manager:
+            role_task.with_options(retries=retries)(str(run.root), "task_manager", core, f"task_manager{suffix}")
+            plan = run.read("plan.json", Plan)
+            if plan.status == "no_fit":
+                get_run_logger().warning("no dataset fits: %s", "; ".join(plan.reasons))
+                return "no_fit"
+            if plan.objective and not run.exists("objective.json"):
+                run.write("objective.json", plan.objective)
+            prepare_data.with_options(task_run_name=f"prepare_data{suffix}")(str(run.root), f"prepare_data{suffix}")
+        role_task.with_options(retries=retries)(str(run.root), "data_engineer", core, f"data_engineer{suffix}")
+        gate = f"dataset-{round_k}"
+        questions = gate_questions(run)
+        if approve == "auto" and questions and not run.exists(f"decisions/{gate}.json"):
+            stop_at_question(run, gate, dataset_question(run, plan), questions)
+            return "needs_answer"
+        decision = ask(run, gate, dataset_question(run, plan), approve, timeout_s=settings.gate_timeout_s,
+                       poll_s=settings.gate_poll_s, initial=_initial_layout(run))
         if decision.action == "approve":
             return plan
         if decision.action == "reject":
-            return None
-        request = run.read_json("request.json")
-        run.write("request.json", {**request, "dataset": decision.dataset})
-    return None
+            return "rejected"
+        ask_task_manager = decision.action == "pick"
+        if ask_task_manager:
+            request = run.read_json("request.json")
+            run.write("request.json", {**request, "dataset": decision.dataset})
+    return "rejected"
+
+
+def _initial_layout(run: RunFolder) -> dict:
+    return {"layout": run.read_json("layout.json")} if run.exists("layout.json") else {}

@@ -15,8 +15,65 @@ def dataset_question(run: RunFolder, plan: Plan) -> str:
     if others:
         lines += ["", "Other datacards:"]
         lines += [f"- `{c.name}` (score {c.score:.2f}, {'fits' if c.fits else 'does not fit'})" for c in others]
-    lines += ["", "Answer: `approve`, `pick` with another `dataset` name, or `reject` with a `reason`."]
+    lines += ["", *layout_section(run)]
+    questions = gate_questions(run)
+    if questions:
+        lines += ["", "### Questions: the layout needs your answer", ""]
+        lines += [f"{i}. {q}" for i, q in enumerate(questions, 1)]
+    lines += ["", "Answer: `approve` (use the index as shown), `correct` with a `layout` (the form starts from the "
+              "inferred one), `pick` another `dataset`, or `reject` with a `reason`."]
     return "\n".join(lines)
+
+
+def gate_questions(run: RunFolder) -> list[str]:
+    """What the clinician must decide at the dataset gate: the indexer's questions on the submitted layout."""
+    if run.exists("indexing_report.json"):
+        return list(run.read_json("indexing_report.json").get("questions", []))
+    if run.exists("layout.json"):
+        return list(run.read_json("layout.json").get("questions", []))
+    return []
+
+
+def _class_rows(run: RunFolder, report: dict) -> list[str]:
+    counts = run.read_json("index_report.json").get("class_counts", {}) if run.exists("index_report.json") else {}
+    classes = list(report.get("per_class") or {}) or sorted(set(counts.get("train", {})) | set(counts.get("test", {})))
+    if not classes:
+        return []
+    rows = ["| class | images | train | test | examples |", "|---|---|---|---|---|"]
+    for name in classes:
+        samples = ", ".join(f"`{s}`" for s in report.get("samples", {}).get(name, []))
+        rows.append(f"| {name} | {report.get('per_class', {}).get(name, '')} | {counts.get('train', {}).get(name, 0)} "
+                    f"| {counts.get('test', {}).get(name, 0)} | {samples} |")
+    return rows
+
+
+def layout_section(run: RunFolder) -> list[str]:
+    """How the files were read (the layout, with its evidence) and what that found."""
+    if not run.exists("layout.json"):
+        if run.exists("index_report.json"):
+            counts = run.read_json("index_report.json").get("counts", {})
+            return ["### How the files were read", "",
+                    f"The agent wrote its own index script (no layout could express the data): {counts}."]
+        return []
+    layout = run.read_json("layout.json")
+    report = run.read_json("indexing_report.json") if run.exists("indexing_report.json") else {}
+    lines = ["### How the files were read", ""]
+    lines += [f"- {line}" for line in report.get("layout", [])]
+    for choice in layout.get("evidence", []):
+        also = f" (also tried: {'; '.join(choice['alternatives'][:3])})" if choice.get("alternatives") else ""
+        lines.append(f"- *{choice['part']}*: {choice['choice']}" + (f": {choice['evidence']}" if choice.get(
+            "evidence") else "") + also)
+    if report:
+        split = " (the dataset's own split)" if report.get("predefined_split") else ""
+        lines += ["", f"{report.get('images_found', 0)} images found, {report.get('records', 0)} matched, "
+                      f"{report.get('unmatched', 0)} not matched; {report.get('train')} train, "
+                      f"{report.get('test')} test{split}."]
+        if report.get("patients"):
+            lines.append(f"{report['patients']} patients (each kept in one split).")
+        lines += ["", *_class_rows(run, report)]
+        for miss in report.get("unmatched_examples", [])[:5]:
+            lines.append(f"- not matched: `{miss['image']}`: {miss['reason']}")
+    return lines
 
 
 def review_question(run: RunFolder, summary: dict, round_k: int) -> str:

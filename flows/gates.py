@@ -11,29 +11,61 @@ typed input, and `medbuilder approve` (or the dashboard) resumes the run with
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from prefect import get_run_logger, pause_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
 
 from medbuilder.protocol.artifacts import GateDecision, RunFolder, now
+from medbuilder.protocol.layout import Layout
 
 
 class DatasetDecision(RunInput):
-    """approve the chosen dataset, pick another one by name, or reject with a reason."""
+    """approve the chosen dataset and its layout, pick another dataset by name, correct the layout
+    (a layout as JSON: the form starts from the inferred one), or reject with a reason."""
 
-    action: Literal["approve", "pick", "reject"] = "approve"
+    action: Literal["approve", "pick", "correct", "reject"] = "approve"
     dataset: str | None = None
+    layout: dict[str, Any] | None = None
     reason: str | None = None
     who: str = "clinician"
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _layout_text(cls, value: Any) -> Any:
+        return layout_from_text(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _complete(self) -> "DatasetDecision":
         if self.action == "pick" and not self.dataset:
             raise ValueError("action 'pick' needs 'dataset': the name of the datacard to use instead")
+        if self.action == "correct":
+            if not self.layout:
+                raise ValueError("action 'correct' needs 'layout': the corrected layout (JSON, or a file holding it)")
+            self.layout = Layout.model_validate(self.layout).model_dump(mode="json", exclude_none=True)
         return self
+
+
+def layout_from_text(text: str) -> dict | None:
+    """A layout typed at the console or on the command line: JSON or YAML text, or a path to a file holding it."""
+    import yaml
+
+    text = text.strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if len(text) < 4096 and "\n" not in text and path.is_file():
+        text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"the layout is not valid JSON or YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError("the layout must be an object with fields such as task, images, label")
+    return data
 
 
 class ReviewDecision(RunInput):
@@ -62,11 +94,12 @@ def gate_kind(gate_id: str) -> str:
 
 
 def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s: int, poll_s: int,
-        auto_answer: RunInput | None = None) -> GateDecision:
+        auto_answer: RunInput | None = None, initial: dict | None = None) -> GateDecision:
     """The decision for `gate_id`: from disk if already taken, else asked in `mode`.
 
     In ``auto`` mode the answer is `auto_answer` when given (e.g. "refine" while an objective is not
-    met), else an approval; either way recorded as who="auto"."""
+    met), else an approval; either way recorded as who="auto". `initial` fills the Prefect form
+    (the dataset gate's inferred layout, to correct)."""
     file = f"decisions/{gate_id}.json"
     if run.exists(file):
         return run.read(file, GateDecision)
@@ -77,7 +110,7 @@ def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s:
     elif mode == "terminal":
         answer, via = _ask_terminal(model, description), "terminal"
     else:
-        answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s), "prefect"
+        answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s, initial or {}), "prefect"
     decision = GateDecision(gate=gate_id, via=via, **answer.model_dump(include=set(model.model_fields)))
     run.write(file, decision)
     get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, via)
@@ -90,11 +123,11 @@ def _write_text(run: RunFolder, gate_id: str, description: str) -> None:
     target.write_text(description)
 
 
-def _pause(run: RunFolder, gate_id: str, model, description: str, timeout_s: int, poll_s: int):
+def _pause(run: RunFolder, gate_id: str, model, description: str, timeout_s: int, poll_s: int, initial: dict):
     flow_run_id = str(get_run_context().flow_run.id)
     run.write("gates/pending.json", {"gate": gate_id, "flow_run_id": flow_run_id, "asked": now()})
     try:
-        return pause_flow_run(wait_for_input=model.with_initial_data(description=description),
+        return pause_flow_run(wait_for_input=model.with_initial_data(description=description, **initial),
                               timeout=timeout_s, poll_interval=poll_s, key=gate_id)
     finally:
         run.path("gates/pending.json").unlink(missing_ok=True)
@@ -109,3 +142,14 @@ def _ask_terminal(model, description: str):
         default = field.default if field.default is not None else ""
         fields[name] = typer.prompt(name, default=default, show_default=True) or None
     return model(**fields)
+
+
+def stop_at_question(run: RunFolder, gate_id: str, description: str, questions: list[str]) -> None:
+    """Automatic approval met questions: write them down and leave the gate unanswered.
+
+    `medbuilder approve RUN ...` then records the answer (decisions/<gate>.json) and
+    `medbuilder resume RUN` goes on from it."""
+    _write_text(run, gate_id, description)
+    run.write("gates/unanswered.json", {"gate": gate_id, "questions": questions, "asked": now()})
+    get_run_logger().warning("gate %s: %d question(s) need an answer; automatic approval accepts only an "
+                             "unambiguous layout", gate_id, len(questions))

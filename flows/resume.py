@@ -20,8 +20,9 @@ class GateInputError(ValueError):
     """The answer does not fit the gate's form; the message lists what is allowed."""
 
 
-CLI_FLAGS = {"action": "--action", "dataset": "--dataset", "reason": "--reason", "feedback": "--feedback",
-             "who": "--who", "max_reliance": "--max-reliance", "max_metric_drop": "--max-metric-drop"}
+CLI_FLAGS = {"action": "--action", "dataset": "--dataset", "layout": "--layout", "reason": "--reason",
+             "feedback": "--feedback", "who": "--who", "max_reliance": "--max-reliance",
+             "max_metric_drop": "--max-metric-drop"}
 
 
 def _flag(field: str) -> str:
@@ -68,10 +69,26 @@ def _problem(model, error: dict) -> str:
     return f"{_flag(field)}: {text}" if field else text
 
 
+def record_answer(run: RunFolder, values: dict) -> str:
+    """Answer the gate a run stopped at (automatic approval met a question); `medbuilder resume` goes on from it."""
+    from medbuilder.protocol.artifacts import GateDecision
+
+    asked = run.read_json("gates/unanswered.json")
+    model = GATE_INPUTS[gate_kind(asked["gate"])]
+    answer = validate_answer(asked["gate"], values)
+    run.write(f"decisions/{asked['gate']}.json",
+              GateDecision(gate=asked["gate"], via="cli", **answer.model_dump(include=set(model.model_fields))))
+    run.path("gates/unanswered.json").unlink()
+    return asked["gate"]
+
+
 def answer_gate(run: RunFolder, values: dict) -> str:
-    """Resume the run waiting at its pending gate with `values`; returns the gate id."""
+    """Resume the run waiting at its pending gate with `values` (or record the answer to the question a
+    stopped run left); returns the gate id."""
     from medbuilder.flows.recovery import api_reachable, process_gone
 
+    if not run.exists("gates/pending.json") and run.exists("gates/unanswered.json"):
+        return record_answer(run, values)
     if not run.exists("gates/pending.json"):
         status = run.read("run.json", RunRecord).status
         raise NotWaiting(f"run {run.run_id} is not waiting at a gate (status: {status}); "

@@ -77,7 +77,30 @@ def role_table(run: RunFolder) -> dict[str, dict]:
     return {role: table[role] for role in ROLES if role in table}
 
 
-def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:
+def failure_of(run: RunFolder, err: BaseException) -> dict:
+    """What a person needs when a build stops: which role or stage, how many attempts, the findings, the fix."""
+    from medbuilder.agents.roles.base import RoleCheckFailed, RoleGaveUp
+
+    stages = sorted((run.root / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    failed = next((run.read(f"stages/{p.name}", StageRecord) for p in reversed(stages)
+                   if run.read(f"stages/{p.name}", StageRecord).status == "failed"), None)
+    if isinstance(err, RoleCheckFailed):
+        role, findings, status = err.feedback.role, err.feedback.problems, "its check failed on every attempt"
+    elif isinstance(err, RoleGaveUp):
+        role, findings = err.role, err.problems
+        status = "another attempt would repeat the last one unchanged (no alternative left)"
+    else:
+        role, findings, status = None, [f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"], \
+            "it stopped with an error"
+    stage = failed.stage if failed else role
+    attempts = failed.attempts if failed else None
+    return {"role": role, "stage": stage, "attempts": attempts, "status": status, "findings": findings[:6],
+            "fix": "fix what the findings name (the dataset's files, the datacard, or the request), then resume; "
+                   "answered gates and finished stages are not redone",
+            "resume": f"medbuilder resume {run.run_id}", "log": str(run.path("logs/flow.log"))}
+
+
+def finish(run: RunFolder, status: str, round_k: int | None = None, failure: dict | None = None) -> dict:
     record = run.read("run.json", RunRecord)
     record.status = status
     run.write("run.json", record)
@@ -91,5 +114,10 @@ def finish(run: RunFolder, status: str, round_k: int | None = None) -> dict:
         summary["model_card"] = str(run.root / "model_card.md")
     if status == "no_fit":
         summary["reasons"] = run.read_json("plan.json")["reasons"]
+    if status == "needs_answer":
+        summary["questions"] = run.read_json("gates/unanswered.json")
+    if failure is not None:
+        run.write("failure.json", failure)
+        summary["failure"] = failure
     get_run_logger().info("run %s ended: %s", run.run_id, status)
     return summary

@@ -61,6 +61,7 @@ class GateDecision(BaseModel):
     gate: str
     action: str
     dataset: str | None = None
+    layout: dict[str, Any] | None = Field(None, description="Dataset gate, action 'correct': the corrected layout.")
     reason: str | None = None
     feedback: str | None = None
     max_reliance: float | None = None

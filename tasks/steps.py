@@ -9,7 +9,7 @@ from medbuilder.settings import get_settings
 from medbuilder.tasks.stages import run_stage
 
 
-def prepare_stage(run_dir: str) -> dict:
+def prepare_stage(run_dir: str, stage: str = "prepare_data") -> dict:
     """Lay the chosen dataset out when its datacard has a recipe and the folder is missing."""
     from medbuilder.protocol.datacard import Datacard
     from medbuilder.protocol.datasets import prepare
@@ -27,7 +27,7 @@ def prepare_stage(run_dir: str) -> dict:
         check_dataset_folder(card, card_file_of(settings.datacards_dir, card.name), root, run.run_id)
         return {"root": str(root), "prepared": needed}
 
-    return run_stage(run, "prepare_data", work)
+    return run_stage(run, stage, work)
 
 
 def evaluate_stage(run_dir: str, round_k: int) -> dict:

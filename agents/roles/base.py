@@ -27,6 +27,15 @@ class RoleCheckFailed(Exception):
         super().__init__(f"{feedback.role} attempt {feedback.attempt} failed its check:\n{feedback.text()}")
 
 
+class RoleGaveUp(Exception):
+    """A role ended without a passing output and has nothing different left to try; not retried."""
+
+    def __init__(self, role: str, attempt: int, status: str, problems: list[str]):
+        self.role, self.attempt, self.status, self.problems = role, attempt, status, problems
+        super().__init__(f"{role} gave up after attempt {attempt - 1} ({status}): "
+                         f"{problems[0] if problems else 'no findings'}")
+
+
 @dataclass
 class RoleContext:
     run: RunFolder
@@ -61,6 +70,9 @@ class Role:
     check: Callable[[RoleContext], list[str]]
     context: Callable[[RoleContext], dict]
     publish: Callable[[RoleContext], None] = lambda ctx: None
+    after: Callable[[RoleContext], None] = lambda ctx: None  # host-side work on the output, before the check
+    dataset: Callable[[RoleContext], object] | None = None  # the DatasetFacts its apply_layout tool serves
+    uses_feedback: bool = True  # whether its offline policy decides differently after a failed check
 
     def system_prompt(self, values: dict) -> str:
         return _jinja.get_template(f"{self.name}.system.md").render(**values)

@@ -1,4 +1,9 @@
-"""Task Manager: pick the dataset that fits the request (or say none fits) and write the plan."""
+"""Task Manager: pick the dataset that fits the request (or say none fits) and write the plan.
+
+The clinician's --dataset is their choice and is used unless it cannot serve the task;
+what else does not match is written into the plan. A request in a language the offline
+core does not read gets a plan that says so and what to do (agents/request_language.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from medbuilder.agents.core import Actor, RoleJob
-from medbuilder.agents.matching import rank
+from medbuilder.agents.matching import Assessment, assess
+from medbuilder.agents.request_language import READ_LANGUAGES, unread_language_reason
 from medbuilder.agents.request_terms import RequestTerms
 from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.protocol.artifacts import Plan
@@ -35,28 +41,69 @@ def _context(ctx: RoleContext) -> dict:
             "tasks": list(METRICS), "workspace": str(ctx.run.workspace)}
 
 
+def _why_none_fits(assessed: list[Assessment]) -> list[str]:
+    return [f"{a.card.name}: {'; '.join(m.text for m in a.against)}" for a in assessed]
+
+
+def _no_fit(request: str, candidates: list, reasons: list[str]) -> Plan:
+    return Plan(status="no_fit", request=request, candidates=candidates, reasons=reasons)
+
+
+def _choose(terms: RequestTerms, assessed: list[Assessment], hint: str | None) -> Assessment | list[str]:
+    """The card to use, or the reasons none can be used.
+
+    A card the clinician named is their choice: it is used unless it cannot serve the task at
+    all (wrong task, no images, the other dimension); any other mismatch is only reported.
+    """
+    if hint:
+        named = next((a for a in assessed if a.card.name == hint), None)
+        if named is None:
+            return [f"the dataset asked for, '{hint}', has no datacard"]
+        if named.hard():
+            return [f"the dataset asked for, '{hint}', cannot serve", *(f"{hint}: {m.text}" for m in named.hard())]
+        return named
+    if assessed and assessed[0].fits:
+        return assessed[0]
+    return ["no dataset fits", *_why_none_fits(assessed)]
+
+
+def _task_for(terms: RequestTerms, card) -> tuple[str, list[str]]:
+    """The task the plan trains, and a reason when it is not the one the request named."""
+    served = [t.value for t in card.tasks]
+    if terms.task in served:
+        return terms.task, []
+    return served[0], [f"task: the request names none, so {served[0]}, the first that {card.name} serves"]
+
+
+def _summary(chosen: Assessment, assessed: list[Assessment]) -> str:
+    card = chosen.card
+    place = assessed.index(chosen)
+    standing = f"the best of {len(assessed)} datacards" if place == 0 else f"rank {place + 1} of {len(assessed)} datacards"
+    return f"{card.name} ({card.provenance}, {card.modality}, {card.dimension}, {card.anatomy}) " \
+           f"scored {chosen.score:.2f}, {standing}"
+
+
 def _plan(request: str, cards: list, hint: str | None) -> Plan:
-    candidates = rank(request, cards)
-    chosen = next((c for c in candidates if c.name == hint), None) if hint else None
-    if hint and chosen is None:
-        return Plan(status="no_fit", request=request, candidates=candidates,
-                    reasons=[f"the dataset asked for, '{hint}', has no datacard"])
-    chosen = chosen or next((c for c in candidates if c.fits), None)
-    if chosen is None or not chosen.fits:
-        why = [f"{c.name}: {'; '.join(r.removeprefix('against: ') for r in c.reasons if r.startswith('against'))}"
-               for c in candidates]
-        return Plan(status="no_fit", request=request, candidates=candidates, reasons=["no dataset fits", *why])
-    card = next(c for c in cards if c.name == chosen.name)
     terms = RequestTerms.parse(request)
-    task = terms.task if terms.task in [t.value for t in card.tasks] else card.tasks[0].value
+    assessed = assess(request, cards, terms)
+    candidates = [a.candidate() for a in assessed]
+    unread = terms.language not in READ_LANGUAGES
+    if unread and not terms.task:
+        return _no_fit(request, candidates, [unread_language_reason(terms.language), *_why_none_fits(assessed)])
+    chosen = _choose(terms, assessed, hint)
+    if isinstance(chosen, list):
+        return _no_fit(request, candidates, [unread_language_reason(terms.language), *chosen] if unread else chosen)
+    card = chosen.card
+    task, task_reasons = _task_for(terms, card)
     metric = METRICS[task]
-    reasons = [f"{card.name} ({card.provenance}, {card.modality}, {card.dimension}, {card.anatomy}) "
-               f"scored {chosen.score:.2f}, the best of {len(candidates)} datacards",
-               *(r.removeprefix("for: ") for r in chosen.reasons)]
+    reasons = [_summary(chosen, assessed), *chosen.supporting, *task_reasons,
+               *(f"did not match: {m.text}" for m in chosen.soft())]
     if hint:
         reasons.insert(0, f"the clinician asked for {hint}")
+    if unread:
+        reasons.append(f"the request looks like {terms.language}; the offline core read only the words it knows")
     steps = [f"{role}: {text.format(task=task, metric=metric)}" for role, text in STEPS.items()]
-    objective = objective_from_text(request, card)
+    objective = objective_from_text(terms.english or request, card)
     if objective:
         reasons.append(f"objective from the request: {objective.describe()}")
     return Plan(status="ok", request=request, dataset=card.name, task=task, dimension=card.dimension,

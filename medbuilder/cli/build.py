@@ -26,9 +26,12 @@ class Approve(str, Enum):
     prefect = "prefect"
 
 
+QUIET_KEYS = ("roles", "failure", "questions", "reasons")
+
+
 def _print_summary(summary: dict) -> None:
     for key, value in summary.items():
-        if value is not None and key != "roles":
+        if value is not None and key not in QUIET_KEYS:
             typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
     if summary.get("roles"):
         typer.echo(f"{'role':18} {'iterations':>10} {'actions':>8} {'tokens':>8} {'seconds':>8}")
@@ -57,7 +60,7 @@ def build(
     summary = build_model(request=request, dataset=dataset, core=core and core.value,
                           approve=approve and approve.value)
     _print_summary(summary)
-    _explain_no_fit(summary)
+    _explain_end(summary)
 
 
 def _check_dataset(name: str) -> None:
@@ -73,10 +76,35 @@ def _check_dataset(name: str) -> None:
         fail(f"--dataset {name}: the datacards folder has a broken card: {err}")
 
 
+def _explain_end(summary: dict) -> None:
+    """A build that did not deliver: say plainly what stopped it and what to do; exit non-zero."""
+    status, run_id = summary.get("status"), summary.get("run_id")
+    if status == "no_fit":
+        _explain_no_fit(summary)
+    elif status == "failed":
+        failure = summary["failure"]
+        who = f"{failure['role']} (stage {failure['stage']})" if failure.get("role") else f"stage {failure['stage']}"
+        attempts = f" after {failure['attempts']} attempt(s)" if failure.get("attempts") else ""
+        lines = [f"error: {who} stopped{attempts}: {failure['status']}.", "What the last check found:",
+                 *(f"  - {finding}" for finding in failure["findings"]),
+                 f"Fix: {failure['fix']}: `{failure['resume']}`.", f"Details (tracebacks): {failure['log']}"]
+        typer.secho("\n".join(lines), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    elif status == "needs_answer":
+        asked = summary["questions"]
+        lines = [f"stopped at gate {asked['gate']}: automatic approval accepts only an unambiguous layout, and "
+                 f"{len(asked['questions'])} question(s) need your answer (run {run_id}):",
+                 *(f"  {i}. {q}" for i, q in enumerate(asked["questions"], 1)),
+                 f"The gate's full text: {summary['run_dir']}/gates/{asked['gate']}.md",
+                 f"Answer: `medbuilder approve {run_id}` (use the layout as it is), `medbuilder approve {run_id} "
+                 f"--action correct --layout FILE` (a corrected layout; the inferred one is {summary['run_dir']}/"
+                 f"layout.json), or `--action pick --dataset NAME`; then `medbuilder resume {run_id}`."]
+        typer.secho("\n".join(lines), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(3)
+
+
 def _explain_no_fit(summary: dict) -> None:
     """No dataset fits: say so plainly, with every datacard considered and how to add one; exit 1."""
-    if summary.get("status") != "no_fit":
-        return
     from medbuilder.settings import get_settings
 
     reasons = summary.get("reasons") or []
@@ -105,13 +133,16 @@ def resume(
 
     summary = build_model(run_dir=str(folder.root), approve=approve and approve.value)
     _print_summary(summary)
-    _explain_no_fit(summary)
+    _explain_end(summary)
 
 
 def approve_gate(
     run: str = typer.Argument(..., help="Run id or run folder of a run waiting at a gate."),
-    action: str = typer.Option("approve", "--action", help="dataset gate: approve|pick|reject; review gate: approve|refine|reject"),
+    action: str = typer.Option("approve", "--action",
+                               help="dataset gate: approve|pick|correct|reject; review gate: approve|refine|reject"),
     dataset: str = typer.Option(None, "--dataset", help="With --action pick: the datacard to use instead."),
+    layout: Path = typer.Option(None, "--layout", help="With --action correct: a file holding the corrected layout "
+                                                       "(JSON or YAML; start from the run's layout.json)."),
     reason: str = typer.Option(None, "--reason", help="Why (recorded with the decision)."),
     feedback: str = typer.Option(None, "--feedback", help="With --action refine: what should change, in plain words."),
     who: str = typer.Option("clinician", "--who", help="Your name, recorded with the decision."),
@@ -124,13 +155,18 @@ def approve_gate(
     from medbuilder.flows.resume import GateInputError, NotWaiting, answer_gate
 
     folder = find_run(run)
+    if layout is not None and not layout.is_file():
+        fail(f"--layout {layout}: no such file; write the corrected layout there (start from the run's layout.json)")
     values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who,
-              "max_reliance": max_reliance, "max_metric_drop": max_metric_drop}
+              "max_reliance": max_reliance, "max_metric_drop": max_metric_drop,
+              "layout": str(layout) if layout else None}
+    stopped = folder.exists("gates/unanswered.json") and not folder.exists("gates/pending.json")
     try:
         gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})
-    except (GateInputError, NotWaiting) as err:
+    except (GateInputError, NotWaiting, ValueError) as err:
         fail(str(err))
-    typer.echo(f"answered gate {gate} of run {folder.run_id}: {action}; the run goes on")
+    then = f"`medbuilder resume {folder.run_id}` goes on from it" if stopped else "the run goes on"
+    typer.echo(f"answered gate {gate} of run {folder.run_id}: {action}; {then}")
 
 
 def stage(

@@ -8,8 +8,8 @@ Engineer runs it through the ``index_dataset`` tool (``python -m medbuilder.prot
 inside the sandbox); ``medbuilder datacards draft`` runs it on the user's own folder.
 """
 
-from medbuilder.protocol.indexing.apply import IndexJob, apply_layout
+from medbuilder.protocol.indexing.apply import DatasetFacts, IndexJob, LayoutFailure, apply_layout
 from medbuilder.protocol.indexing.report import IndexingReport, weak_evidence
 from medbuilder.protocol.indexing.split import write_index
 
-__all__ = ["IndexJob", "IndexingReport", "apply_layout", "weak_evidence", "write_index"]
+__all__ = ["DatasetFacts", "IndexJob", "LayoutFailure", "IndexingReport", "apply_layout", "weak_evidence", "write_index"]

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from medbuilder.protocol.indexing.discover import Item, find_images
 from medbuilder.protocol.indexing.masks import MaskFinder, mask_excludes
-from medbuilder.protocol.indexing.report import EXAMPLES, CrossCheck, IndexingReport, Miss, weak_evidence
+from medbuilder.protocol.indexing.report import (EXAMPLES, MIN_CLASS_IMAGES, CrossCheck, IndexingReport, Miss,
+                                                 weak_evidence)
 from medbuilder.protocol.indexing.sources import SourceReader
 from medbuilder.protocol.indexing.tables import TableError
 from medbuilder.protocol.layout import SPLIT_VOCABULARY, Layout, TableSource
@@ -19,15 +20,27 @@ TRUE_VALUES = ("1", "true", "yes", "y", "t", "present")
 SAMPLES_PER_CLASS = 3
 
 
-class IndexJob(BaseModel):
-    """A layout and what it is applied to: the dataset root and the datacard's facts."""
+class DatasetFacts(BaseModel):
+    """What a layout is applied to: the dataset root and what its datacard says."""
 
     root: str
+    task: str
     dimension: str
     label_names: list[str] = []
     normal_class: str | None = None
-    min_class_images: int = 5
+    min_class_images: int = MIN_CLASS_IMAGES
+
+
+class IndexJob(DatasetFacts):
+    """A layout and the dataset it is applied to (the indexer's input file)."""
+
     layout: Layout
+
+    @classmethod
+    def of(cls, facts: DatasetFacts, layout: Layout) -> "IndexJob":
+        if layout.task is None:
+            layout = layout.model_copy(update={"task": facts.task})
+        return cls(**facts.model_dump(), layout=layout)
 
 
 class LayoutFailure(ValueError):
@@ -61,7 +74,7 @@ class _Builder:
         raw, why = self.reader.value(item, source)
         if raw is None:
             return None, why
-        label = self.lookup.get(raw.strip().lower())
+        label = self.lookup.get(raw.strip().lower()) if self.job.label_names else self.layout.label_map.get(raw, raw)
         if label is None:
             return None, f"label value '{raw}' is no label name and has no label_map entry"
         return label, None
@@ -73,7 +86,7 @@ class _Builder:
             label, why = self.label(item, layout.label)
             if label is None:
                 if why.startswith("label value"):
-                    self.unmapped[why.split("'")[1]] += 1
+                    self.unmapped[why.split("'")[1].lower()] += 1
                 self.miss(item, "label", why)
                 return None
             record["label"] = label
@@ -180,6 +193,9 @@ def apply_layout(job: IndexJob) -> tuple[list[dict], IndexingReport]:
     """Records (with a 'split' key where the layout has a predefined split) and the report with its questions."""
     started = time.monotonic()
     layout = job.layout
+    if not layout.resolved:
+        report = IndexingReport(layout=layout.summary(), questions=list(layout.questions))
+        return [], report
     try:
         builder = _Builder(job)
         found = find_images(builder.root, layout.images, mask_excludes(layout))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from medbuilder.protocol.tools.sandbox import SandboxConfig
 
@@ -45,6 +46,7 @@ class Workspace:
     live_log: Path | None = None  # run_script appends every command's output here as it comes (capped)
     echo: bool = False  # and also writes it to this process's stdout (progress on the console)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # isolation and limits of run_script
+    dataset: Any = None  # the DatasetFacts apply_layout serves (the Data Engineer's dataset), if any
 
     @classmethod
     def create(

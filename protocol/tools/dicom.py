@@ -89,11 +89,29 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
     return pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels
 
 
+# Descriptive header fields a label, a patient id or a modality may be read from (no names or birth dates).
+TEXT_TAGS = ("Modality", "BodyPartExamined", "StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments",
+             "PatientID", "StudyID", "SeriesNumber", "Laterality", "ViewPosition", "ImageType", "Manufacturer",
+             "InstitutionName", "ContrastBolusAgent", "ScanningSequence")
+
+
+def text_tags(dataset: pydicom.Dataset) -> dict[str, str]:
+    """The `TEXT_TAGS` present in a header, as short text."""
+    tags = {}
+    for keyword in TEXT_TAGS:
+        element = dataset.get(keyword)
+        value = "\\".join(map(str, element)) if isinstance(element, (list, pydicom.multival.MultiValue)) else element
+        if value not in (None, ""):
+            tags[keyword] = str(value)[:80]
+    return tags
+
+
 def _meta(dataset: pydicom.Dataset) -> dict:
     meta = {
         "modality": str(dataset.get("Modality", "")),
         "photometric": str(dataset.get("PhotometricInterpretation", "")),
         "samples": int(dataset.get("SamplesPerPixel", 1) or 1),
+        "tags": text_tags(dataset),
     }
     spacing = dataset.get("PixelSpacing") or dataset.get("ImagerPixelSpacing")
     if spacing and all(float(s) > 0 for s in spacing):

