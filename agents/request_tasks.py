@@ -57,6 +57,7 @@ NO_TASK = [
 ]
 MIN_SIMILARITY = 0.4
 MIN_MARGIN = 0.03
+TOP_K = 1  # a task's similarity: the mean over its TOP_K closest prototypes
 _SUBJECT_TERMS = sorted({t.strip() for words in (MODALITY_WORDS, ANATOMY_WORDS, FINDING_WORDS, DIMENSION_WORDS)
                          for terms in words.values() for t in terms}, key=len, reverse=True)
 _SUBJECT = re.compile("|".join(rf"(?<![a-z0-9]){re.escape(t)}[a-z-]*" for t in _SUBJECT_TERMS))
@@ -74,10 +75,11 @@ def _prototypes() -> tuple[list[str], np.ndarray]:
 
 
 def task_similarities(text: str) -> dict[str, float]:
-    """Per task (and "none"), the similarity of `text`'s action words to its closest prototype sentence."""
+    """Per task (and "none"), the similarity of `text`'s action words to its closest prototype sentences."""
     names, prototypes = _prototypes()
     sims = prototypes @ embed([action_words(text)])[0]
-    return {name: float(np.max([s for n, s in zip(names, sims) if n == name])) for name in dict.fromkeys(names)}
+    return {name: float(np.mean(sorted((s for n, s in zip(names, sims) if n == name), reverse=True)[:TOP_K]))
+            for name in dict.fromkeys(names)}
 
 
 def task_by_meaning(text: str) -> str | None:

@@ -32,7 +32,8 @@ def relative_path(value: str) -> str:
     text = value.strip().replace("\\", "/")
     path = PurePosixPath(text)
     if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"'{value}' must be a path inside the dataset root, relative to it (no leading '/', no '..')")
+        raise ValueError(f"'{value}' leads outside the dataset root: give a path relative to it (no leading '/', "
+                         "no '..')")
     return str(path) if text else "."
 
 

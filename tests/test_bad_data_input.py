@@ -136,9 +136,10 @@ def test_a_datacard_not_in_utf8_names_the_file_and_the_fix(settings_env):
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16", "utf-8-sig"])
-def test_a_labels_csv_in_another_encoding_is_read_with_accented_names(tmp_path, monkeypatch, capsys, encoding):
-    """The Data Engineer's make_index.py (the reference script, run in-process here) and preview_files."""
-    from medbuilder.agents.roles import make_index_reference as make_index
+def test_a_labels_csv_in_another_encoding_is_read_with_accented_names(tmp_path, encoding):
+    """The shared indexer (run in-process here) and preview_files read the table; the report names its encoding."""
+    from medbuilder.protocol.indexing import IndexJob, apply_layout, write_index
+    from medbuilder.protocol.layout import Images, Layout, TableSource
     from medbuilder.protocol.tools.context import Workspace
     from medbuilder.protocol.tools.preview_files import preview_files
 
@@ -146,7 +147,7 @@ def test_a_labels_csv_in_another_encoding_is_read_with_accented_names(tmp_path, 
     (root / "scans").mkdir(parents=True)
     lines = ["fichier,état"]
     for status in ("yes", "no"):
-        for i in range(4):
+        for i in range(5):
             name = f"scans/irm_{status}_é{i}.jpg"
             shutil.copyfile(_scan(i, status), root / name)
             lines.append(f"{name},{status}")
@@ -154,18 +155,17 @@ def test_a_labels_csv_in_another_encoding_is_read_with_accented_names(tmp_path, 
     before = take_manifest(root)
 
     shown = preview_files(Workspace(tmp_path / "ws", read_roots=(root,)), str(root / "labels.csv"))
-    assert shown.summary["columns"] == ["fichier", "état"] and shown.summary["rows"] == 8
-    config = {"root": str(root), "task": "diagnosis", "dimension": "2D", "layout": "table",
-              "params": {"table": "labels.csv", "path_column": "fichier", "label_column": "état"},
-              "label_names": ["no", "yes"], "normal_class": "no"}
-    monkeypatch.setattr(make_index, "CONFIG", config)
-    monkeypatch.chdir(tmp_path)
-    make_index.main()
-    stderr = capsys.readouterr().err
+    assert shown.summary["columns"] == ["fichier", "état"] and shown.summary["rows"] == 10
+    layout = Layout(task="diagnosis", images=Images(roots=["scans"]),
+                    label=TableSource(table="labels.csv", column="état", key_column="fichier"))
+    records, report = apply_layout(IndexJob(root=str(root), task="diagnosis", dimension="2D",
+                                            label_names=["no", "yes"], normal_class="no", layout=layout))
+    assert report.records == 10 and report.questions == []
     if encoding == "utf-8-sig":
-        assert "not UTF-8" not in stderr
+        assert report.notes == []
     else:
-        assert f"note: {root / 'labels.csv'} is not UTF-8; read it as {encoding}" in stderr
+        assert report.notes[0].startswith(f"{root / 'labels.csv'} is not UTF-8; read it as {encoding}")
+    write_index(records, report, tmp_path / "index", "diagnosis", "2D", ["no", "yes"], "no")
     train = json.loads((tmp_path / "index" / "train.json").read_text())
     assert any("irm_yes_é" in r["image"] for r in train)
     assert check_index(tmp_path / "index", "diagnosis", root, ["no", "yes"]).problems == []

@@ -1,4 +1,5 @@
-"""The LangChain layer: 13 tools with names, descriptions and schemas; errors come back as observations."""
+"""The LangChain layer: the 13 tools of Table 1 and apply_layout, with names, descriptions and schemas; errors
+come back as observations."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ TABLE_1 = {
 }
 
 
-def test_registry_lists_exactly_the_13_tools_of_table_1():
-    assert list(TOOLS) == TABLE_1["workspace"] + TABLE_1["medical"]
+def test_registry_lists_the_13_tools_of_table_1_and_apply_layout():
+    assert list(TOOLS) == TABLE_1["workspace"] + TABLE_1["medical"] + ["apply_layout"]
     assert tool_names("workspace") == TABLE_1["workspace"] and tool_names("medical") == TABLE_1["medical"]
+    assert tool_names("dataset") == ["apply_layout"]
 
 
 def test_every_tool_has_a_name_a_description_and_an_args_schema(ws):
@@ -44,6 +46,8 @@ def test_bad_path_becomes_an_error_observation_not_an_exception(ws, roots):
         "preview_files": {"path": secret}, "load_med_data": {"path": secret},
         "check_3D": {"image_path": secret, "mask_path": secret}, "normalize_image": {"path": secret, "preset": "minmax"},
         "verify_report": {"path": secret}, "augment_image": {"modality": "mri", "path": secret},
+        "apply_layout": {"layout": {"task": "diagnosis", "label": {"kind": "table", "table": "../outside/secret.txt",
+                                                                   "column": "label", "key_column": "image"}}},
     }
     assert set(calls) == set(TOOLS)
     for name, args in calls.items():

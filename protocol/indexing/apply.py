@@ -214,6 +214,7 @@ def apply_layout(job: IndexJob) -> tuple[list[dict], IndexingReport]:
     if layout.label_cross_checks and records and "label" in records[0]:
         builder.cross_check(pairs)
     _summarise(report, records, builder)
+    report.notes = list(dict.fromkeys(builder.reader.notes))
     report.questions = weak_evidence(report, layout.questions, layout.task.value, job.label_names,
                                      job.normal_class, job.min_class_images)
     report.seconds = round(time.monotonic() - started, 2)

@@ -43,6 +43,7 @@ class IndexingReport(BaseModel):
     cross_checks: list[CrossCheck] = []
     train: int | None = None
     test: int | None = None
+    notes: list[str] = Field(default_factory=list, description="How files were read (a table not in UTF-8).")
     seconds: float = 0.0
     questions: list[str] = []
 
@@ -66,6 +67,7 @@ class IndexingReport(BaseModel):
                          + (f", e.g. {'; '.join(check.examples[:3])}" if check.examples else ""))
         if self.ignored_files:
             lines.append("not images (left out): " + ", ".join(f".{k}: {v}" for k, v in self.ignored_files.items()))
+        lines += [f"note: {note}" for note in dict.fromkeys(self.notes)]
         for link in self.links_refused[:5]:
             lines.append(f"link not followed (it leads outside the dataset): {link}")
         lines += [f"QUESTION: {q}" for q in self.questions] or ["No question: the evidence is unambiguous."]

@@ -37,10 +37,10 @@ def normal_path(value: str) -> str:
 class Table:
     """One table's rows, indexed by a key column under one join."""
 
-    def __init__(self, dataset_root: Path, source: TableSource):
+    def __init__(self, dataset_root: Path, source: TableSource, notes: list[str] | None = None):
         self.source = source
         self.file = dataset_root / source.table
-        self.rows = read_rows(self.file, source.sheet, source.records_key)
+        self.rows = read_rows(self.file, source.sheet, source.records_key, notes)
         self.base = PurePosixPath(source.table).parent
         self.keys: dict[str, list[int]] = defaultdict(list)
         self.lower: dict[str, list[int]] = defaultdict(list)
@@ -99,11 +99,12 @@ class SourceReader:
         self.tables: dict[tuple, Table] = {}
         self.headers: dict[str, object] = {}
         self.conflicts: dict[str, int] = defaultdict(int)  # table -> images whose key hit rows that disagree
+        self.notes: list[str] = []  # tables read in another encoding
 
     def table(self, source: TableSource) -> Table:
         key = (source.table, source.key_column, source.join, source.sheet, source.records_key)
         if key not in self.tables:
-            self.tables[key] = Table(self.root, source)
+            self.tables[key] = Table(self.root, source, self.notes)
         return self.tables[key]
 
     def value(self, item: Item, source) -> tuple[str | None, str | None]:

@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from medbuilder.protocol.text_files import read_text
+from medbuilder.protocol.text_files import encoding_note, read_text
 
 DELIMITERS = ",;\t|"
 csv.field_size_limit(2**31 - 1)
@@ -39,8 +39,16 @@ def _delimiter(text: str, suffix: str) -> str:
     return best if counts[best] else ","
 
 
-def _csv_rows(file: Path) -> list[dict[str, str]]:
-    text, _ = read_text(file)
+def _text(file: Path, notes: list[str] | None) -> str:
+    text, encoding = read_text(file)
+    note = encoding_note(file, encoding)
+    if note and notes is not None:
+        notes.append(note.removeprefix("note: "))
+    return text
+
+
+def _csv_rows(file: Path, notes: list[str] | None) -> list[dict[str, str]]:
+    text = _text(file, notes)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text, file.suffix.lower()))
     try:
         rows = [{(k or "").strip(): _cell(v) for k, v in row.items() if k is not None} for row in reader]
@@ -95,25 +103,26 @@ def _rows_of(records: list, file: Path) -> list[dict[str, str]]:
     return rows
 
 
-def read_rows(file: Path, sheet: str | None = None, records_key: str | None = None) -> list[dict[str, str]]:
-    """The table's rows as dicts of text."""
+def read_rows(file: Path, sheet: str | None = None, records_key: str | None = None,
+              notes: list[str] | None = None) -> list[dict[str, str]]:
+    """The table's rows as dicts of text; a note on its encoding (not UTF-8) goes to `notes`."""
     if not file.is_file():
         raise TableError(f"the table {file} does not exist; check the layout's 'table' against the dataset's files")
     name = file.name.lower()
     if name.endswith((".xlsx", ".xlsm")):
         return _excel_rows(file, sheet)
     if name.endswith((".jsonl", ".ndjson")):
-        text, _ = read_text(file)
+        text = _text(file, notes)
         try:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as err:
             raise TableError(f"{file}: line {err.lineno} is not JSON: {err.msg}") from None
         return _rows_of(records, file)
     if name.endswith(".json"):
-        text, _ = read_text(file)
+        text = _text(file, notes)
         try:
             document = json.loads(text)
         except json.JSONDecodeError as err:
             raise TableError(f"{file}: malformed JSON at line {err.lineno}: {err.msg}") from None
         return _rows_of(_json_records(document, file, records_key), file)
-    return _csv_rows(file)
+    return _csv_rows(file, notes)
