@@ -30,5 +30,7 @@ def embed_fixed(texts: tuple[str, ...]) -> np.ndarray:
 
 
 def similarities(request: str, texts: list[str]) -> list[float]:
-    vectors = embed([request, *texts])
-    return [float(vectors[0] @ v) for v in vectors[1:]]
+    """Cosine similarity of `request` to each text; the texts (datacards, labels) are embedded once."""
+    if not texts:
+        return []
+    return [float(s) for s in embed_fixed(tuple(texts)) @ embed([request])[0]]

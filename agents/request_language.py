@@ -55,7 +55,7 @@ GERMAN_STEMS: dict[str, str] = {
     "ausreißer": "outlier", "ausreisser": "outlier", "abweich": "deviation", "auffällig": "unusual",
     "befundbericht": "report", "bericht": "report", "befund": "findings", "beschreib": "describe",
     "schreib": "write", "erstell": "generate", "erzeug": "generate", "trainier": "train", "lern": "learn",
-    "gesund": "healthy", "finde": "find", "modell": "model", "vorhanden": "present",
+    "gesund": "healthy", "modell": "model", "vorhanden": "present",
     "wahrscheinlichkeit": "probability",
     # modalities and dimension
     "mrt": "mri", "kernspin": "mri", "röntgen": "x-ray", "roentgen": "x-ray", "ultraschall": "ultrasound",
@@ -63,11 +63,12 @@ GERMAN_STEMS: dict[str, str] = {
     "schicht": "slice", "volumen": "volume",
     # anatomy
     "gehirn": "brain", "hirn": "brain", "kopf": "head", "schädel": "skull", "lunge": "lung", "brustkorb": "chest",
-    "brust": "chest", "thorax": "chest", "bauch": "abdomen", "leber": "liver", "niere": "kidney", "milz": "spleen", "knie": "knee",
-    "wirbelsäule": "spine", "wirbel": "vertebra", "herz": "heart", "auge": "eye",
+    "brust": "chest", "thorax": "chest", "bauch": "abdomen", "leber": "liver", "niere": "kidney", "milz": "spleen",
+    "knie": "knee", "wirbelsäule": "spine", "wirbel": "vertebra", "herz": "heart", "auge": "eye",
     # findings and confounders
     "tumor": "tumour", "geschwulst": "tumour", "krebs": "cancer", "raumforderung": "mass", "läsion": "lesion",
-    "pneumothorax": "pneumothorax", "lungenkollaps": "collapsed lung", "lungenentzündung": "pneumonia", "rundherd": "nodule", "knoten": "nodule",
+    "pneumothorax": "pneumothorax", "lungenkollaps": "collapsed lung", "lungenentzündung": "pneumonia",
+    "rundherd": "nodule", "knoten": "nodule",
     "pleuraerguss": "pleural effusion", "erguss": "effusion", "kardiomegalie": "cardiomegaly",
     "herzvergrößerung": "enlarged heart", "fraktur": "fracture", "bruch": "fracture", "blutung": "haemorrhage",
     "schlaganfall": "stroke", "infarkt": "infarct", "drainage": "drain",
@@ -82,10 +83,12 @@ GERMAN_WORDS: dict[str, str] = {
     "jeder": "each", "jedem": "each", "alle": "all", "nur": "only", "ist": "is", "sind": "are", "hat": "has",
     "haben": "have", "es": "it", "sie": "", "bitte": "please", "darf": "must", "dürfen": "must", "soll": "should",
     "sollte": "should", "muss": "must", "sich": "", "verlassen": "rely", "normalen": "normal",
-    "zeigt": "shows", "zwischen": "between", "bei": "in", "pro": "per",
+    "finde": "find", "finden": "find", "zeigt": "shows", "zwischen": "between", "bei": "in", "pro": "per",
 }
 # Stems also found inside English words ("tumor", "masked", "gauge"): they say nothing about the language.
-ALSO_ENGLISH = {"tumor", "diagnose", "anomal", "anomali", "maske", "lunge", "auge", "herz", "drainage"}
+# (Checked against the WordPiece vocabulary of the shipped MiniLM model.)
+ALSO_ENGLISH = {"tumor", "diagnose", "anomal", "anomali", "maske", "lunge", "auge", "herz", "drainage", "thorax",
+                "pneumothorax", "modell"}
 GERMAN_ONLY_STEMS = [s for s in GERMAN_STEMS if s not in ALSO_ENGLISH]
 _STEMS_LONGEST_FIRST = sorted(GERMAN_STEMS, key=len, reverse=True)
 

@@ -34,11 +34,16 @@ def _paths(index: DataIndex, split: str) -> list[Path]:
     return [Path(getattr(r, f)) for r in records for f in PATH_FIELDS if getattr(r, f)]
 
 
+def _is_series(path: Path) -> bool:
+    """A folder holding one DICOM series counts as one image."""
+    return path.is_dir() and not path.is_symlink() and any(f.is_file() for f in path.iterdir())
+
+
 def _path_problems(index: DataIndex, root: Path) -> list[str]:
     problems = []
     for split in ("train", "test"):
         paths = _paths(index, split)
-        missing = [p for p in paths if not p.is_file()]
+        missing = [p for p in paths if not (p.is_file() or _is_series(p))]
         outside = [p for p in paths if not p.resolve().is_relative_to(root)]
         if missing:
             problems.append(f"{len(missing)} paths in {split}.json do not exist, e.g. {missing[0]}; "

@@ -61,9 +61,9 @@ print(f"{{len(train)}} train, {{len(test)}} test -> {{OUT.resolve()}}")
 
 
 def _dataset_root_from(body: dict) -> str:
-    """The dataset root the brief names ("... on br35h (/abs/path)"): a turn that reads the request."""
+    """The dataset root the brief names ("... of br35h (/abs/path)"): a turn that reads the request."""
     brief = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    return re.search(r" on br35h \((/[^)]+)\)", brief).group(1)
+    return re.search(r" of br35h \((/[^)]+)\)", brief).group(1)
 
 
 def data_engineer_script(root: Path) -> list:

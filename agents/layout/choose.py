@@ -64,17 +64,29 @@ def _guess_question(best: Proposal) -> list[str]:
             "the layout back with label_map corrected (or add label_synonyms to the datacard)"]
 
 
+def _by_family_first(proposals: list[Proposal]) -> list[Proposal]:
+    """The best proposal of each kind (table, folder, tag, file name) first, then the rest, each by prior:
+    a second kind is always tried, so it can confirm the label or show a disagreement."""
+    leaders = {}
+    for proposal in proposals:
+        leaders.setdefault(proposal.family, proposal)
+    first = sorted(leaders.values(), key=lambda p: -p.prior)
+    return first + [p for p in proposals if p not in first]
+
+
 def choose(proposals: list[Proposal], try_layout: Callable[[Layout], IndexingReport], facts: CardFacts,
            ) -> tuple[Layout | None, list[Tried]]:
     """The chosen layout (with evidence, cross-checks and questions) and every candidate tried."""
     tried = []
-    for proposal in proposals[:MAX_TRIES]:
+    ordered = _by_family_first(proposals)
+    families = len({p.family for p in proposals})
+    for proposal in ordered[:MAX_TRIES]:
         try:
             report = try_layout(proposal.layout)
             tried.append(Tried(proposal, report, score(report, facts)))
         except ValueError as err:  # the tool's message: a missing column, an unreadable table
             tried.append(Tried(proposal, None, error=str(err)))
-        if tried[-1].score >= FULL and len(tried) >= 3:
+        if len(tried) >= max(families, 2) and max(t.score for t in tried) >= FULL:
             break
     usable = [t for t in tried if t.report is not None and t.report.records]
     if not usable:

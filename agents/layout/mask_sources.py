@@ -105,20 +105,23 @@ def from_suffix(survey: Survey) -> MaskOption | None:
 
 
 def from_derivatives(survey: Survey) -> MaskOption | None:
-    """A tree whose top folder is named like masks (derivatives/, masks/) mirroring the images' tree."""
+    """A tree whose top folder is named like masks (derivatives/, masks/) mirroring the images' tree, directly
+    or below one pipeline folder (BIDS: derivatives/brainmask/sub-01/anat/)."""
     tops = {rel.split("/")[0] for rel in survey.folders if rel != "."}
     for top in sorted(tops):
         if top.lower() not in MASK_DIRS:
             continue
         mirrored = [f for rel, f in survey.folders.items() if rel.startswith(top + "/") and f.images]
         for folder in mirrored:
-            below = folder.rel[len(top) + 1:]
-            twin = survey.folders.get(below)
-            if twin is not None and twin.images:
-                image_suffix, mask_suffix = best_suffixes(twin, folder)
-                return MaskOption(Images(), Masks(roots=[top], suffixes=[mask_suffix] if mask_suffix else [],
-                                                  image_suffix=image_suffix or None),
-                                  f"masks in {top}/, mirroring the images' folders")
+            parts = folder.rel.split("/")
+            for skip in (1, 2):
+                twin = survey.folders.get("/".join(parts[skip:]))
+                if twin is not None and twin.images and not twin.rel.startswith(top):
+                    root = "/".join(parts[:skip])
+                    image_suffix, mask_suffix = best_suffixes(twin, folder)
+                    return MaskOption(Images(), Masks(roots=[root], suffixes=[mask_suffix] if mask_suffix else [],
+                                                      image_suffix=image_suffix or None),
+                                      f"masks in {root}/, mirroring the images' folders")
     return None
 
 

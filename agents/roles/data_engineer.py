@@ -47,15 +47,18 @@ def _context(ctx: RoleContext) -> dict:
 
 
 def _dicom_samples(survey: Survey) -> list[str]:
-    """One DICOM file from each of up to MAX_DICOM_SAMPLES image folders, spread over the folders."""
+    """Up to MAX_DICOM_SAMPLES DICOM files spread over the image folders (several from one folder when there
+    are few folders): tag values that vary, such as PatientID, show only across files."""
     folders = [f for f in survey.image_folders() if any(extension_of(n) in (*DICOM_EXTENSIONS, "")
                                                         for n in f.image_names())]
+    per_folder = max(1, MAX_DICOM_SAMPLES // max(len(folders), 1))
     step = max(1, len(folders) // MAX_DICOM_SAMPLES)
     samples = []
-    for folder in folders[::step][:MAX_DICOM_SAMPLES]:
-        name = next(n for n in folder.image_names() if extension_of(n) in (*DICOM_EXTENSIONS, ""))
-        samples.append(name if folder.rel == "." else f"{folder.rel}/{name}")
-    return samples
+    for folder in folders[::step]:
+        names = [n for n in folder.image_names() if extension_of(n) in (*DICOM_EXTENSIONS, "")]
+        spread = names[:: max(1, len(names) // per_folder)][:per_folder]
+        samples += [n if folder.rel == "." else f"{folder.rel}/{n}" for n in spread]
+    return samples[:MAX_DICOM_SAMPLES]
 
 
 def take_survey(act: Actor, root: str) -> Survey:

@@ -42,6 +42,7 @@ def _context(ctx: RoleContext) -> dict:
 
 
 def _why_none_fits(assessed: list[Assessment]) -> list[str]:
+    """One line per card: what stops it."""
     return [f"{a.card.name}: {'; '.join(m.text for m in a.against)}" for a in assessed]
 
 
@@ -49,7 +50,7 @@ def _no_fit(request: str, candidates: list, reasons: list[str]) -> Plan:
     return Plan(status="no_fit", request=request, candidates=candidates, reasons=reasons)
 
 
-def _choose(terms: RequestTerms, assessed: list[Assessment], hint: str | None) -> Assessment | list[str]:
+def _choose(assessed: list[Assessment], hint: str | None) -> Assessment | list[str]:
     """The card to use, or the reasons none can be used.
 
     A card the clinician named is their choice: it is used unless it cannot serve the task at
@@ -78,26 +79,28 @@ def _task_for(terms: RequestTerms, card) -> tuple[str, list[str]]:
 def _summary(chosen: Assessment, assessed: list[Assessment]) -> str:
     card = chosen.card
     place = assessed.index(chosen)
-    standing = f"the best of {len(assessed)} datacards" if place == 0 else f"rank {place + 1} of {len(assessed)} datacards"
+    total = len(assessed)
+    standing = f"the best of {total} datacards" if place == 0 else f"rank {place + 1} of {total} datacards"
     return f"{card.name} ({card.provenance}, {card.modality}, {card.dimension}, {card.anatomy}) " \
            f"scored {chosen.score:.2f}, {standing}"
 
 
 def _plan(request: str, cards: list, hint: str | None) -> Plan:
+    """The plan for `request` among `cards`; `hint` is the dataset the clinician named, if any."""
     terms = RequestTerms.parse(request)
     assessed = assess(request, cards, terms)
     candidates = [a.candidate() for a in assessed]
     unread = terms.language not in READ_LANGUAGES
     if unread and not terms.task:
         return _no_fit(request, candidates, [unread_language_reason(terms.language), *_why_none_fits(assessed)])
-    chosen = _choose(terms, assessed, hint)
+    chosen = _choose(assessed, hint)
     if isinstance(chosen, list):
         return _no_fit(request, candidates, [unread_language_reason(terms.language), *chosen] if unread else chosen)
     card = chosen.card
     task, task_reasons = _task_for(terms, card)
     metric = METRICS[task]
     reasons = [_summary(chosen, assessed), *chosen.supporting, *task_reasons,
-               *(f"did not match: {m.text}" for m in chosen.soft())]
+               *(f"did not match: {m.text}" for m in chosen.soft() if m.kind != "no_task")]
     if hint:
         reasons.insert(0, f"the clinician asked for {hint}")
     if unread:

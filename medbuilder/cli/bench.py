@@ -68,3 +68,27 @@ def shortcut(
         fail(str(err))
     typer.echo(render(results))
     typer.echo(f"{results['seconds']:.0f} s; results in {out / 'shortcut.json'} and {out / 'shortcut.md'}")
+
+
+@app.command()
+def layouts(
+    family: list[str] = typer.Option(None, "--family",
+                                     help="Only these layout families (repeat the option or separate by commas); "
+                                          "default all."),
+    out: Path = typer.Option(Path("bench/layouts"), "--out",
+                             help="Folder for layouts.json, layouts.md and the generated datasets (data/)."),
+) -> None:
+    """Generate each layout family (real images arranged as hospitals export them: class folders, label tables,
+    DICOM, nnU-Net, MSD, BIDS, and bad variants), run the offline Data Engineer on it and score the index against
+    the truth: correct, asked (the dataset gate has questions) or wrong; print the table and the totals."""
+    from medbuilder.bench.layout_families import select
+    from medbuilder.bench.layouts import render, run_layouts, write
+
+    try:
+        chosen = [spec.name for spec in select(family or None)]
+    except ValueError as err:
+        fail(str(err))
+    rows = run_layouts(chosen, out / "data", echo=typer.echo)
+    files = write(rows, out)
+    typer.echo(render(rows))
+    typer.echo(f"results in {files['json']} and {files['markdown']}; generated datasets in {out / 'data'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -47,10 +48,15 @@ class LayoutFailure(ValueError):
     """The layout cannot be applied at all (a missing table or column); the message names it and the fix."""
 
 
+def label_key(value: str) -> str:
+    """How raw values are compared with label names: case, spaces, '_' and '-' do not count (no_mass = No mass)."""
+    return re.sub(r"[\s_\-]+", " ", value.strip().lower()).strip()
+
+
 def label_lookup(layout: Layout, label_names: list[str]) -> dict[str, str]:
-    """Raw value (lower case) -> label name: the names themselves, then the layout's label_map."""
-    lookup = {name.lower(): name for name in label_names}
-    lookup.update({raw.strip().lower(): name for raw, name in layout.label_map.items()})
+    """Raw value (as `label_key`) -> label name: the names themselves, then the layout's label_map."""
+    lookup = {label_key(name): name for name in label_names}
+    lookup.update({label_key(raw): name for raw, name in layout.label_map.items()})
     return lookup
 
 
@@ -74,7 +80,7 @@ class _Builder:
         raw, why = self.reader.value(item, source)
         if raw is None:
             return None, why
-        label = self.lookup.get(raw.strip().lower()) if self.job.label_names else self.layout.label_map.get(raw, raw)
+        label = self.lookup.get(label_key(raw)) if self.job.label_names else self.layout.label_map.get(raw, raw)
         if label is None:
             return None, f"label value '{raw}' is no label name and has no label_map entry"
         return label, None
