@@ -139,6 +139,69 @@ def gate_question(run: RunFolder, gate: str) -> str:
     return file.read_text() if file.exists() else f"(the question of gate {gate} is not written yet)"
 
 
+RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def inferred_layout_text(run: RunFolder) -> str:
+    """The run's layout (run/layout.json) as indented JSON: the start of a correction at the dataset gate."""
+    layout = _read_json(run.path("layout.json"))
+    if not isinstance(layout, dict):
+        return ""
+    layout = {k: v for k, v in layout.items() if k not in ("evidence", "questions")}
+    return json.dumps(_without_nulls(layout), indent=2)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None and v != [] and v != {}}
+    return [_without_nulls(v) for v in value] if isinstance(value, list) else value
+
+
+def layout_from_form(text: str) -> dict | None:
+    """A layout typed in the form (JSON or YAML), never read from a path: ValueError says what is wrong."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        layout = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"the corrected layout is not valid JSON or YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(layout, dict):
+        raise ValueError("the corrected layout must be an object with fields such as images and label")
+    return layout
+
+
+def sample_images(run: RunFolder, per_class: int = 3) -> dict[str, list[Path]]:
+    """Sample raster images per class from the indexing report, inside the dataset root, no links followed."""
+    from medbuilder.protocol.manifest import dataset_root
+
+    report = _read_json(run.path("indexing_report.json"))
+    try:
+        root = dataset_root(run)
+    except ValueError:
+        return {}
+    if not isinstance(report, dict) or root is None:
+        return {}
+    shown = {}
+    for label, rels in (report.get("samples") or {}).items():
+        paths = [p for rel in rels if (p := _inside_no_links(root, str(rel))) and p.suffix.lower() in RASTER_EXTENSIONS]
+        if paths:
+            shown[str(label)] = paths[:per_class]
+    return shown
+
+
+def _inside_no_links(root: Path, rel: str) -> Path | None:
+    candidate = root / rel
+    if ".." in Path(rel).parts or Path(rel).is_absolute():
+        return None
+    current = root
+    for part in Path(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            return None
+    return candidate if candidate.is_file() else None
+
+
 def decisions(run: RunFolder) -> list[dict]:
     folder = run.root / "decisions"
     return [d for f in sorted(folder.glob("*.json")) if (d := _read_json(f))] if folder.is_dir() else []

@@ -62,6 +62,8 @@ def _gate(run: data.RunInfo, user: str | None) -> None:
         st.markdown(data.gate_question(folder, gate))
         if kind == "review":
             _review_figures(folder, int(gate.split("-", 1)[1]))
+        elif kind == "dataset":
+            _dataset_samples(folder)
         _form(run, gate, kind, user)
 
 
@@ -74,15 +76,25 @@ def _review_figures(folder, k: int) -> None:
             ui.image_grid(images["saliency"], 3)
 
 
+def _dataset_samples(folder) -> None:
+    samples = data.sample_images(folder)
+    for label, paths in samples.items():
+        st.markdown(f"**Sample images: {label}**")
+        ui.image_grid(paths, 6)
+
+
 def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
     key = f"{run.run_id}-{gate}"
     with st.form(f"form-{key}"):
         if kind == "dataset":
-            action = st.radio("Action", ["approve", "pick", "reject"], horizontal=True, key=f"action-{key}")
+            action = st.radio("Action", ["approve", "pick", "correct", "reject"], horizontal=True,
+                              key=f"action-{key}")
             names = data.datacard_names()
             dataset = st.selectbox("Dataset (for pick)", [""] + names, key=f"dataset-{key}")
+            layout = st.text_area("Corrected layout (for correct; JSON or YAML, starts from the inferred one)",
+                                  value=data.inferred_layout_text(run.folder), height=260, key=f"layout-{key}")
             reason = st.text_input("Reason (for reject)", key=f"reason-{key}")
-            values = {"action": action, "dataset": dataset, "reason": reason}
+            values = {"action": action, "dataset": dataset, "reason": reason, "layout_text": layout}
         else:
             action = st.radio("Action", ["approve", "refine", "reject"], horizontal=True, key=f"action-{key}")
             feedback = st.text_area("Feedback in plain words (for refine)", key=f"feedback-{key}")
@@ -97,8 +109,11 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
         submitted = st.form_submit_button(f"Submit answer to {gate}", disabled=user is None)
     if submitted and user:
         try:
+            layout_text = values.pop("layout_text", None)
+            if values["action"] == "correct":
+                values["layout"] = data.layout_from_form(layout_text)
             data.answer(run.folder, values, who=user)
-        except (GateInputError, NotWaiting) as err:
+        except (GateInputError, NotWaiting, ValueError) as err:
             st.error(str(err))
         except Exception as err:  # Prefect refused (e.g. the API is down): say so, keep the form
             st.error(f"Prefect did not resume the run: {type(err).__name__}: {err}")

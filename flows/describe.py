@@ -58,6 +58,9 @@ def layout_section(run: RunFolder) -> list[str]:
     layout = run.read_json("layout.json")
     report = run.read_json("indexing_report.json") if run.exists("indexing_report.json") else {}
     lines = ["### How the files were read", ""]
+    correction = _last_correction(run)
+    if correction:
+        lines.append(f"- *layout*: as corrected by {correction['who']} at gate {correction['gate']}")
     lines += [f"- {line}" for line in report.get("layout", [])]
     for choice in layout.get("evidence", []):
         also = f" (also tried: {'; '.join(choice['alternatives'][:3])})" if choice.get("alternatives") else ""
@@ -73,7 +76,23 @@ def layout_section(run: RunFolder) -> list[str]:
         lines += ["", *_class_rows(run, report)]
         for miss in report.get("unmatched_examples", [])[:5]:
             lines.append(f"- not matched: `{miss['image']}`: {miss['reason']}")
+        lines += _cross_check_lines(report)
     return lines
+
+
+def _cross_check_lines(report: dict) -> list[str]:
+    lines = []
+    for check in report.get("cross_checks", []):
+        examples = "; ".join(str(e) for e in check.get("examples", [])[:3])
+        verdict = "all agree" if not check.get("disagree") else f"{check['disagree']} disagree (e.g. {examples})"
+        lines.append(f"- cross-check with {check['source']}: {check.get('compared', 0)} compared, {verdict}")
+    return ["", *lines] if lines else []
+
+
+def _last_correction(run: RunFolder) -> dict | None:
+    decisions = sorted(run.root.glob("decisions/dataset-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    last = run.read_json(f"decisions/{decisions[-1].name}") if decisions else None
+    return last if last and last.get("action") == "correct" else None
 
 
 def review_question(run: RunFolder, summary: dict, round_k: int) -> str:

@@ -77,11 +77,13 @@ def _waiting_run(base, gate: str) -> RunFolder:
      "action 'refine' needs 'feedback': say in plain words what should change"),
     ("dataset-1", ["--max-reliance", "0.2"],
      "gate dataset-1 does not take max_reliance (--max-reliance); it takes action (--action), dataset (--dataset), "
-     "reason (--reason), who (--who)"),
+     "layout (--layout), reason (--reason), who (--who)"),
     ("dataset-1", ["--action", "pick", "--dataset", "nosuch"],
      "gate dataset-1: dataset (--dataset): unknown dataset 'nosuch'. Known datasets: "),
     ("dataset-1", ["--action", "pick"],
      "action 'pick' needs 'dataset': the name of the datacard to use instead"),
+    ("dataset-1", ["--action", "correct"],
+     "action 'correct' needs 'layout': the corrected layout (JSON, or a file holding it)"),
 ])
 def test_gate_answer_that_does_not_validate(data_env, gate, args, message):
     run = _waiting_run(data_env, gate)
@@ -90,6 +92,15 @@ def test_gate_answer_that_does_not_validate(data_env, gate, args, message):
     assert message in result.stderr
     assert json.loads(run.path("gates/pending.json").read_text())["gate"] == gate  # still waiting
     assert not run.path("decisions").exists()
+
+
+def test_corrected_layout_that_leads_outside_the_dataset_is_refused(data_env, tmp_path):
+    run = _waiting_run(data_env, "dataset-1")
+    bad = tmp_path / "layout.json"
+    bad.write_text('{"images": {"roots": ["../elsewhere"]}, "label": {"kind": "folder", "depth": 0}}')
+    result = runner.invoke(app, ["approve", str(run.root), "--action", "correct", "--layout", str(bad)])
+    assert result.exit_code == 2 and "leads outside the dataset root" in result.stderr
+    assert run.exists("gates/pending.json") and not run.exists("decisions/dataset-1.json")
 
 
 def test_answer_to_a_run_not_waiting_says_what_to_do(data_env):

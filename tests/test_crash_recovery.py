@@ -189,7 +189,7 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
         assert pending["gate"] == "dataset-1" and pending["flow_run_id"] == record["flow_run_id"]
         assert _flow_run_state(old_flow_run) == "CRASHED" and _flow_run_state(pending["flow_run_id"]) == "PAUSED"
         bad = runner.invoke(app, ["approve", str(run_dir), "--action", "maybe"])
-        assert bad.exit_code == 2 and "action (--action)" in bad.stderr and "allowed: approve, pick, reject" in bad.stderr
+        assert bad.exit_code == 2 and "action (--action)" in bad.stderr and "allowed: approve, pick, correct, reject" in bad.stderr
         assert _pending(run_dir)["gate"] == "dataset-1"  # still waiting after a bad answer
         answered = _cli(env, "approve", run_dir.name, "--who", "dr-a")
         assert answered.returncode == 0, answered.stderr

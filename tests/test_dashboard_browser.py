@@ -185,13 +185,25 @@ def test_dashboard_build_end_to_end(stack, tmp_path):
 
             # dataset gate
             _nav(page, "Approvals")
-            _wait_text(page, "dataset-1", 240, stack["logs"])
+            _wait_text(page, "Submit answer to dataset-1", 240, stack["logs"])
             _settle(page)
             text = _main_text(page)
-            assert "Chosen: br35h" in text and REQUEST in text
+            assert "Chosen: br35h" in text and REQUEST in text and "How the files were read" in text
+            assert "Sample images: no" in text and "Sample images: yes" in text
+            page.locator('[data-testid="stImage"] img').first.wait_for()  # the sample images themselves
             shot("2-approvals-dataset-gate")
+            # correct: the form starts from the inferred layout; the next attempt applies it as given
+            page.locator('[data-testid="stRadio"]').get_by_text("correct", exact=True).click()
+            layout_box = page.get_by_label("Corrected layout (for correct; JSON or YAML, starts from the inferred one)")
+            corrected = json.loads(layout_box.input_value())
+            assert corrected["label"]["kind"] == "folder"
             page.get_by_role("button", name="Submit answer to dataset-1").click()
-            _wait_text(page, f"gate dataset-1 answered approve by {USER}", 60)
+            _wait_text(page, f"gate dataset-1 answered correct by {USER}", 60)
+            _wait_text(page, "Submit answer to dataset-2", 240, stack["logs"])
+            _settle(page)
+            assert f"as corrected by {USER} at gate dataset-1" in _main_text(page)
+            page.get_by_role("button", name="Submit answer to dataset-2").click()
+            _wait_text(page, f"gate dataset-2 answered approve by {USER}", 60)
 
             # review gate: metrics, figures, then approve
             _wait_text(page, "review-0", 400, stack["logs"])
@@ -249,7 +261,11 @@ def test_dashboard_build_end_to_end(stack, tmp_path):
     run_dir = next(p for p in runs_dir.iterdir() if (p / "run.json").exists())
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "delivered" and (run_dir / "model_card.md").exists()
-    for gate in ("dataset-1", "review-0"):
+    correction = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())
+    assert (correction["action"], correction["who"], correction["via"]) == ("correct", USER, "prefect")
+    assert correction["layout"]["label"] == corrected["label"]
+    for gate in ("dataset-2", "review-0"):
         decision = json.loads((run_dir / "decisions" / f"{gate}.json").read_text())
         assert (decision["action"], decision["who"], decision["via"]) == ("approve", USER, "prefect")
+    assert "the clinician's correction" in (run_dir / "trajectories" / "data_engineer-2.json").read_text()
     print(f"browser test took {time.monotonic() - started:.0f} s")

@@ -28,9 +28,13 @@ def test_no_dataset_fits(prefect_api, data_env):
     assert not run.exists("workspace/index") and not run.exists("bundle")
 
 
-def test_role_recovers_from_failed_check_on_retry(prefect_api, data_env, monkeypatch):
-    """The Data Engineer first takes the CSV column named 'label' (it holds T1/T2); the check
-    fails, and the Prefect retry starts from that feedback and takes 'tumour_status'."""
+def test_data_engineer_reads_both_columns_and_a_bad_correction_ends_with_no_alternative(
+        prefect_api, data_env, monkeypatch):
+    """The CSV's column named 'label' holds T1/T2; the Data Engineer takes 'tumour_status' at once and
+    records why. A clinician's correction that points at 'label' fails the check, and the retry,
+    which would repeat it unchanged, is not run: the role ends with exit_no_alternative."""
+    from medbuilder.agents.roles.base import RoleGaveUp
+    from medbuilder.protocol.layout import Layout
     from medbuilder.settings import get_settings
     from medbuilder.tasks.roles import role_task
 
@@ -46,15 +50,31 @@ def test_role_recovers_from_failed_check_on_retry(prefect_api, data_env, monkeyp
             role_task.with_options(retries=2)(run_dir, role, "offline", role)
 
     index_only(str(run.root))
-    feedback = run.read_json("feedback/data_engineer-1.json")
-    assert any("not the datacard's label names" in p for p in feedback["problems"])
-    second = Trajectory.load(run.root / "trajectories" / "data_engineer-2.json")
-    assert second.feedback_in and "label names" in second.feedback_in
-    assert "tumour_status" in (run.root / "workspace" / "make_index.py").read_text()
+    layout = Layout.model_validate_json(run.path("layout.json").read_text())
+    assert layout.label.column == "tumour_status" and layout.resolved
+    assert next(c for c in layout.evidence if c.part == "layout").evidence == "matched 16 of 16 images"
+    label_choice = next(c for c in layout.evidence if c.part == "label")
+    assert any("column 'label'" in a and "T1" in a for a in label_choice.alternatives)
     stage = run.read_json("stages/data_engineer.json")
-    assert stage["status"] == "completed" and stage["attempts"] == 2 and stage["actions"] >= 8
+    assert stage["status"] == "completed" and stage["attempts"] == 1
     labels = {r["label"] for r in json.loads((run.index_dir / "train.json").read_text())}
     assert labels == {"no", "yes"}
+
+    wrong = layout.model_copy(update={"label": layout.label.model_copy(update={"column": "label"})})
+    run.write("decisions/dataset-1.json", {"gate": "dataset-1", "action": "correct", "who": "dr-a", "via": "cli",
+                                           "layout": wrong.model_dump(mode="json", exclude_none=True)})
+
+    @flow
+    def engineer_again(run_dir: str) -> None:
+        role_task.with_options(retries=2)(run_dir, "data_engineer", "offline", "data_engineer-2")
+
+    with pytest.raises(RoleGaveUp) as gave_up:
+        engineer_again(str(run.root))
+    assert any("'t1' (8)" in p and "none of the card's labels" in p for p in gave_up.value.problems)
+    assert Trajectory.load(run.root / "trajectories" / "data_engineer-2.json").status != "exit_no_alternative"
+    third = Trajectory.load(run.root / "trajectories" / "data_engineer-3.json")
+    assert third.status == "exit_no_alternative" and not third.steps
+    assert not run.exists("trajectories/data_engineer-4.json")
 
 
 TERMINAL_GATE = """

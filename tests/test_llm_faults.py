@@ -191,7 +191,7 @@ def _check_labels(ran: Ran) -> None:
     assert second.feedback_in and "not the datacard's label names" in second.feedback_in
     # the brief of the second attempt, as the model received it, carries the feedback
     briefs = [next(m["content"] for m in body["messages"] if m["role"] == "user") for body in ran.server.requests]
-    retried = [b for b in briefs if "previous attempt's index failed its check" in b]
+    retried = [b for b in briefs if "previous attempt failed its check" in b]
     assert retried and "not the datacard's label names" in retried[0]
     assert len(set(briefs)) == 2  # one brief per attempt
     assert ran.run.stage("data_engineer").attempts == 2

@@ -138,5 +138,6 @@ def test_data_engineer_keeps_split_and_carries_confounder(data_env, monkeypatch)
             assert rec["group"] == ("chest drain" if rec["confounder"] else "no chest drain")
             assert rec["confounder_mask"] == str(root / row["drain_mask"])
             assert rec["counterfactual"] == str(root / row["counterfactual"])
-    script = (run.workspace / "make_index.py").read_text()
-    assert "'split_column': 'split'" in script and "'presence_column': 'drain'" in script
+    layout = json.loads(run.path("layout.json").read_text())
+    assert layout["split"]["column"] == "split" and layout["confounder"]["presence"]["column"] == "drain"
+    assert not (run.workspace / "make_index.py").exists()  # the layout expressed it: no script of its own

@@ -160,7 +160,7 @@ def dicom_tag_options(survey: Survey, matcher: LabelMatcher) -> list[LabelOption
     tags = sorted({t for tags in survey.dicom_tags.values() for t in tags},
                   key=lambda t: LABEL_TAGS.index(t) if t in LABEL_TAGS else len(LABEL_TAGS))
     for tag in tags:
-        if tag in ("PatientID", "StudyID", "SeriesNumber", "Modality", "Manufacturer"):
+        if tag in ("PatientID", "StudyID", "SeriesNumber", "SeriesInstanceUID", "Modality", "Manufacturer"):
             continue
         values = Counter(t[tag] for t in survey.dicom_tags.values() if tag in t)
         option = _option(matcher, values, DicomTagSource(tag=tag), f"DICOM tag {tag}", 1 if matcher.names else 2)

@@ -83,14 +83,28 @@ def _table_proposals(survey: Survey, facts: CardFacts, matcher: LabelMatcher, mi
     proposals = []
     for table in survey.tables.values():
         for key in key_options(table, survey)[:3]:
-            for option in table_label_options(table, key.column, key.join, matcher, minimum):
+            options = table_label_options(table, key.column, key.join, matcher, minimum)
+            for option in options:
                 proposal = _label_layout(survey, facts, option, "table", table, key)
+                proposal.layout.evidence[0].alternatives += _columns_not_read_as_labels(table, key, options)
                 proposal.prior += key.overlap
                 proposal.layout.evidence.insert(0, Choice(
                     part="rows", choice=f"{table.rel} rows found by {key.join} in column '{key.column}'",
                     evidence=f"{key.overlap:.0%} of the previewed keys were seen among the files"))
                 proposals.append(proposal)
     return proposals
+
+
+def _columns_not_read_as_labels(table: TableView, key: TableKey, options: list[LabelOption]) -> list[str]:
+    """Short-valued columns that were looked at as the label and why they were not taken."""
+    taken = {o.source.column for o in options}
+    found = []
+    for column in table.columns:
+        values = sorted(set(table.values(column)))
+        if column in taken or column == key.column or not values or len(values) > 12:
+            continue
+        found.append(f"column '{column}' (values {values[:4]}): not read as the card's labels")
+    return found
 
 
 def label_proposals(survey: Survey, facts: CardFacts) -> list[Proposal]:

@@ -8,6 +8,8 @@ dataset gate, or by the datacard, is applied as it is.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from medbuilder.agents.core import Actor, AgentExit, RoleJob
 from medbuilder.agents.layout.choose import choose, unresolved
 from medbuilder.agents.layout.propose import CardFacts, proposals_for
@@ -16,6 +18,7 @@ from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.agents.roles.index_build import build_index, dataset_facts, submitted_layout
 from medbuilder.protocol.artifacts import GateDecision
 from medbuilder.protocol.checks import check_index
+from medbuilder.protocol.indexing import IndexingReport
 from medbuilder.protocol.indexing.discover import extension_of
 from medbuilder.protocol.layout import Layout
 
@@ -77,7 +80,7 @@ def take_survey(act: Actor, root: str) -> Survey:
     return survey
 
 
-def _try(act: Actor, layout: Layout):
+def try_layout(act: Actor, layout: Layout):
     tried = act("apply_layout", "Try: " + "; ".join(layout.summary()[1:3]), layout=layout.model_dump(mode="json"))
     if not tried.ok:
         raise ValueError(tried.text.removeprefix("Error: "))
@@ -89,7 +92,7 @@ def infer_layout(act: Actor, values: dict) -> Layout:
     facts = CardFacts(task=values["task"], dimension=values["dimension"], label_names=values["label_names"],
                       synonyms=values["label_synonyms"], description=values["description"],
                       confounders=values["confounders"])
-    layout, tried = choose(proposals_for(survey, facts), lambda candidate: _try(act, candidate), facts)
+    layout, tried = choose(proposals_for(survey, facts), lambda candidate: try_layout(act, candidate), facts)
     return layout if layout is not None else unresolved(survey, facts, tried)
 
 
@@ -124,10 +127,28 @@ def check(ctx: RoleContext) -> list[str]:
         return [f"the submitted layout could not be applied: {build['error']}; correct it and submit again"]
     if ctx.run.exists("layout.json") and not Layout.model_validate_json(ctx.run.path("layout.json").read_text()).resolved:
         return []  # the dataset gate asks the clinician where the target is
+    if ctx.run.exists("indexing_report.json") and not ctx.run.exists("workspace/index/train.json"):
+        return nothing_indexed(ctx.run.read("indexing_report.json", IndexingReport), ctx.card.label_names)
     report = check_index(ctx.run.index_dir, ctx.plan.task, ctx.dataset_root, ctx.card.label_names,
                          run_id=ctx.run.run_id)
     ctx.run.write("index_report.json", report)
     return report.problems
+
+
+def nothing_indexed(report: IndexingReport, label_names: list[str]) -> list[str]:
+    """Why a layout gave no index, in the indexer's own words."""
+    reasons = Counter(e.reason for e in report.unmatched_examples)
+    findings = [f"the layout matched {report.records} of {report.images_found} images"
+                + (f" ({', '.join(f'{n} without {f}' for f, n in report.unmatched_by_field.items())})"
+                   if report.unmatched_by_field else "")]
+    if report.unmapped_values:
+        values = ", ".join(f"'{v}' ({n})" for v, n in sorted(report.unmapped_values.items(), key=lambda x: -x[1])[:6])
+        findings.append(f"label values {values} are none of the card's labels {list(label_names)} and have no "
+                        "label_map entry")
+    else:
+        findings += [f"{reason} ({n} of the files shown)" for reason, n in reasons.most_common(3)]
+    findings += [f"roots not found: {', '.join(report.missing_roots)}"] if report.missing_roots else []
+    return findings + ["correct the layout (label source or label_map, image roots) and submit again"]
 
 
 ROLE = Role(

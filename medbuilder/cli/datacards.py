@@ -1,4 +1,4 @@
-"""`medbuilder datacards list | show NAME | validate [FILE] | add FILE`."""
+"""`medbuilder datacards list | show NAME | validate [FILE] | draft FOLDER | add FILE`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from medbuilder.cli.common import fail, registry
 from medbuilder.protocol.registry import DatacardError, check_path, load_card
 from medbuilder.settings import get_settings
 
-app = typer.Typer(help="List, show, validate and add datacards (one file per dataset).", no_args_is_help=True)
+app = typer.Typer(help="List, show, validate, draft and add datacards (one file per dataset).", no_args_is_help=True)
 
 
 @app.command("list")
@@ -75,3 +75,42 @@ def add(file: Path) -> None:
     except DatacardError as err:
         fail(str(err))
     typer.echo(f"added {target}")
+
+
+@app.command()
+def draft(
+    folder: Path = typer.Argument(..., help="The dataset's root folder."),
+    task: str = typer.Option(None, "--task", help="diagnosis, segmentation, anomaly_detection or report_generation; "
+                                                  "default: guessed from the files."),
+    name: str = typer.Option(None, "--name", help="The datacard's name (default: from the folder's name)."),
+    out: Path = typer.Option(None, "--out", help="Where to write the draft (default: NAME.yaml here; never overwritten)."),
+) -> None:
+    """Write a draft datacard for FOLDER: the inferred layout, counts per class, formats, a modality guess from
+    DICOM tags. Edit what it marks EDIT, then `medbuilder datacards add FILE`."""
+    from medbuilder.agents.layout.draft import DraftError, draft_card
+    from medbuilder.protocol.datacard import Task
+
+    if task is not None and task not in [t.value for t in Task]:
+        fail(f"--task {task!r}: use one of {', '.join(t.value for t in Task)}")
+    try:
+        card, questions = draft_card(folder, task, name)
+    except DraftError as err:
+        fail(str(err))
+    target = out or Path(f"{card['name']}.yaml")
+    if target.exists():
+        fail(f"{target} exists; give another --out (a draft never overwrites a file)")
+    notes = "".join(f"# QUESTION: {q}\n" for q in questions)
+    header = ("# Draft datacard written by `medbuilder datacards draft`: edit every EDIT, check label_names and the\n"
+              "# layout, then `medbuilder datacards add " + str(target) + "`.\n" + notes)
+    target.write_text(header + yaml.dump(card, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100))
+    typer.echo(f"wrote {target}: {card['tasks'][0]}, {card['dimension']}, labels {card['label_names']}")
+    for question in questions:
+        typer.echo(f"question: {question}")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line text (the description) as a YAML block, the way the shipped datacards are written."""
+
+
+_BlockDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))

@@ -92,7 +92,7 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
 # Descriptive header fields a label, a patient id or a modality may be read from (no names or birth dates).
 TEXT_TAGS = ("Modality", "BodyPartExamined", "StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments",
              "PatientID", "StudyID", "SeriesNumber", "Laterality", "ViewPosition", "ImageType", "Manufacturer",
-             "InstitutionName", "ContrastBolusAgent", "ScanningSequence")
+             "InstitutionName", "ContrastBolusAgent", "ScanningSequence", "SeriesInstanceUID")
 
 
 def text_tags(dataset: pydicom.Dataset) -> dict[str, str]:

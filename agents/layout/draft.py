@@ -1,0 +1,135 @@
+"""A draft datacard for a user's own folder: the inferred layout, counts, formats, a modality guess.
+
+The same steps as the offline Data Engineer (survey through the preview tools, candidate layouts
+tried with ``apply_layout``), with no label names given: the classes are the values found. The user
+reads the draft, corrects what it guessed (marked EDIT) and adds it with ``medbuilder datacards add``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from medbuilder.agents.core import Actor
+from medbuilder.agents.layout.choose import choose
+from medbuilder.agents.layout.propose import CardFacts, proposals_for
+from medbuilder.agents.layout.survey import DICOM_EXTENSIONS, Survey
+from medbuilder.agents.toolbox import Toolbox
+from medbuilder.agents.trajectory import Trajectory
+from medbuilder.protocol.indexing import DatasetFacts, IndexingReport
+from medbuilder.protocol.indexing.discover import extension_of
+from medbuilder.protocol.layout import Layout
+from medbuilder.protocol.tools import Workspace
+
+TOOLS = ["preview_dirs", "preview_files", "load_med_data", "apply_layout"]
+VOLUME_EXTENSIONS = ("nii", "nii.gz", "mha", "mhd", "nrrd")
+MODALITIES = {"MR": "MRI", "CT": "CT", "CR": "X-ray", "DX": "X-ray", "DR": "X-ray", "US": "ultrasound",
+              "MG": "mammography", "PT": "PET", "NM": "nuclear medicine", "OP": "fundus", "XA": "angiography"}
+
+
+class DraftError(ValueError):
+    """The folder gives nothing to draft from; the message says what was seen."""
+
+
+def _actor(folder: Path, task: str, dimension: str, work: Path) -> Actor:
+    workspace = Workspace.create(work, [folder])
+    facts = DatasetFacts(root=str(folder), task=task, dimension=dimension, label_names=[])
+    trajectory = Trajectory(role="datacard_draft", attempt=1, core="offline")
+    return Actor(Toolbox(replace(workspace, dataset=facts), TOOLS, trajectory), trajectory, max_steps=60)
+
+
+def guess_dimension(act: Actor, survey: Survey) -> str:
+    """3D when most images are volumes, or when two DICOM files of one folder belong to one series."""
+    exts = survey.image_extensions()
+    volumes = sum(n for e, n in exts.items() if e in VOLUME_EXTENSIONS)
+    if volumes > sum(exts.values()) / 2:
+        return "3D"
+    return "3D" if survey.is_dicom() and _one_series_per_folder(act, survey) else "2D"
+
+
+def _one_series_per_folder(act: Actor, survey: Survey) -> bool:
+    def dicom_names(folder):
+        return [n for n in folder.image_names() if extension_of(n) in (*DICOM_EXTENSIONS, "")]
+
+    folder = max(survey.image_folders(), key=lambda f: len(dicom_names(f)))
+    names = dicom_names(folder)
+    if len(names) < 2:
+        return False
+    series = set()
+    for name in (names[0], names[-1]):
+        rel = name if folder.rel == "." else f"{folder.rel}/{name}"
+        shown = act("load_med_data", "Do the files of one folder form one series (a volume)?", path=f"{survey.root}/{rel}")
+        series.add(shown.result.meta.get("tags", {}).get("SeriesInstanceUID") if shown.ok else None)
+    return len(series) == 1 and None not in series
+
+
+def guess_modality(survey: Survey) -> tuple[str, str]:
+    """(modality, anatomy) from the DICOM tags previewed, 'EDIT: ...' where nothing says."""
+    tags = list(survey.dicom_tags.values())
+    modality = Counter(t.get("Modality", "") for t in tags if t.get("Modality")).most_common(1)
+    anatomy = Counter(t.get("BodyPartExamined", "") for t in tags if t.get("BodyPartExamined")).most_common(1)
+    return (MODALITIES.get(modality[0][0], modality[0][0]) if modality else "EDIT: modality (MRI, CT, X-ray...)",
+            anatomy[0][0].lower() if anatomy else "EDIT: anatomy (brain, chest...)")
+
+
+def guess_task(survey: Survey, facts: CardFacts) -> str:
+    for task in ("segmentation", "report_generation"):
+        if proposals_for(survey, CardFacts(task=task, dimension=facts.dimension, label_names=[])):
+            if task == "segmentation" or any("report" in c.lower() or "text" in c.lower()
+                                             for t in survey.tables.values() for c in t.columns):
+                return task
+    return "diagnosis"
+
+
+def _slug(folder: Path) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "-", folder.name.lower()).strip("-") or "my-dataset"
+
+
+def _description(folder: Path, layout: Layout, report: IndexingReport, task: str) -> str:
+    classes = ", ".join(f"{k}: {v}" for k, v in report.per_class.items())
+    lines = [f"EDIT: say what these images are, where they come from and how they were labelled. Draft written by "
+             f"`medbuilder datacards draft` from the files in {folder}:",
+             f"{report.images_found} images; {report.records} matched for {task}" + (f" ({classes})." if classes else "."),
+             "How the files are read: " + "; ".join(layout.summary()) + "."]
+    if report.patients:
+        lines.append(f"{report.patients} patients, each kept in one split.")
+    if report.predefined_split:
+        lines.append(f"A predefined split: {report.predefined_split}.")
+    return "\n".join(lines)
+
+
+def draft_card(folder: Path, task: str | None = None, name: str | None = None) -> tuple[dict, list[str]]:
+    """A datacard dict for `folder` and the questions the draft leaves for the user."""
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise DraftError(f"{folder} is not a folder; give the dataset's root folder")
+    from medbuilder.agents.roles.data_engineer import take_survey, try_layout
+
+    with tempfile.TemporaryDirectory(prefix="medbuilder-draft-") as work:
+        look = _actor(folder, task or "diagnosis", "2D", Path(work))
+        survey = take_survey(look, str(folder))
+        dimension = guess_dimension(look, survey)
+        facts = CardFacts(task=task or "diagnosis", dimension=dimension, label_names=[])
+        facts.task = task or guess_task(survey, facts)
+        act = _actor(folder, facts.task, dimension, Path(work))
+        layout, tried = choose(proposals_for(survey, facts), lambda candidate: try_layout(act, candidate), facts)
+        if layout is None:
+            raise DraftError(f"no layout for {facts.task} fits the files in {folder}: "
+                             + "; ".join(t.error or t.proposal.what for t in tried) if tried else
+                             f"no image files, class folders, tables or masks were found in {folder}")
+        report = try_layout(act, layout)
+    modality, anatomy = guess_modality(survey)
+    formats = sorted({extension_of(n) or "dcm" for f in survey.image_folders() for n in f.image_names()}
+                     | {extension_of(t) for t in survey.tables})
+    labels = [k for k in report.per_class if k != "all"] if facts.task != "segmentation" else ["background", "EDIT"]
+    card = {"name": name or _slug(folder), "title": f"EDIT: a title for {folder.name}",
+            "description": _description(folder, layout, report, facts.task), "path": str(folder),
+            "tasks": [facts.task], "modality": modality, "dimension": dimension, "anatomy": anatomy,
+            "label_names": labels, "file_formats": formats or ["EDIT"], "licence": "EDIT: the licence or data-use terms",
+            "provenance": "real", "source": f"EDIT: where the files come from ({folder})",
+            "layout": layout.model_copy(update={"task": None, "questions": []}).model_dump(mode="json", exclude_none=True,
+                                                                                        exclude={"evidence"})}
+    return card, [*layout.questions, *report.questions]
