@@ -59,6 +59,7 @@ def load_card(file: Path | str) -> Datacard:
     if file.suffix not in CARD_SUFFIXES:
         raise DatacardError(file, "(file)", f"unsupported suffix '{file.suffix}'", "name it *.yaml or *.json")
     data = read_card_data(file)
+    _refuse_draft_marks(file, data)
     try:
         return Datacard.model_validate(data)
     except ValidationError as err:
@@ -68,6 +69,21 @@ def load_card(file: Path | str) -> Datacard:
         if field.startswith("tasks"):
             fix = f"use one of: {', '.join(t.value for t in Task)}"
         raise DatacardError(file, field, first["msg"], fix) from err
+
+
+DRAFT_MARK = "EDIT"
+
+
+def _refuse_draft_marks(file: Path, data, field: str = "") -> None:
+    """A draft card (`medbuilder datacards draft`) marks what the user must write with EDIT."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _refuse_draft_marks(file, value, f"{field}.{key}" if field else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _refuse_draft_marks(file, value, f"{field}.{i}")
+    elif isinstance(data, str) and data.lstrip().startswith(DRAFT_MARK):
+        raise DatacardError(file, field, f"still says '{data.strip()[:60]}'", "write the value the draft asks for")
 
 
 def is_empty_folder(root: Path) -> bool:

@@ -101,6 +101,28 @@ def _description(folder: Path, layout: Layout, report: IndexingReport, task: str
     return "\n".join(lines)
 
 
+def _mask_labels(act: Actor, survey: Survey) -> list[str]:
+    """Mask value names from an nnU-Net or MSD dataset.json ('labels': {"0": "background"} or {"background": 0})."""
+    for rel in survey.table_files():
+        if not rel.endswith("dataset.json"):
+            continue
+        shown = act("preview_files", "Which names do the mask values have?", path=f"{survey.root}/{rel}", n=30)
+        summary = shown.result.summary if shown.ok else {}
+        labels = dict(zip(summary.get("keys", []), summary.get("head", []))).get("labels")
+        if isinstance(labels, dict) and labels:
+            pairs = [(str(k), str(v)) for k, v in labels.items()]
+            by_value = {int(v): k for k, v in pairs if v.isdigit()} or {int(k): v for k, v in pairs if k.isdigit()}
+            if by_value:
+                return [by_value[v] for v in sorted(by_value)]
+    return []
+
+
+def _without_empty(value):
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v not in (None, [], {})}
+    return [_without_empty(v) for v in value] if isinstance(value, list) else value
+
+
 def draft_card(folder: Path, task: str | None = None, name: str | None = None) -> tuple[dict, list[str]]:
     """A datacard dict for `folder` and the questions the draft leaves for the user."""
     folder = folder.expanduser().resolve()
@@ -124,12 +146,12 @@ def draft_card(folder: Path, task: str | None = None, name: str | None = None) -
     modality, anatomy = guess_modality(survey)
     formats = sorted({extension_of(n) or "dcm" for f in survey.image_folders() for n in f.image_names()}
                      | {extension_of(t) for t in survey.tables})
-    labels = [k for k in report.per_class if k != "all"] if facts.task != "segmentation" else ["background", "EDIT"]
+    labels = ([k for k in report.per_class if k != "all"] if facts.task != "segmentation"
+              else _mask_labels(act, survey) or ["background", "EDIT: the name of each mask value"])
     card = {"name": name or _slug(folder), "title": f"EDIT: a title for {folder.name}",
             "description": _description(folder, layout, report, facts.task), "path": str(folder),
             "tasks": [facts.task], "modality": modality, "dimension": dimension, "anatomy": anatomy,
             "label_names": labels, "file_formats": formats or ["EDIT"], "licence": "EDIT: the licence or data-use terms",
             "provenance": "real", "source": f"EDIT: where the files come from ({folder})",
-            "layout": layout.model_copy(update={"task": None, "questions": []}).model_dump(mode="json", exclude_none=True,
-                                                                                        exclude={"evidence"})}
+            "layout": _without_empty(layout.model_dump(mode="json", exclude={"evidence", "questions", "task"}))}
     return card, [*layout.questions, *report.questions]
