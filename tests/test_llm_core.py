@@ -152,6 +152,56 @@ def test_data_engineer_with_llm_core_fixes_its_script(tmp_path, monkeypatch, cha
     assert "[exit code 0" in server.tool_messages(5)[-1]["content"]
 
 
+def test_data_engineer_with_llm_core_answers_with_a_layout(tmp_path, monkeypatch, chat_server):
+    """The LLM core's answer is a typed layout through apply_layout, whose argument schema is the layout
+    model: a first try reads the class from the file name (wrong for Br35H's 'No12.jpg' / 'y0.jpg'), the
+    report says which values did not map, the second try names the class folders and is submitted;
+    medbuilder builds the index from it."""
+    from medbuilder.protocol.datasets import prepare
+
+    root = prepare("br35h", tmp_path / "data" / "br35h", limit=8, echo=lambda *_: None).resolve()
+    by_name = {"task": "diagnosis", "images": {"roots": ["."]},
+               "label": {"kind": "filename", "regex": "^([A-Za-z]+)"}}
+    by_folder = {"task": "diagnosis", "images": {"roots": ["."]}, "label": {"kind": "folder", "depth": 0}}
+    script = [
+        lambda body: reply("How is it organised?", call("preview_dirs", path=_dataset_root_from(body))),
+        reply("Try the file name.", call("apply_layout", layout=by_name)),
+        reply("The file-name codes are not the labels; the folders are.", call("apply_layout", layout=by_folder)),
+        reply(None, call("apply_layout", layout=by_folder, submit=True)),
+        reply("Layout submitted: class folders no/ and yes/."),
+    ]
+    server = chat_server(script)
+    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs", "CORE": "llm",
+                       "LLM_BASE_URL": server.url, "LLM_MODEL": MODEL, "LLM_API_KEY": "x", "LLM_TIMEOUT_S": 10,
+                       "LLM_RETRIES": 1, "ECHO_SCRIPTS": "false"}.items():
+        monkeypatch.setenv(f"MEDBUILDER_{key}", str(value))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        run = RunFolder.new(settings.runs_dir)
+        run.write("request.json", {"text": REQUEST})
+        run_role("task_manager", run, settings, "offline")
+        outcome = run_role("data_engineer", run, settings, "llm")
+    finally:
+        get_settings.cache_clear()
+
+    assert outcome.status == "submitted" and server.done
+    schema = next(t["function"]["parameters"] for t in server.requests[0]["tools"]
+                  if t["function"]["name"] == "apply_layout")
+    layout_schema = json.dumps(schema)
+    assert "layout" in schema["properties"] and all(f in layout_schema for f in ("label_map", "dicom_series",
+                                                                                  "key_column", "split_map"))
+    first_try = server.tool_messages(2)[-1]["content"]
+    assert first_try.startswith("Tried") and "no label name" in first_try
+    assert "Submitted" in server.tool_messages(4)[-1]["content"]
+    layout = json.loads(run.path("layout.json").read_text())
+    assert layout["label"] == {"kind": "folder", "depth": 0, "regex": None}
+    assert json.loads(run.path("index_report.json").read_text())["problems"] == []
+    records = json.loads((run.index_dir / "train.json").read_text()) + json.loads((run.index_dir / "test.json").read_text())
+    assert len(records) == 16 and {r["label"] for r in records} == {"no", "yes"}
+    assert not (run.workspace / "make_index.py").exists()
+
+
 # -- one fault at a time, on a small job over the same HTTP path ------------------
 TOOLSET = ["list_files", "read_files", "write_file", "run_script"]
 WRITE_HELLO = call("write_file", path="hello.txt", content="hello\n")

@@ -108,7 +108,9 @@ def _explain_no_fit(summary: dict) -> None:
     from medbuilder.settings import get_settings
 
     reasons = summary.get("reasons") or []
-    lines = [f"error: {reasons[0] if reasons else 'no dataset fits'} the request (run {summary['run_id']}).",
+    first = reasons[0] if reasons else "no dataset fits"
+    headline = f"{first} the request" if first == "no dataset fits" else first.rstrip(".")
+    lines = [f"error: {headline} (run {summary['run_id']}).",
              f"Datacards considered (in {get_settings().datacards_dir}):", *(f"  - {r}" for r in reasons[1:]),
              "Fix: rephrase the request (task, modality, anatomy, finding), name a dataset with --dataset NAME, "
              "or add a datacard with `medbuilder datacards add FILE`; then "
