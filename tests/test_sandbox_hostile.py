@@ -79,33 +79,69 @@ def test_writes_outside_the_workspace_are_refused_and_the_dataset_is_unchanged(t
     assert not Path("/etc/medbuilder-probe").exists() and not Path("/usr/medbuilder-probe").exists()
 
 
-def test_secret_files_and_secret_variables_are_not_visible(tmp_path, monkeypatch):
+SECRET_VARIABLES = ("OPENAI_API_KEY", "MEDBUILDER_LLM_API_KEY", "AWS_SECRET_ACCESS_KEY", "PREFECT_API_AUTH_STRING",
+                    "KAGGLE_KEY", "AZURE_OPENAI_KEY", "GITHUB_PAT", "SSH_AUTH_SOCK", "MEDBUILDER_DATABASE_URL")
+
+
+def test_a_script_sees_only_its_workspace_the_dataset_and_the_code(tmp_path, monkeypatch, dataset):
+    """Secrets under HOME, other runs, Prefect's database, /etc/shadow and PostgreSQL's socket folder are not
+    there; /proc/sys is read-only; the environment is an allowlist (names that look harmless included)."""
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_rsa").write_text("FAKE-PRIVATE-KEY-0451\n")
-    (home / ".netrc").write_text("machine x login y password FAKE-NETRC-0451\n")
+    (home / ".prefect").mkdir()
+    (home / ".prefect" / "prefect.db").write_text("FAKE-PREFECT-DB-0451")
+    other_run = tmp_path / "other-run" / "workspace"
+    other_run.mkdir(parents=True)
+    (other_run / "notes.txt").write_text("FAKE-OTHER-RUN-0451")
     monkeypatch.setenv("HOME", str(home))
-    for name in ("OPENAI_API_KEY", "MEDBUILDER_LLM_API_KEY", "AWS_SECRET_ACCESS_KEY"):
+    for name in SECRET_VARIABLES:
         monkeypatch.setenv(name, f"FAKE-{name}-0451")
-    result, text = run(workspace(tmp_path), "snoop.py", """
+    monkeypatch.setenv("PREFECT_API_URL", "http://admin:FAKE-URL-PASSWORD-0451@127.0.0.1:4200/api")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    probes = [home / ".ssh" / "id_rsa", home / ".prefect" / "prefect.db", other_run / "notes.txt",
+              Path.home() / ".prefect" / "prefect.db", "/etc/shadow", dataset / "labels.csv"]
+    result, text = run(workspace(tmp_path, [dataset]), "snoop.py", f"""
         import os
-        from pathlib import Path
-        home = Path.home()
-        print('ssh folder:', sorted(os.listdir(home / '.ssh')))
-        for path in (home / '.ssh' / 'id_rsa', home / '.netrc'):
+        for path in {[str(p) for p in probes]!r}:
             try:
-                print('READ', path.read_text())
+                print('READ', path, open(path).read()[:40].strip())
             except OSError as err:
-                print('NOT READABLE', err.strerror)
-        print(sorted(os.environ))
-        print(os.environ.get('OPENAI_API_KEY'), os.environ.get('MEDBUILDER_LLM_API_KEY'))
+                print('NOT READABLE', path, err.strerror)
+        for folder in ('/run', '/var', '/root', {str(tmp_path)!r}):
+            print('LIST', folder, sorted(os.listdir(folder)))
+        try:
+            open('/proc/sys/kernel/printk_ratelimit_burst', 'w').write('10')
+            print('KERNEL SETTING WRITTEN')
+        except OSError as err:
+            print('KERNEL SETTING REFUSED', err.strerror)
+        print('ENV', sorted(os.environ))
+        print('HOME', os.environ['HOME'], os.environ.get('LANG'))
     """)
     assert result.exit_code == 0 and ISOLATED in text, text
-    assert "ssh folder: []" in text, text  # the folder is there, masked by an empty tmpfs
-    assert "0451" not in text and "READ" not in text.replace("NOT READABLE", "")
-    assert "NOT READABLE No such file or directory" in text and "\nNone None\n" in text
-    for name in ("OPENAI_API_KEY", "MEDBUILDER_LLM_API_KEY", "AWS_SECRET_ACCESS_KEY"):
+    assert "0451" not in text, text
+    readable = [line for line in text.splitlines() if line.startswith("READ ")]
+    assert readable == [f"READ {dataset / 'labels.csv'} image,label\ny0.png,yes".splitlines()[0]], text
+    assert "LIST /run []" in text and "LIST /var []" in text
+    assert f"LIST {tmp_path} ['dataset', 'ws']" in text  # the other run's folder is not there
+    assert "KERNEL SETTING REFUSED Read-only file system" in text
+    assert "HOME /home/sandbox C.UTF-8" in text
+    for name in (*SECRET_VARIABLES, "PREFECT_API_URL"):
         assert f"'{name}'" not in text
+
+
+def test_control_characters_in_output_reach_nobody(tmp_path):
+    ws = replace(workspace(tmp_path), live_log=tmp_path / "live.log")
+    result, text = run(ws, "noisy.py", r"""
+        import sys
+        sys.stdout.write('\x1b[2J\x1b]0;fake title\x07clear\x1b[31m red\x1b[0m\rprogress\x00\x08\x9b end\tok\n')
+    """)
+    assert result.exit_code == 0, text
+    assert "clear red\nprogress end\tok" in result.output
+    log = (tmp_path / "live.log").read_text()
+    assert "clear red\nprogress end\tok" in log
+    for control in ("\x1b", "\x07", "\x00", "\x08", "\x9b", "\r"):
+        assert control not in result.output and control not in log
 
 
 def test_fork_bomb_is_stopped_and_reported_as_the_process_limit(tmp_path):

@@ -8,6 +8,7 @@ medbuilder's: the layout and the report go to the run folder, the index files to
 
 from __future__ import annotations
 
+import os
 import shutil
 
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from medbuilder.protocol.layout import Layout
 from medbuilder.protocol.tools import Workspace
 from medbuilder.protocol.tools.run import run_script
 from medbuilder.protocol.tools.sandbox import SandboxConfig
-from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
+from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
 
 LAYOUT = "layout.json"
 INDEX_FILES = ("train.json", "test.json", "label_dict.json")
@@ -65,12 +66,14 @@ def build_index(ctx: RoleContext, layout: Layout) -> IndexingReport | str:
     ran = run_script(workspace, "python -m medbuilder.protocol.indexing index_job.json")
     if ran.exit_code != 0:
         return ran.output.strip()[-1500:] or f"the indexer stopped with exit code {ran.exit_code}"
-    preview = folder / "index" / "layout_preview.json"
-    report = IndexingReport.model_validate_json((folder / "index" / ("layout_preview.json" if preview.exists()
-                                                                      else "indexing_report.json")).read_text())
-    ctx.run.write("indexing_report.json", report)
-    ctx.run.index_dir.mkdir(parents=True, exist_ok=True)
-    for name in INDEX_FILES:
-        if (folder / "index" / name).exists():
-            shutil.copyfile(folder / "index" / name, ctx.run.index_dir / name)
+    try:
+        report_name = "layout_preview.json" if os.path.lexists(folder / "index" / "layout_preview.json") \
+            else "indexing_report.json"
+        report = IndexingReport.model_validate_json(read_text_nofollow(folder, f"index/{report_name}"))
+        ctx.run.write("indexing_report.json", report)
+        for name in INDEX_FILES:
+            if os.path.lexists(folder / "index" / name):
+                copy_nofollow(folder, f"index/{name}", ctx.run.index_dir / name)
+    except (UntrustedFileError, ValidationError) as err:
+        return f"the indexer's output could not be read: {err}"
     return report

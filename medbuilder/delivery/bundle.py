@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
 from medbuilder.delivery.metadata import build_metadata, validate_metadata
+from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
 
 BUNDLE = "bundle"
 ROUND_FILES = ("metrics.json", "config.json", "checkpoints/model.pt")
@@ -107,7 +109,8 @@ def _script_sources(run_root: Path, task: str) -> dict[str, tuple[Path, str]]:
     workspace = run_root / "workspace"
     sources = {}
     for name, path in sorted(template.items()):
-        sources[name] = (workspace / name, "workspace") if (workspace / name).is_file() else (path, "template")
+        present = os.path.lexists(workspace / name)  # a link there is refused when copied, never followed
+        sources[name] = (workspace / name, "workspace") if present else (path, "template")
     return sources
 
 
@@ -170,8 +173,11 @@ def export_bundle(run_root: Path, round_k: int, card_text: str) -> Path:
     (staging / "models" / "model_extras.json").write_text(json.dumps(extras, indent=1))
     files = {}
     for name, (source, origin) in _script_sources(run_root, task).items():
-        shutil.copy2(source, staging / "scripts" / name)
-        digest, filled = _sha(source), (fill.get("files") or {}).get(name)
+        try:
+            copy_nofollow(source.parent, source.name, staging / "scripts" / name)
+        except UntrustedFileError as err:
+            raise BundleError(f"the bundle's {name} cannot be copied: {err}; write it as a plain file") from None
+        digest, filled = _sha(staging / "scripts" / name), (fill.get("files") or {}).get(name)
         files[name] = {"sha256": digest, "from": origin, "edited_after_fill": bool(filled) and filled != digest}
     (staging / "scripts" / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     template = {"template": fill.get("template", task), "version": fill.get("version", ""), "files": files}

@@ -12,12 +12,13 @@ before/after table of every round.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from pathlib import Path
 
 from prefect import get_run_logger
 
 from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
 from medbuilder.review import plots
 from medbuilder.review.compare import interpretability_sections
 
@@ -26,12 +27,15 @@ SNAPSHOT = ["metrics.json", "predictions.json", "config.json", "train_log.jsonl"
 
 
 def snapshot_round(run: RunFolder, k: int) -> Path:
+    """Copy the round's files from the workspace; a link or a hard-linked file there is refused, not followed."""
     target = run.root / "rounds" / str(k)
     for rel in SNAPSHOT:
-        source = run.workspace / rel
-        if source.exists():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / rel)
+        if os.path.lexists(run.workspace / rel):
+            try:
+                copy_nofollow(run.workspace, rel, target / rel)
+            except UntrustedFileError as err:
+                raise ValueError(f"the round's {rel} cannot be kept: {err}. Write it as a plain file in the "
+                                 "workspace (train.py does) and evaluate again") from None
     return target
 
 

@@ -40,9 +40,6 @@ class Workspace:
     output_chars: int = 6000
     script_timeout_s: float = 900.0
     kill_grace_s: float = 3.0
-    secret_env: str = (r"API_KEY|SECRET|PASSWORD|PASSWD|PASSPHRASE|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|(^|_)TOKEN$"
-                       r"|DATABASE_URL|CONNECTION_URL")
-    """Environment variables whose names match this are not passed to scripts."""
     live_log: Path | None = None  # run_script appends every command's output here as it comes (capped)
     echo: bool = False  # and also writes it to this process's stdout (progress on the console)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # isolation and limits of run_script

@@ -14,7 +14,6 @@ The result says what stopped the command and how it was isolated.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medbuilder.protocol.tools.clean import CleanStream, clean_output
 from medbuilder.protocol.tools.context import ToolError, Workspace
 from medbuilder.protocol.tools.sandbox import (
     MIB, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
@@ -167,9 +167,10 @@ class _CappedSink:
     """Passes the first `cap` bytes of a command's output on, then one marker, then nothing."""
 
     def __init__(self, sink, cap: int):
-        self.sink, self.room, self.cut = sink, cap, False
+        self.sink, self.room, self.cut, self.clean = sink, cap, False, CleanStream()
 
     def write(self, chunk: bytes) -> None:
+        chunk = self.clean(chunk)
         if self.room > 0:
             self.sink.write(chunk[:self.room])
             self.sink.flush()
@@ -212,12 +213,21 @@ def _argv_for(ctx: Workspace, command: str) -> list[str]:
     return [sys.executable, str(script), *args]
 
 
+# The only variables a script gets from the flow's environment; everything else (credentials, API URLs
+# with passwords, the Prefect auth string, agent sockets) stays out. Locale variables (LC_*) pass too.
+ENV_ALLOWLIST = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "NO_COLOR", "COLUMNS",
+    "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONUTF8",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MPLBACKEND", "MPLCONFIGDIR",
+})
+
+
 def _child_env(ctx: Workspace) -> dict[str, str]:
-    """The parent's environment without secrets, with this Python's folder first on PATH."""
-    secret = re.compile(ctx.secret_env, re.IGNORECASE)
-    env = {k: v for k, v in os.environ.items() if not secret.search(k)}
+    """The allowlisted part of the parent's environment, with this Python's folder first on PATH."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST or k.startswith("LC_")}
     bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
     env["PYTHONUNBUFFERED"] = "1"
@@ -306,9 +316,10 @@ class _BoundedCapture(threading.Thread):
             self._drop(len(self.tail) - self.tail_limit)
         cut = self.total - len(self.head) - len(self.tail)
         if cut <= 0:
-            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace")
+            return clean_output((bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace"))
         marker = (
             f"\n[... {cut:,} bytes ({self.cut_lines:,} lines) of output cut here; write long logs to a "
             "file and read parts of it with read_files ...]\n"
         )
-        return self.head.decode("utf-8", errors="replace") + marker + self.tail.decode("utf-8", errors="replace")
+        return clean_output(self.head.decode("utf-8", errors="replace")) + marker + \
+            clean_output(self.tail.decode("utf-8", errors="replace"))

@@ -2,10 +2,12 @@
 
 `prepare` turns a command's argv into what `run_script` starts:
 
-* with bubblewrap (``bwrap``): a read-only view of the whole file system, private
-  /tmp and /dev/shm (size-capped tmpfs), no network, its own PID namespace (so the
-  script cannot see other processes nor read their environment), no capabilities,
-  the workspace bind-mounted read-write, secret files under HOME masked;
+* with bubblewrap (``bwrap``): only what scripts need, read-only (the system with
+  /etc's secrets masked, Python, medbuilder's code, the dataset roots), the
+  workspace read-write; /proc/sys read-only; empty /home, /root, /run and /var;
+  private /tmp and /dev/shm (size-capped tmpfs), no network, its own PID namespace
+  (so the script cannot see other processes nor read their environment), no
+  capabilities;
 * without it (setting ``sandbox=off``, or ``auto`` where bwrap is missing or
   broken): the plain command, with a loud warning in the result and the log.
 
@@ -21,7 +23,6 @@ import ctypes
 import functools
 import logging
 import os
-import pwd
 import resource
 import signal
 import shutil
@@ -37,12 +38,15 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 PR_SET_PDEATHSIG = 1
-# Under HOME: credentials a script has no business reading. Folders are hidden
-# behind an empty tmpfs, files behind /dev/null.
-SECRET_NAMES = (
-    ".ssh", ".aws", ".config", ".netrc", ".gnupg", ".docker", ".kube", ".azure", ".git-credentials",
-    ".pgpass", ".pypirc", ".npmrc", ".boto", ".s3cfg", ".vault-token", ".password-store", ".local/share/keyrings",
-)
+# Under /etc: what a script has no business reading (folders hidden by an empty tmpfs, files by /dev/null).
+ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
+               "security/opasswd", "postgresql", "medbuilder")
+# Empty in the sandbox: other users' homes, root's home, sockets and state under /run and /var (PostgreSQL's).
+EMPTY_DIRS = ("/home", "/root", "/run", "/var", "/mnt", "/media", "/srv", "/opt")
+EMPTY_DIR_MIB = 64
+SANDBOX_HOME = "/home/sandbox"
+MEDBUILDER_PACKAGES = ("medbuilder", "medbuilder.protocol", "medbuilder.agents", "medbuilder.tasks",
+                       "medbuilder.flows", "medbuilder.dashboards")
 NO_SANDBOX_WARNING = "bwrap not found: scripts run without filesystem/network isolation; install bubblewrap"
 
 
@@ -116,24 +120,58 @@ def _working_bwrap(name: str) -> tuple[str | None, str]:
 
 
 def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) -> list[str]:
+    """Only what scripts need: the system (read-only, /etc's secrets masked), Python and medbuilder's code,
+    the dataset roots read-only, the workspace read-write; /proc/sys read-only; empty /home, /root, /run, /var."""
     size = str(tmp_mib * MIB)
-    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    argv = [bwrap, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *_proc_read_only(),
             "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
             "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
-    # the private /tmp hides the host's: bring back, read-only, what lives there and is needed
-    # (medbuilder's own source: the reference index script imports it, an editable install reads it there)
-    from medbuilder import REPO_ROOT
-
-    for needed in (REPO_ROOT, *read_roots, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()):
-        if Path(needed).is_relative_to("/tmp"):
-            argv += ["--ro-bind", str(needed), str(needed)]
+    for empty in EMPTY_DIRS:
+        argv += ["--size", str(EMPTY_DIR_MIB * MIB), "--tmpfs", empty]
+    argv += ["--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME]
+    for needed in code_paths():
+        argv += ["--ro-bind", str(needed), str(needed)]
+    for root in read_roots:
+        argv += ["--ro-bind", str(Path(root).resolve()), str(Path(root).resolve())]
     argv += ["--bind", str(workspace), str(workspace)]
-    for secret in secret_paths():
-        argv += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
     argv += _matplotlib_cache()
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--chdir", str(workspace)]
     # bwrap keeps root's capabilities (a script could remount / read-write); others have none to drop
     return argv + (["--cap-drop", "ALL"] if os.geteuid() == 0 else [])
+
+
+def _system_binds() -> list[str]:
+    argv = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        path = Path(top)
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), top]
+        elif path.is_dir():
+            argv += ["--ro-bind", top, top]
+    argv += ["--ro-bind", "/etc", "/etc"]
+    for name in ETC_SECRETS:
+        path = Path("/etc") / name
+        if path.is_dir() and not path.is_symlink():
+            argv += ["--tmpfs", str(path)]
+        elif path.exists() or path.is_symlink():
+            argv += ["--ro-bind", "/dev/null", str(path)]
+    return argv + ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+
+
+def _proc_read_only() -> list[str]:
+    """As uid 0 bwrap leaves /proc/sys writable (a host kernel setting, core_pattern), caps dropped or not."""
+    return ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+
+
+def code_paths() -> list[Path]:
+    """Python (the venv and its base) and medbuilder's own packages (an editable install reads them in place)."""
+    import importlib.util
+
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for package in MEDBUILDER_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        paths.update(Path(p).resolve() for p in (spec.submodule_search_locations or []) if spec)
+    return sorted(p for p in paths if not any(p != other and p.is_relative_to(other) for other in paths))
 
 
 def _matplotlib_cache() -> list[str]:
@@ -145,18 +183,6 @@ def _matplotlib_cache() -> list[str]:
     for fontlist in sorted(host_cache.glob("fontlist-*.json")):
         argv += ["--ro-bind", str(fontlist), f"/tmp/matplotlib/{fontlist.name}"]
     return argv
-
-
-def secret_paths() -> list[Path]:
-    """Existing credential files and folders under HOME (as set, and the user's home from passwd)."""
-    homes = {Path(home) for home in (os.environ.get("HOME"), pwd.getpwuid(os.getuid()).pw_dir) if home}
-    found = []
-    for home in sorted(homes):
-        for name in SECRET_NAMES:
-            path = home / name
-            if path.exists() and not path.is_symlink():
-                found.append(path)
-    return found
 
 
 # -- in the child, between fork and exec --------------------------------------
