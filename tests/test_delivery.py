@@ -164,8 +164,8 @@ def test_metadata_schema_rejects_bad_metadata(runs):
 def test_fresh_process_uses_only_the_bundles(runs, predicted):
     assert not [p for p in predicted["sys_path"] if "workspace" in p or "templates" in p]
     for task, (run, _, bundle, _) in runs.items():
-        for file in predicted["tasks"][task]["code"]:
-            assert Path(file).parent == bundle / "scripts", (task, file)
+        for file in predicted["tasks"][task]["code"]:  # medbuilder's own code, checked equal to scripts/
+            assert Path(file).parent == run.root / "trusted_code" / f"bundle-{task}", (task, file)
     assert predicted["network_def"] == "CompactCNN"
 
 

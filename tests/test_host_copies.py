@@ -80,3 +80,40 @@ def test_bundle_refuses_a_script_that_is_a_link(tmp_path, secret):
         export_bundle(run.root, 0, "card")
     assert not any(SECRET in p.read_text(errors="replace") for p in run.root.rglob("*") if p.is_file()
                    and not p.is_symlink() and "rounds" not in p.parts)
+
+
+def _workspace_with_template_code(tmp_path, task: str) -> Path:
+    from medbuilder.review.trusted_code import template_code
+
+    ws = tmp_path / "run" / "workspace"
+    ws.mkdir(parents=True)
+    for name, data in template_code(task).items():
+        (ws / name).write_bytes(data)
+    return ws
+
+
+def test_edited_workspace_code_is_never_run_on_the_host(tmp_path):
+    from medbuilder.review.interpret import load_predictor
+    from medbuilder.review.segmentation_saliency import load_segmenter
+    from medbuilder.review.trusted_code import EditedCodeError
+
+    marker = tmp_path / "ran-on-the-host"
+    for task, load in (("diagnosis", load_predictor), ("segmentation", load_segmenter)):
+        ws = _workspace_with_template_code(tmp_path / task, task)
+        (ws / "predict.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n" + (ws / "predict.py").read_text())
+        with pytest.raises(EditedCodeError, match=f"predict.py in {ws} differ from medbuilder's {task} template"):
+            load(ws, ws)
+        assert not marker.exists()
+
+
+def test_unedited_workspace_code_is_staged_from_medbuilders_own_copy(tmp_path):
+    from medbuilder.review.trusted_code import stage_trusted_code, template_code
+
+    ws = _workspace_with_template_code(tmp_path, "diagnosis")
+    staged = stage_trusted_code("diagnosis", ws, tmp_path / "trusted")
+    assert {p.name: p.read_bytes() for p in staged.iterdir()} == template_code("diagnosis")
+    (ws / "model.py").unlink()
+    (ws / "model.py").symlink_to(staged / "model.py")  # the same bytes, through a link: refused all the same
+    from medbuilder.review.trusted_code import EditedCodeError
+    with pytest.raises(EditedCodeError, match="model.py"):
+        stage_trusted_code("diagnosis", ws, tmp_path / "trusted")

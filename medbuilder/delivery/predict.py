@@ -2,14 +2,18 @@
 
 ``predict_run(run_root, files)`` is what ``medbuilder predict RUN FILE...`` calls. Nothing
 of the run's workspace is imported: the predictor is built from ``bundle/configs/
-inference.json`` and the code in ``bundle/scripts/``, exactly as a MONAI user would.
+inference.json`` as a MONAI user would, except that its ``scripts_dir`` points at medbuilder's
+own template code (checked to equal the bundle's scripts) holding the bundle's config.json.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from medbuilder.delivery.bundle import BUNDLE
+from medbuilder.protocol.untrusted import copy_nofollow
+from medbuilder.review.trusted_code import TRUSTED_CODE, stage_trusted_code
 
 
 class NoBundleError(FileNotFoundError):
@@ -43,6 +47,7 @@ def load_bundle(bundle: Path | str, output_dir: Path | str | None = None, device
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser["bundle_root"] = str(bundle)
+    parser["scripts_dir"] = str(_trusted_scripts(bundle))
     if output_dir is not None and "output_dir" in parser:
         parser["output_dir"] = str(Path(output_dir).resolve())
     if device is not None:
@@ -52,6 +57,16 @@ def load_bundle(bundle: Path | str, output_dir: Path | str | None = None, device
     except Exception as err:
         raise BundleLoadError(f"the bundle {bundle} did not load (configs/inference.json, item 'predictor'): "
                               f"{err}; re-export it with `medbuilder stage RUN deliver --round K`") from err
+
+
+def _trusted_scripts(bundle: Path) -> Path:
+    """medbuilder's own template code with the bundle's config.json, in place of the bundle's scripts/ (which
+    came from an agent-writable workspace); EditedCodeError when those scripts are not the template's code."""
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    task = metadata.get("medbuilder", {}).get("task")
+    target = stage_trusted_code(task, bundle / "scripts", bundle.parent / TRUSTED_CODE / f"bundle-{task}")
+    copy_nofollow(bundle / "scripts", "config.json", target / "config.json")
+    return target
 
 
 def predict_run(run_root: Path | str, files, output_dir: Path | str | None = None,

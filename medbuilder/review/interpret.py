@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from medbuilder.review import saliency, shortcuts  # noqa: E402
+from medbuilder.review.trusted_code import TRUSTED_CODE, trusted_predict  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -33,9 +33,9 @@ from medbuilder.review import saliency, shortcuts  # noqa: E402
 
 def load_predictor(workspace: Path, source: Path):
     """The Predictor of ``source`` (the workspace itself or a round snapshot with config.json,
-    checkpoints/model.pt and predictions.json) built by the workspace's own predict.py (a snapshot
-    holds no code)."""
-    namespace = runpy.run_path(str(Path(workspace) / "predict.py"), run_name="medbuilder_workspace_predict")
+    checkpoints/model.pt and predictions.json), built by medbuilder's own template code once the
+    workspace's code is checked to be that code (EditedCodeError otherwise; nothing of it runs here)."""
+    namespace = trusted_predict("diagnosis", Path(workspace), Path(workspace).parent / TRUSTED_CODE / "diagnosis")
     return namespace["load"](source, device="cpu")
 
 

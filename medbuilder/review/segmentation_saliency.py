@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import runpy
 import time
 from pathlib import Path
 
@@ -20,13 +19,14 @@ import numpy as np
 import torch
 
 from medbuilder.review.interpret import _save, artifact_key, plt, publish_artifacts
+from medbuilder.review.trusted_code import TRUSTED_CODE, trusted_predict
 
 GRID = {2: 8, 3: 4}  # blocks per axis: 64 forward passes for 2D, 64 for 3D
 
 
 def load_segmenter(workspace: Path, source: Path):
-    """(predictor, logits function) built by the workspace's own predict.py (a snapshot holds no code)."""
-    namespace = runpy.run_path(str(Path(workspace) / "predict.py"), run_name="medbuilder_workspace_predict")
+    """(predictor, logits function) built by medbuilder's own template code, once the workspace's is checked."""
+    namespace = trusted_predict("segmentation", Path(workspace), Path(workspace).parent / TRUSTED_CODE / "segmentation")
     predictor = namespace["load"](source, device="cpu")
 
     def logits(x: torch.Tensor) -> torch.Tensor:
