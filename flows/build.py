@@ -48,6 +48,7 @@ from medbuilder.flows.runs import failure_of, finish, open_run
 from medbuilder.protocol.artifacts import Plan, RunFolder
 from medbuilder.review.compare import objective_met
 from medbuilder.review.refine import write_refinement
+from medbuilder.review.verified_metric import fix_test_split
 from medbuilder.settings import get_settings
 from medbuilder.tasks.roles import role_task
 from medbuilder.tasks.steps import deliver, evaluate, prepare_data
@@ -131,6 +132,7 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
         decision = ask(run, gate, dataset_question(run, plan), approve, timeout_s=settings.gate_timeout_s,
                        poll_s=settings.gate_poll_s, initial=_initial_layout(run))
         if decision.action == "approve":
+            fix_test_split(run)
             return plan
         if decision.action == "reject":
             return "rejected"

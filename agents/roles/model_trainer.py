@@ -11,11 +11,14 @@ from medbuilder.agents.roles.module_architect import TRAINING_KEYS
 from medbuilder.protocol.index import DataIndex
 from medbuilder.protocol.templates import suggest_values
 from medbuilder.protocol.templates.spec import TEMPLATES_DIR
+from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
+from medbuilder.review.verified_metric import fix_test_split, verify
 
 TRAIN = "python train.py --config config.json"
 
 
 def _context(ctx: RoleContext) -> dict:
+    fix_test_split(ctx.run)  # before training: the split the metric is checked on (the flow fixed it at the gate)
     refinement = ctx.run.read_json("refinement.json") if ctx.run.exists("refinement.json") else None
     return {"request": ctx.request, "task": ctx.plan.task, "metric": ctx.plan.metric, "dimension": ctx.card.dimension,
             "workspace": str(ctx.run.workspace), "index_dir": str(ctx.run.index_dir), "train_command": TRAIN,
@@ -88,10 +91,14 @@ def policy(job: RoleJob, act: Actor) -> str:
 
 
 def check(ctx: RoleContext) -> list[str]:
-    file = ctx.run.workspace / "metrics.json"
-    if not file.exists():
+    try:
+        metrics = json.loads(read_text_nofollow(ctx.run.workspace, "metrics.json"))
+    except FileNotFoundError:
         return [f"training wrote no metrics.json; run `{TRAIN}` in the workspace and read its output"]
-    metrics = json.loads(file.read_text())
+    except (UntrustedFileError, ValueError) as err:
+        return [f"metrics.json cannot be read ({err}); run `{TRAIN}` again, it writes a plain JSON file"]
+    if not isinstance(metrics, dict):
+        return [f"metrics.json is not a JSON object; run `{TRAIN}` again"]
     problems = []
     loss = metrics.get("final_train_loss")
     if loss is None or not math.isfinite(loss):
@@ -102,7 +109,9 @@ def check(ctx: RoleContext) -> list[str]:
                         f"it has {metrics.get('metric')} = {value}")
     if not (ctx.run.workspace / "checkpoints" / "model.pt").exists():
         problems.append("no checkpoints/model.pt was written")
-    return problems
+    checked = verify(ctx.run, ctx.run.workspace, ctx.plan.task, metrics)
+    ctx.run.write("metric_check.json", checked)
+    return problems + checked["problems"]
 
 
 ROLE = Role(

@@ -21,6 +21,7 @@ from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
 from medbuilder.review import plots
 from medbuilder.review.compare import interpretability_sections
+from medbuilder.review.verified_metric import verified_metrics, verify
 
 SNAPSHOT = ["metrics.json", "predictions.json", "config.json", "train_log.jsonl", "template_fill.json",
             "checkpoints/model.pt"]
@@ -36,7 +37,18 @@ def snapshot_round(run: RunFolder, k: int) -> Path:
             except UntrustedFileError as err:
                 raise ValueError(f"the round's {rel} cannot be kept: {err}. Write it as a plain file in the "
                                  "workspace (train.py does) and evaluate again") from None
+    _put_in_medbuilders_figure(run, target, k)
     return target
+
+
+def _put_in_medbuilders_figure(run: RunFolder, round_dir: Path, k: int) -> None:
+    """rounds/k/metrics.json gets medbuilder's figure (the script's file is kept as reported_metrics.json)."""
+    reported = json.loads((round_dir / "metrics.json").read_text())
+    checked = verify(run, round_dir, run.read_json("plan.json")["task"], reported)
+    if checked["problems"]:
+        raise ValueError(f"round {k}'s predictions do not give its metric: {'; '.join(checked['problems'])}")
+    (round_dir / "reported_metrics.json").write_text(json.dumps(reported, indent=1))
+    (round_dir / "metrics.json").write_text(json.dumps(verified_metrics(reported, checked), indent=1))
 
 
 def _figures(metrics: dict, predictions: list[dict], folder: Path) -> list[str]:

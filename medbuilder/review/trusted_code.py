@@ -62,11 +62,16 @@ def stage_trusted_code(task: str, folder: Path, target: Path) -> Path:
             f"{', '.join(edited)} in {folder} differ from medbuilder's {task} template: medbuilder runs only its own "
             "template code outside the sandbox, so it cannot evaluate or predict with this code on the host. Restore "
             "the template's files (medbuilder template list) or keep the edits to config.json")
+    return write_template_code(task, target)
+
+
+def write_template_code(task: str, target: Path) -> Path:
+    """medbuilder's template code for `task`, written fresh into `target` (a host folder)."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for name, source in template_code(task).items():
         (target / name).write_bytes(source)
-    return target
+    return target.resolve()
 
 
 def trusted_predict(task: str, folder: Path, target: Path) -> dict:
