@@ -425,4 +425,4 @@ def answer(run: RunFolder, values: dict, who: str) -> str:
     from medbuilder.flows.resume import answer_gate
 
     clean = {k: v for k, v in values.items() if v not in (None, "")}
-    return answer_gate(run, {**clean, "who": who})
+    return answer_gate(run, {**clean, "who": who}, via="dashboard")

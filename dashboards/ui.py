@@ -36,7 +36,10 @@ def sidebar_sign_in() -> None:
             name = st.text_input("User name", key="sign_in_name")
             password = st.text_input("Password", type="password", key="sign_in_password")
             if st.form_submit_button("Sign in"):
-                if auth.verify(users, name, password):
+                wait = auth.locked_for(name)
+                if wait > 0:
+                    st.error(f"Too many failed sign-ins for this name: try again in {wait:.0f} s.")
+                elif auth.sign_in(users, name, password):
                     st.session_state["user"] = name.strip()
                     st.rerun()
                 else:
@@ -44,14 +47,19 @@ def sidebar_sign_in() -> None:
 
 
 def require_user(what: str) -> str | None:
-    """The signed-in user, or None after saying why `what` is refused."""
-    user = signed_in()
-    if user:
-        return user
+    """The signed-in user, still in the users file (read again now), or None after saying why `what` is refused."""
     try:
-        auth.load_users()
+        users = auth.load_users()
     except auth.UsersFileError as err:
+        st.session_state.pop("user", None)
         st.error(f"{what} needs a signed-in user, and sign-in is off: {err}.")
+        return None
+    user = signed_in()
+    if user and user in users:
+        return user
+    if user:
+        st.session_state.pop("user", None)
+        st.error(f"{user} is no longer in the users file: signed out.")
         return None
     st.info(f"Sign in (sidebar) to {what.lower()}.")
     return None

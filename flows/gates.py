@@ -111,10 +111,29 @@ def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s:
         answer, via = _ask_terminal(model, description), "terminal"
     else:
         answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s, initial or {}), "prefect"
-    decision = GateDecision(gate=gate_id, via=via, **answer.model_dump(include=set(model.model_fields)))
+    channel = answered_through(run, gate_id) if via == "prefect" else {}
+    decision = GateDecision(gate=gate_id, via=channel.get("via", via), os_user=channel.get("os_user"),
+                            **answer.model_dump(include=set(model.model_fields)))
     run.write(file, decision)
     get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, via)
     return decision
+
+
+def note_channel(run: RunFolder, gate_id: str, via: str) -> None:
+    """Written by the CLI or the dashboard just before it resumes the flow: how the answer came and from which
+    OS account; an answer typed into the Prefect UI leaves no note and is recorded as via 'prefect'."""
+    import getpass
+
+    run.write(f"gates/{gate_id}.channel.json", {"via": via, "os_user": getpass.getuser(), "when": now()})
+
+
+def answered_through(run: RunFolder, gate_id: str) -> dict:
+    file = f"gates/{gate_id}.channel.json"
+    if not run.exists(file):
+        return {}
+    note = run.read_json(file)
+    run.path(file).unlink(missing_ok=True)
+    return note if note.get("via") in ("cli", "dashboard") else {}
 
 
 def _write_text(run: RunFolder, gate_id: str, description: str) -> None:

@@ -124,12 +124,13 @@ def mark_crashed(flow_run_id: str, api_url: str | None) -> str:
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Crashed
+
+    from medbuilder.stack.auth import api_settings
 
     if not api_reachable(api_url):
         return f"not marked: its Prefect API {api_url} does not answer"
-    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    with api_settings(api_url), get_client(sync_client=True) as client:
         state = client.read_flow_run(UUID(flow_run_id)).state
         if state is not None and state.is_final():
             return f"left as {state.type.value}"

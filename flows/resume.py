@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from contextlib import nullcontext
 from uuid import UUID
 
 from pydantic import ValidationError
 
-from medbuilder.flows.gates import GATE_INPUTS, gate_kind
+from medbuilder.flows.gates import GATE_INPUTS, gate_kind, note_channel
 from medbuilder.protocol.artifacts import RunFolder, RunRecord
 
 
@@ -69,7 +70,7 @@ def _problem(model, error: dict) -> str:
     return f"{_flag(field)}: {text}" if field else text
 
 
-def record_answer(run: RunFolder, values: dict) -> str:
+def record_answer(run: RunFolder, values: dict, via: str = "cli") -> str:
     """Answer the gate a run stopped at (automatic approval met a question); `medbuilder resume` goes on from it."""
     from medbuilder.protocol.artifacts import GateDecision
 
@@ -77,18 +78,19 @@ def record_answer(run: RunFolder, values: dict) -> str:
     model = GATE_INPUTS[gate_kind(asked["gate"])]
     answer = validate_answer(asked["gate"], values)
     run.write(f"decisions/{asked['gate']}.json",
-              GateDecision(gate=asked["gate"], via="cli", **answer.model_dump(include=set(model.model_fields))))
+              GateDecision(gate=asked["gate"], via=via, os_user=getpass.getuser(),
+                           **answer.model_dump(include=set(model.model_fields))))
     run.path("gates/unanswered.json").unlink()
     return asked["gate"]
 
 
-def answer_gate(run: RunFolder, values: dict) -> str:
+def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
     """Resume the run waiting at its pending gate with `values` (or record the answer to the question a
     stopped run left); returns the gate id."""
     from medbuilder.flows.recovery import api_reachable, process_gone
 
     if not run.exists("gates/pending.json") and run.exists("gates/unanswered.json"):
-        return record_answer(run, values)
+        return record_answer(run, values, via)
     if not run.exists("gates/pending.json"):
         status = run.read("run.json", RunRecord).status
         raise NotWaiting(f"run {run.run_id} is not waiting at a gate (status: {status}); "
@@ -101,11 +103,13 @@ def answer_gate(run: RunFolder, values: dict) -> str:
                          "answer it then")
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from medbuilder.stack.auth import api_settings
 
     api_url = run.read("run.json", RunRecord).api_url
-    scope = temporary_settings({PREFECT_API_URL: api_url}) if api_reachable(api_url) else nullcontext()
+    scope = api_settings(api_url) if api_reachable(api_url) else nullcontext()
     model = GATE_INPUTS[gate_kind(pending["gate"])]
+    note_channel(run, pending["gate"], via)
     try:
         with scope:
             resume_flow_run(UUID(pending["flow_run_id"]), run_input=answer.model_dump(include=set(model.model_fields)))

@@ -67,7 +67,8 @@ class GateDecision(BaseModel):
     max_reliance: float | None = None
     max_metric_drop: float | None = None
     who: str
-    via: Literal["auto", "terminal", "prefect", "cli"]
+    via: Literal["auto", "terminal", "prefect", "cli", "dashboard"]
+    os_user: str | None = Field(None, description="The OS account of a CLI or dashboard answer.")
     when: str = Field(default_factory=now)
 
 

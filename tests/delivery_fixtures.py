@@ -43,12 +43,14 @@ def prepare_data(root: Path, task: str) -> Path:
 
 def make_run(root: Path, task: str, train: bool = True):
     """A run folder under ``root/runs`` for ``task``, with round 0 trained and snapshotted."""
-    from medbuilder.protocol.artifacts import GateDecision, RunFolder
+    from medbuilder.protocol.artifacts import GateDecision, Plan, RunFolder
     from medbuilder.protocol.checks import check_index
     from medbuilder.protocol.datasets import reference_index
     from medbuilder.protocol.registry import Registry
     from medbuilder.protocol.templates import fill_template, run_training, suggest_values
     from medbuilder.review.evaluate import snapshot_round
+    from medbuilder.review.verified_metric import METRIC as METRICS
+    from medbuilder.review.verified_metric import fix_test_split
 
     recipe, _, overrides = SETUPS[task]
     data_root = prepare_data(root, task)
@@ -62,6 +64,9 @@ def make_run(root: Path, task: str, train: bool = True):
     run.write("index_report.json", check_index(run.index_dir, task, data_root, card.label_names))
     run.write("decisions/dataset-1.json", GateDecision(gate="dataset-1", action="approve", dataset=recipe,
                                                        who="dr test", via="auto"))
+    run.write("plan.json", Plan(status="ok", request=REQUESTS[task], dataset=recipe, task=task,
+                                dimension=card.dimension, metric=METRICS[task]))
+    fix_test_split(run)  # as the flow does when the dataset is approved
     if not train:
         return run, index
     values = {**suggest_values(task, index), **SMALL, **overrides, "index_dir": str(run.index_dir)}

@@ -5,6 +5,7 @@ Real CLI processes, a real Prefect server, real training on 20 real Br35H images
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
@@ -205,8 +206,9 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
     run = RunFolder(run_dir)
     assert "status: rejected" in resume_log.read_text()
     dataset, review = run.read_json("decisions/dataset-1.json"), run.read_json("decisions/review-0.json")
-    assert (dataset["action"], dataset["who"], dataset["via"]) == ("approve", "dr-a", "prefect")
-    assert (review["action"], review["who"], review["reason"], review["via"]) == ("reject", "dr-b", "test run", "prefect")
+    assert (dataset["action"], dataset["who"], dataset["via"]) == ("approve", "dr-a", "cli")
+    assert (review["action"], review["who"], review["reason"], review["via"]) == ("reject", "dr-b", "test run", "cli")
+    assert dataset["os_user"] == review["os_user"] == getpass.getuser()  # the OS account that answered
     assert run.read_json("stages/task_manager.json")["attempts"] == 1
     [entry] = run.read_json("interruptions.json")
     assert entry["gate_was_waiting"] == "dataset-1" and entry["old_flow_run"] == "marked CRASHED (was PAUSED)"

@@ -8,7 +8,6 @@ tmp folder and to test-artifacts/screenshots/ in the repository.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -24,6 +23,7 @@ import pytest
 
 from conftest import REPO
 from flow_helpers import kill_tree, wait_for
+from medbuilder.dashboards import auth
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def stack(prefect_api, br35h_small):
     base = br35h_small
     shutil.copytree(REPO / "datacards", base / "cards")
     users = base / "users.yaml"
-    users.write_text(f'{USER}: "{hashlib.sha256(PASSWORD.encode()).hexdigest()}"\n')
+    users.write_text(f'{USER}: "{auth.hash_password(PASSWORD)}"\n')
     env = {"PREFECT_API_URL": prefect_api, "MEDBUILDER_DATA_DIR": str(base / "data"),
            "MEDBUILDER_RUNS_DIR": str(base / "runs"), "MEDBUILDER_DATACARDS_DIR": str(base / "cards"),
            "MEDBUILDER_TRAIN_TIME_LIMIT_S": "8", "MEDBUILDER_ECHO_SCRIPTS": "false",
@@ -249,6 +249,11 @@ def test_dashboard_build_end_to_end(stack, tmp_path):
             page.get_by_role("button", name="Validate and save").click()
             page.get_by_text("Not saved.").wait_for()
             shot("10-datacards-invalid")
+
+            # a user removed from the users file can no longer act in the session that is still open
+            (stack["base"] / "users.yaml").write_text(f'dr-okafor: "{auth.hash_password("another password")}"\n')
+            _nav(page, "New request")
+            _wait_text(page, f"{USER} is no longer in the users file: signed out.", 30)
             browser.close()
     finally:
         target = REPO / "test-artifacts" / "screenshots"
@@ -262,10 +267,11 @@ def test_dashboard_build_end_to_end(stack, tmp_path):
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "delivered" and (run_dir / "model_card.md").exists()
     correction = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())
-    assert (correction["action"], correction["who"], correction["via"]) == ("correct", USER, "prefect")
+    assert (correction["action"], correction["who"], correction["via"]) == ("correct", USER, "dashboard")
     assert correction["layout"]["label"] == corrected["label"]
     for gate in ("dataset-2", "review-0"):
         decision = json.loads((run_dir / "decisions" / f"{gate}.json").read_text())
-        assert (decision["action"], decision["who"], decision["via"]) == ("approve", USER, "prefect")
+        assert (decision["action"], decision["who"], decision["via"]) == ("approve", USER, "dashboard")
+        assert decision["os_user"]  # the account the dashboard runs as
     assert "the clinician's correction" in (run_dir / "trajectories" / "data_engineer-2.json").read_text()
     print(f"browser test took {time.monotonic() - started:.0f} s")

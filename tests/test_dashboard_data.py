@@ -28,14 +28,44 @@ source: written for this test
 """
 
 
-def test_users_file_hash_and_plain_token(tmp_path, monkeypatch):
+def test_users_file_holds_salted_slow_hashes_only(tmp_path, monkeypatch):
     users = tmp_path / "users.yaml"
-    users.write_text(f"dr-lee: {hashlib.sha256(b'pw').hexdigest()}\ndr-okafor: 'plain:tok'\n")
+    first, second = auth.hash_password("pw-lee-0451"), auth.hash_password("pw-lee-0451")
+    assert first != second and first.startswith("scrypt$16384$8$1$")  # salted: the same password, two hashes
+    users.write_text(f'dr-lee: "{first}"\n')
     monkeypatch.setenv(auth.USERS_ENV, str(users))
     loaded = auth.load_users()
-    assert auth.verify(loaded, "dr-lee", "pw") and not auth.verify(loaded, "dr-lee", "PW")
-    assert auth.verify(loaded, "dr-okafor", "tok") and not auth.verify(loaded, "dr-okafor", "plain:tok")
-    assert not auth.verify(loaded, "nobody", "pw") and not auth.verify(loaded, "dr-lee", "")
+    assert auth.verify(loaded, "dr-lee", "pw-lee-0451") and not auth.verify(loaded, "dr-lee", "PW-lee-0451")
+    assert not auth.verify(loaded, "nobody", "pw-lee-0451") and not auth.verify(loaded, "dr-lee", "")
+    for legacy in (hashlib.sha256(b"pw").hexdigest(), "plain:tok"):
+        users.write_text(f"dr-okafor: '{legacy}'\n")
+        with pytest.raises(auth.UsersFileError, match="dr-okafor.*no scrypt hash.*medbuilder.dashboards.auth"):
+            auth.load_users()
+
+
+def test_failed_sign_ins_lock_the_name(monkeypatch):
+    users = {"dr-lee": auth.hash_password("right-password")}
+    monkeypatch.setattr(auth, "_failures", {})
+    for _ in range(auth.MAX_FAILURES):
+        assert auth.sign_in(users, "dr-lee", "wrong") is None
+    assert auth.locked_for("dr-lee") > auth.LOCK_S - 5
+    assert auth.sign_in(users, "dr-lee", "right-password") is None  # locked, even with the right password
+    assert auth.sign_in(users, "dr-okafor", "x") is None and auth.locked_for("dr-okafor") == 0  # per name
+    later = auth.locked_for("dr-lee", now=auth._failures["dr-lee"][-1] + auth.LOCK_S + 1)
+    assert later == 0
+
+
+def test_the_hash_command_prints_a_users_file_line(tmp_path):
+    import subprocess
+    import sys
+
+    made = subprocess.run([sys.executable, "-m", "medbuilder.dashboards.auth", "dr-lee"], input="long enough pw\n",
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    line = made.stdout.strip()
+    assert line.startswith('dr-lee: "scrypt$')
+    (tmp_path / "users.yaml").write_text(line + "\n")
+    assert auth.verify(auth.load_users(tmp_path / "users.yaml"), "dr-lee", "long enough pw")
 
 
 def test_no_users_file_means_no_sign_in(tmp_path, monkeypatch):

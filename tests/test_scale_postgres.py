@@ -61,14 +61,14 @@ def _training_interval(run_root: Path) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(record["started"]), datetime.fromisoformat(record["ended"])
 
 
-def _submit_and_wait(api: str, timeout_s: float) -> list:
+def _submit_and_wait(api: str, auth: str, timeout_s: float) -> list:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from medbuilder.stack.pool import POOL_DEPLOYMENT
 
-    with temporary_settings({PREFECT_API_URL: api}):
+    with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
         ids = [run_deployment(POOL_DEPLOYMENT, timeout=0,
                               parameters={"request": REQUEST, "dataset": "br35h", "approve": "auto"}).id
                for _ in range(RUNS)]
@@ -98,7 +98,7 @@ def _leftovers(stack: dict, recorded: dict[str, set[int]], pg_dir: str) -> list[
 
 def test_four_runs_on_postgres_two_workers_one_training_at_a_time(tmp_path):
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from medbuilder.dashboards import data as dashboard
     from medbuilder.protocol.datasets import prepare
@@ -122,13 +122,19 @@ def test_four_runs_on_postgres_two_workers_one_training_at_a_time(tmp_path):
         assert "at most 1 at a time (global concurrency limit medbuilder-training)" in result.stdout
         up_s = time.monotonic() - started
 
-        runs = _submit_and_wait(api, timeout_s=480)  # generous: a loaded machine is slow
+        auth = (state / "prefect" / "api_auth").read_text().strip()
+        runs = _submit_and_wait(api, auth, timeout_s=480)  # generous: a loaded machine is slow
         runs_s = time.monotonic() - started - up_s
         assert [r.state.type.value for r in runs] == ["COMPLETED"] * RUNS, [(r.name, r.state) for r in runs]
         ids = {str(r.id) for r in runs}
 
         # the rows are in PostgreSQL
-        rows = postgres.query(pg_port, "SELECT id, state_type FROM flow_run")
+        secret = (state / "postgres.secret").read_text().strip()
+        assert oct((state / "postgres.secret").stat().st_mode & 0o777) == "0o600"
+        with pytest.raises(postgres.PostgresError, match="password authentication failed|no password supplied"):
+            postgres.query(pg_port, "SELECT 1")  # no trust authentication: a password or nothing
+        assert oct(Path(pg_dir).stat().st_mode & 0o777) == "0o700"  # the unix socket's folder
+        rows = postgres.query(pg_port, "SELECT id, state_type FROM flow_run", password=secret)
         assert sorted(rows) == sorted([i, "COMPLETED"] for i in ids), rows
 
         # both workers ran runs (each may run 2 at a time); a worker that loses the race for a run logs
@@ -152,7 +158,8 @@ def test_four_runs_on_postgres_two_workers_one_training_at_a_time(tmp_path):
         busy_while_training = [(a.run_id, b.run_id) for a, ta in zip(listed, trainings) for b in listed
                                if b is not a and most_at_once([ta, by_flow_run[b.flow_run_id]]) == 2]
         assert busy_while_training, "no run was running (outside training) while another trained"
-        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}), \
+                get_client(sync_client=True) as client:
             limit = client.read_global_concurrency_limit_by_name("medbuilder-training")
         assert (limit.limit, limit.active_slots, limit.active) == (SLOTS, 0, True)
         print(f"up {up_s:.1f} s, {RUNS} runs {runs_s:.1f} s; trainings: "

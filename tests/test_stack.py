@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -87,7 +90,7 @@ def test_up_deployments_trigger_and_down(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
     from prefect.states import Cancelled, Cancelling
 
     for name in ("datacards", "runs", "data"):
@@ -119,7 +122,18 @@ def test_up_deployments_trigger_and_down(tmp_path):
         shown = _cli(["status", "--state", str(state)], env)
         assert shown.returncode == 0 and "prefect" in shown.stdout and "healthy" in shown.stdout, shown.stdout
 
-        with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        # the API answers only with the credentials `up` made (0600 in the state folder)
+        auth_file = state / "prefect" / "api_auth"
+        assert oct(auth_file.stat().st_mode & 0o777) == "0o600" and str(auth_file) in result.stdout
+        auth = auth_file.read_text().strip()
+        for headers in ({}, {"Authorization": "Basic " + base64.b64encode(b"medbuilder:wrong").decode()}):
+            request = urllib.request.Request(f"{api}/flow_runs/filter", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json", **headers})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 401
+        with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}), \
+                get_client(sync_client=True) as client:
             build = client.read_deployment_by_name("build_model/build")
             assert build.parameters == {"request": "", "dataset": None, "core": None, "approve": "prefect"}
             assert {"request", "dataset", "core", "approve"} <= set(build.parameter_openapi_schema["properties"])

@@ -8,6 +8,9 @@ import os
 # temporary local server to start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+from medbuilder.stack.auth import load_for_commands  # noqa: E402
+
+load_for_commands()  # a server started by `medbuilder up` refuses calls without its credentials
 
 import typer  # noqa: E402
 

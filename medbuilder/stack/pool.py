@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from medbuilder.stack.auth import api_settings
+
 POOL = "medbuilder-process"
 POOL_DEPLOYMENT = "build_model/pool"
 TRAINING_ROLE = "model_trainer"
@@ -52,9 +54,8 @@ def training_slot(role: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _client(api_url: str):
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    with api_settings(api_url), get_client(sync_client=True) as client:
         yield client
 
 
@@ -97,11 +98,9 @@ def ensure_pool(api_url: str, pool: str = POOL) -> None:
 
 def deploy_to_pool(api_url: str, working_dir: str, pool: str = POOL) -> str:
     """Register build_model/pool on `pool`; returns the deployment id."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from medbuilder.flows.deployments import pool_deployment
 
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    with api_settings(api_url):
         return str(pool_deployment(working_dir).apply(work_pool_name=pool))
 
 

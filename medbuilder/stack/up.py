@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Callable
 
 from medbuilder import REPO_ROOT
+from medbuilder.stack.auth import (CLIENT_VARIABLE, SERVER_VARIABLE, auth_file, basic_header, current_auth,
+                                   ensure_auth, read_auth)
 from medbuilder.stack.processes import alive, launch, start_time, stop_part
 
 DEFAULT_STATE = Path(".medbuilder") / "stack"
@@ -86,7 +88,7 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 def api_post(api_url: str, path: str, body: dict, timeout: float = 5.0):
     request = urllib.request.Request(f"{api_url}{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **basic_header()})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -172,13 +174,15 @@ def _start_postgres(state: Path, port: int, stack: dict, echo) -> str:
                                   "data_dir": str(cluster.data_dir), "log": str(cluster.data_dir / "server.log")}
     write_stack(state, stack)
     echo(f"postgres: up (pid {pid}, 127.0.0.1:{port}, data {cluster.data_dir})")
-    return cluster.url
+    return cluster.connection_url
 
 
 def _start_prefect(state: Path, port: int, stack: dict, echo, database_url: str | None = None) -> None:
     home = state / "prefect"
     home.mkdir(exist_ok=True)
-    env = {**_base_env(None), "PREFECT_HOME": str(home),
+    auth = ensure_auth(state)
+    os.environ[CLIENT_VARIABLE] = auth  # for every part started after the server, and this process's clients
+    env = {**_base_env(None), SERVER_VARIABLE: auth, CLIENT_VARIABLE: auth, "PREFECT_HOME": str(home),
            "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
     # a run waiting for a training slot asks again after at most this long (Prefect's default is 30 s)
@@ -305,6 +309,8 @@ def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port
     needs_api = [p for p in wanted if p not in ("prefect", "postgres")]
     if needs_api and "prefect" not in wanted:
         stack["api_url"] = _existing_api(api_url or stack["api_url"], needs_api)
+        if read_auth(folder) and not current_auth():
+            os.environ[CLIENT_VARIABLE] = read_auth(folder)
     try:
         database_url = _start_postgres(folder, postgres_port, stack, echo) if "postgres" in wanted else None
         if "prefect" in wanted:
@@ -390,6 +396,9 @@ def describe(stack: dict) -> list[str]:
     if stack.get("training_limit"):
         limit = stack["training_limit"]
         lines.append(f"{'trainings':12} at most {limit['slots']} at a time (global concurrency limit {limit['name']})")
+    if "prefect" in stack.get("parts", {}):
+        lines.append(f"{'credentials':12} {auth_file(Path(stack['state_dir']))} (the API refuses calls without them; "
+                     "medbuilder commands read them, other clients: export PREFECT_API_AUTH_STRING=\"$(cat FILE)\")")
     lines.append(f"{'state':12} {stack['state_dir']} (logs: <part>.log; `medbuilder down` stops it)")
     return lines
 
