@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     sandbox_processes: int = Field(512, ge=4, description="Processes (and, with a pids cgroup, threads) of one command.")
     sandbox_workspace_mib: int = Field(20480, ge=1, description="How much the workspace may grow during one command, MiB.")
     sandbox_tmp_mib: int = Field(2048, ge=1, description="Size of the sandbox's private /tmp and /dev/shm, MiB.")
+    sandbox_uid: int = Field(62391, ge=1, description="When medbuilder runs as root, sandboxed scripts run as this "
+                                                      "unprivileged uid and gid (the workspace is handed to it).")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
     gate_timeout_s: int = Field(86400, ge=1, description="How long a paused gate waits for an answer.")
     gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer.")

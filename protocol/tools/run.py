@@ -26,7 +26,7 @@ from pathlib import Path
 from medbuilder.protocol.tools.clean import CleanStream, clean_output
 from medbuilder.protocol.tools.context import ToolError, Workspace
 from medbuilder.protocol.tools.sandbox import (
-    MIB, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
+    MIB, MemoryCgroup, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
 )
 
 PYTHON_NAMES = {"python", "python3", Path(sys.executable).name}
@@ -89,22 +89,23 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
     except SandboxUnavailable as err:
         raise ToolError(f"cannot run scripts: {err}") from None
     limits = ctx.sandbox.limits
-    cgroup = PidsCgroup.create(limits.processes)
+    cgroups = (PidsCgroup.create(limits.processes), MemoryCgroup.create(limits.memory_mib))
     try:
-        return _run_prepared(ctx, command, prepared, limits, cgroup, limit)
+        return _run_prepared(ctx, command, prepared, limits, cgroups, limit)
     finally:
-        if cgroup:
-            cgroup.remove()
+        for cgroup in cgroups:
+            if cgroup:
+                cgroup.remove()
 
 
 def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,
-                  cgroup: PidsCgroup | None, limit: float) -> ScriptResult:
+                  cgroups: tuple, limit: float) -> ScriptResult:
     watchdog = Watchdog(ctx.root, limits)
     started = time.monotonic()
     process = subprocess.Popen(
         prepared.argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=make_preexec(limits, cgroup),
+        preexec_fn=make_preexec(limits, *cgroups),
     )
     watchdog.watch(process.pid)
     capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command, prepared, limits))
@@ -123,13 +124,14 @@ def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: Sand
     duration = time.monotonic() - started
     output = capture.text()
     exit_code = None if timed_out else process.returncode
-    stopped_by = watchdog.reason or _limit_from_exit(exit_code, output, limits, cgroup)
+    stopped_by = watchdog.reason or _limit_from_exit(exit_code, output, limits, *cgroups)
     notes = [f"output cut: {capture.total:,} bytes in all, the middle is not shown"] if capture.cut else []
     return ScriptResult(command, exit_code, timed_out, duration, output, capture.total,
                         stopped_by, prepared.description, prepared.warning, notes)
 
 
-def _limit_from_exit(exit_code: int | None, output: str, limits: SandboxLimits, cgroup: PidsCgroup | None) -> str | None:
+def _limit_from_exit(exit_code: int | None, output: str, limits: SandboxLimits, cgroup: PidsCgroup | None,
+                     memory: MemoryCgroup | None = None) -> str | None:
     """The limit the kernel enforced, read from the exit status (-N or bwrap's 128+N) and the error text."""
     if exit_code in (None, 0):
         return None
@@ -138,6 +140,8 @@ def _limit_from_exit(exit_code: int | None, output: str, limits: SandboxLimits, 
         return f"CPU time limit: a process used more than {limits.cpu_s} CPU seconds"
     if signum == signal.SIGXFSZ or "File too large" in output:
         return f"file size limit: a file reached the limit of {limits.file_mib} MiB"
+    if memory is not None and memory.limit_hit():
+        return f"memory limit: the processes' memory (shared memory included) reached {limits.memory_mib} MiB"
     if cgroup is not None and cgroup.limit_hit():
         return f"process limit: a new process or thread was refused past {limits.processes}"
     if any(text in output for text in ("MemoryError", "Cannot allocate memory", "can't allocate memory")):

@@ -45,6 +45,7 @@ ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d
 EMPTY_DIRS = ("/home", "/root", "/run", "/var", "/mnt", "/media", "/srv", "/opt")
 EMPTY_DIR_MIB = 64
 SANDBOX_HOME = "/home/sandbox"
+SANDBOX_UID = 62391  # no account of its own: a uid nothing else on the machine uses
 MEDBUILDER_PACKAGES = ("medbuilder", "medbuilder.protocol", "medbuilder.agents", "medbuilder.tasks",
                        "medbuilder.flows", "medbuilder.dashboards")
 NO_SANDBOX_WARNING = "bwrap not found: scripts run without filesystem/network isolation; install bubblewrap"
@@ -67,6 +68,7 @@ class SandboxConfig:
     mode: str = "auto"  # auto: bwrap if it works, else run unisolated with a warning; on: bwrap or refuse; off
     bwrap: str = "bwrap"  # command name or path of bubblewrap
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    uid: int = SANDBOX_UID  # when medbuilder runs as root, scripts run as this uid (and group)
 
     @classmethod
     def from_settings(cls, settings) -> SandboxConfig:
@@ -74,7 +76,7 @@ class SandboxConfig:
             cpu_s=settings.sandbox_cpu_s, memory_mib=settings.sandbox_memory_mib, file_mib=settings.sandbox_file_mib,
             processes=settings.sandbox_processes, workspace_mib=settings.sandbox_workspace_mib,
             tmp_mib=settings.sandbox_tmp_mib,
-        ))
+        ), getattr(settings, "sandbox_uid", SANDBOX_UID))
 
 
 class SandboxUnavailable(RuntimeError):
@@ -102,8 +104,37 @@ def prepare(config: SandboxConfig, argv: list[str], workspace: Path, read_roots=
         warning = NO_SANDBOX_WARNING + (f" ({problem})" if problem else "")
         log.warning(warning)
         return Prepared(argv, "none", f"sandbox: NONE ({warning})", warning)
-    return Prepared(bwrap_argv(bwrap, workspace, read_roots, config.limits.tmp_mib) + ["--", *argv], "bwrap",
-                    "sandbox: bwrap (no network, read-only system, workspace writable)")
+    as_user = _as_sandbox_user(config, workspace)
+    argv = bwrap_argv(bwrap, workspace, read_roots, config.limits.tmp_mib, switch_user=bool(as_user)) + \
+        ["--", *as_user, *argv]
+    return Prepared(argv, "bwrap", "sandbox: bwrap (no network, read-only system, workspace writable)")
+
+
+def _as_sandbox_user(config: SandboxConfig, workspace: Path) -> list[str]:
+    """As root: the script runs as the sandbox's own unprivileged uid (setpriv, inside bwrap, after the mounts),
+    and the workspace is handed to that uid first. Otherwise it runs as the caller, who is not root."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning("setpriv (util-linux) not found: sandboxed scripts run as root without capabilities")
+        return []
+    hand_over(workspace, config.uid)
+    uid = str(config.uid)
+    return [setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--no-new-privs", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
+
+
+def hand_over(workspace: Path, uid: int) -> None:
+    """The workspace and everything in it owned by `uid` (links themselves, never what they point at)."""
+    os.lchown(workspace, uid, uid)
+    for folder, dirs, files, folder_fd in os.fwalk(workspace, follow_symlinks=False):
+        for name in dirs + files:
+            try:
+                if os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_uid != uid:
+                    os.chown(name, uid, uid, dir_fd=folder_fd, follow_symlinks=False)
+            except OSError:
+                continue
 
 
 @functools.lru_cache(maxsize=8)
@@ -119,7 +150,7 @@ def _working_bwrap(name: str) -> tuple[str | None, str]:
     return path, ""
 
 
-def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) -> list[str]:
+def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048, switch_user: bool = False) -> list[str]:
     """Only what scripts need: the system (read-only, /etc's secrets masked), Python and medbuilder's code,
     the dataset roots read-only, the workspace read-write; /proc/sys read-only; empty /home, /root, /run, /var."""
     size = str(tmp_mib * MIB)
@@ -128,16 +159,34 @@ def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048) 
             "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     for empty in EMPTY_DIRS:
         argv += ["--size", str(EMPTY_DIR_MIB * MIB), "--tmpfs", empty]
-    argv += ["--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME]
+    argv += ["--perms", "1777", "--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME,
+             "--setenv", "USER", "sandbox", "--setenv", "LOGNAME", "sandbox"]
+    made: set[str] = set()
     for needed in code_paths():
-        argv += ["--ro-bind", str(needed), str(needed)]
+        argv += [*_parent_dirs(needed, made), "--ro-bind", str(needed), str(needed)]
     for root in read_roots:
-        argv += ["--ro-bind", str(Path(root).resolve()), str(Path(root).resolve())]
-    argv += ["--bind", str(workspace), str(workspace)]
+        root = Path(root).resolve()
+        argv += [*_parent_dirs(root, made), "--ro-bind", str(root), str(root)]
+    argv += [*_parent_dirs(Path(workspace), made), "--bind", str(workspace), str(workspace)]
     argv += _matplotlib_cache()
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--chdir", str(workspace)]
-    # bwrap keeps root's capabilities (a script could remount / read-write); others have none to drop
-    return argv + (["--cap-drop", "ALL"] if os.geteuid() == 0 else [])
+    # bwrap keeps root's capabilities (a script could remount / read-write); others have none to drop. To switch
+    # to the sandbox uid, setpriv needs CAP_SETUID/CAP_SETGID: the switch to a non-root uid then clears them all.
+    if os.geteuid() != 0:
+        return argv
+    return argv + ["--cap-drop", "ALL"] + (["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if switch_user else [])
+
+
+def _parent_dirs(path: Path, made: set[str]) -> list[str]:
+    """The folders above a bind, made 0755 (bwrap would make them 0700, closed to the sandbox uid)."""
+    argv = []
+    for parent in reversed(Path(path).parents):
+        text = str(parent)
+        if parent == Path("/") or text in made or text in EMPTY_DIRS or text in ("/tmp", "/usr", "/etc"):
+            continue
+        made.add(text)
+        argv += ["--perms", "0755", "--dir", text]
+    return argv
 
 
 def _system_binds() -> list[str]:
@@ -186,8 +235,8 @@ def _matplotlib_cache() -> list[str]:
 
 
 # -- in the child, between fork and exec --------------------------------------
-def make_preexec(limits: SandboxLimits, cgroup: PidsCgroup | None):
-    """A preexec_fn: rlimits, death with the parent, joining the pids cgroup. Only plain syscalls here."""
+def make_preexec(limits: SandboxLimits, *cgroups: "PidsCgroup | None"):
+    """A preexec_fn: rlimits, death with the parent, joining the cgroups. Only plain syscalls here."""
     rlimits = [
         (resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5)),  # SIGXCPU first, SIGKILL 5 s later
         (resource.RLIMIT_DATA, (limits.memory_mib * MIB,) * 2),
@@ -196,7 +245,7 @@ def make_preexec(limits: SandboxLimits, cgroup: PidsCgroup | None):
     ]
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
-    procs = str(cgroup.path / "cgroup.procs") if cgroup else None
+    procs_files = [str(c.path / "cgroup.procs") for c in cgroups if c is not None]
 
     def preexec() -> None:
         for which, values in rlimits:
@@ -204,12 +253,12 @@ def make_preexec(limits: SandboxLimits, cgroup: PidsCgroup | None):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
-        if procs:
+        for procs in procs_files:
             try:
                 fd = os.open(procs, os.O_WRONLY)
                 os.write(fd, b"0")  # 0: the writing process itself
                 os.close(fd)
-            except OSError:  # the cgroup went away: the watchdog still counts processes
+            except OSError:  # the cgroup went away: the watchdog still counts processes and memory
                 pass
 
     return preexec
@@ -249,11 +298,38 @@ class PidsCgroup:
         log.warning("could not remove the pids cgroup %s", self.path)
 
 
+class MemoryCgroup(PidsCgroup):
+    """A memory cgroup (v1 memory.limit_in_bytes, v2 memory.max): the tree's memory in one sum, shared memory
+    (MAP_SHARED, shmem) included; past the limit the kernel reclaims, then kills inside the cgroup."""
+
+    @classmethod
+    def create(cls, limit_mib: int) -> MemoryCgroup | None:
+        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+        for base, knob in ((v1, "memory.limit_in_bytes"), (v2, "memory.max")):
+            present = (base / "tasks").exists() if base == v1 else "memory" in _read(base / "cgroup.subtree_control").split()
+            if not present:
+                continue
+            _remove_stale(base)
+            path = base / f"medbuilder-{uuid.uuid4().hex[:12]}"
+            try:
+                path.mkdir()
+                (path / knob).write_text(str(limit_mib * MIB))
+                return cls(path)
+            except OSError:
+                _rmdir(path)
+        return None
+
+    def limit_hit(self) -> bool:
+        """Whether the kernel killed a process of the cgroup for memory."""
+        text = _read(self.path / "memory.events") or _read(self.path / "memory.oom_control")
+        return any(line.startswith("oom_kill ") and line.split()[1] != "0" for line in text.splitlines())
+
+
 def _remove_stale(base: Path, min_age_s: float = 600) -> None:
     """Empty cgroups left by flow processes that were killed (younger ones may be about to be joined)."""
     for stale in base.glob("medbuilder-*"):
         try:
-            if _read(stale / "pids.current").strip() == "0" and time.time() - stale.stat().st_mtime > min_age_s:
+            if _read(stale / "cgroup.procs").strip() == "" and time.time() - stale.stat().st_mtime > min_age_s:
                 stale.rmdir()
         except OSError:
             continue
@@ -322,13 +398,13 @@ class Watchdog(threading.Thread):
         resident = sum(_anon_bytes(pid, self._page) for pid in tree)
         if resident > limits.memory_mib * MIB:
             return f"memory limit: {resident / MIB:.0f} MiB resident, limit {limits.memory_mib} MiB"
-        return self._check_workspace()
+        return self._check_workspace(tree)
 
-    def _check_workspace(self) -> str | None:
+    def _check_workspace(self, tree) -> str | None:
         now = time.monotonic()
         if now < self._next_size_check:
             return None
-        grown = directory_bytes(self.workspace) - self._workspace_start
+        grown = directory_bytes(self.workspace) + open_deleted_bytes(tree, self.workspace) - self._workspace_start
         spent = time.monotonic() - now
         self._next_size_check = time.monotonic() + max(self._size_every, 10 * spent)  # a big tree costs at most 10 %
         if grown > self.limits.workspace_mib * MIB:
@@ -386,6 +462,18 @@ def kill_tree(root_pid: int) -> None:
 
 
 def _anon_bytes(pid: int, page: int) -> int:
+    """Memory the process holds: its share of anonymous and shared (MAP_SHARED, shmem) pages, from smaps_rollup;
+    resident minus file-backed pages where that file is missing (older kernels)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            fields = dict(line.split(b":", 1) for line in handle.read().splitlines() if b":" in line)
+        return sum(int(fields[key].split()[0]) * 1024 for key in (b"Pss_Anon", b"Pss_Shmem") if key in fields) \
+            if b"Pss_Anon" in fields else _statm_bytes(pid, page)
+    except (OSError, ValueError):
+        return _statm_bytes(pid, page)
+
+
+def _statm_bytes(pid: int, page: int) -> int:
     try:
         size, resident, shared = open(f"/proc/{pid}/statm").read().split()[:3]
     except (OSError, ValueError):
@@ -394,19 +482,38 @@ def _anon_bytes(pid: int, page: int) -> int:
 
 
 def directory_bytes(root: Path) -> int:
-    """Bytes allocated on disk by the files under root (not following symlinks)."""
-    total, todo = 0, [str(root)]
-    while todo:
+    """Bytes allocated on disk by the files under root: walked with directory descriptors, so paths longer
+    than PATH_MAX count too; links are not followed."""
+    total = 0
+    try:
+        for _, _, files, folder_fd in os.fwalk(root, follow_symlinks=False):
+            for name in files:
+                try:
+                    total += os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_blocks * 512
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return total
+
+
+def open_deleted_bytes(pids, root: Path) -> int:
+    """Bytes of files under root that were deleted while a process of the tree keeps them open."""
+    prefix, total, seen = str(root) + os.sep, 0, set()
+    for pid in pids:
         try:
-            entries = list(os.scandir(todo.pop()))
+            fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
-        for entry in entries:
+        for fd in fds:
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    todo.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if not (target.endswith(" (deleted)") and target.startswith(prefix)):
+                    continue
+                info = os.stat(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
     return total

@@ -114,7 +114,7 @@ def main() -> None:
                     **({"confounder": bool(it["confounder"])} if it.get("confounder") is not None else {}),
                     "prediction": names[int(p.argmax())],
                     "score": float(p[positive]) if positive is not None else float(p.max()),
-                    "probabilities": {names[c]: round(float(p[c]), 6) for c in range(n_classes)}}
+                    "probabilities": {names[c]: float(p[c]) for c in range(n_classes)}}
                    for it, p in zip(data["test_items"], probs)]
     metrics = {"task": "diagnosis", "metric": "auroc", **scores,
                "positive_label": names.get(positive) if positive is not None else None,
