@@ -45,12 +45,16 @@ def test_occlusion_sees_a_shortcut_outside_the_structure():
 
 def test_report_on_a_trained_2d_model_at_the_review_gate(tmp_path):
     """A trained 2D segmentation round evaluated as the flow does: report files, gate section, card section."""
-    from medbuilder.protocol.artifacts import RunFolder
+    from medbuilder.protocol.artifacts import Plan, RunFolder
     from medbuilder.review.compare import card_sections
     from medbuilder.review.evaluate import evaluate_round
+    from medbuilder.review.verified_metric import fix_test_split
 
     run = RunFolder(tmp_path / "run")
     index = template_data.shapes_2d_index(run.index_dir, n_train=8, n_test=3, size=48)
+    run.write("plan.json", Plan(status="ok", request="segment the shapes", dataset="shapes", task="segmentation",
+                                dimension="2D", metric="dice"))
+    fix_test_split(run)  # as the flow does at the dataset gate
     fill_template("segmentation", run.workspace, {"index_dir": str(index), "spatial_dims": 2, "patch_size": None,
                                                   "image_size": [48, 48], "channels": [8, 16, 32], "epochs": 6,
                                                   "batch_size": 4, **FAST})

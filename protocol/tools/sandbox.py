@@ -104,10 +104,31 @@ def prepare(config: SandboxConfig, argv: list[str], workspace: Path, read_roots=
         warning = NO_SANDBOX_WARNING + (f" ({problem})" if problem else "")
         log.warning(warning)
         return Prepared(argv, "none", f"sandbox: NONE ({warning})", warning)
-    as_user = _as_sandbox_user(config, workspace)
+    closed = [str(root) for root in read_roots if not others_can_read(Path(root))]
+    as_user = [] if closed else _as_sandbox_user(config, workspace)
     argv = bwrap_argv(bwrap, workspace, read_roots, config.limits.tmp_mib, switch_user=bool(as_user)) + \
         ["--", *as_user, *argv]
-    return Prepared(argv, "bwrap", "sandbox: bwrap (no network, read-only system, workspace writable)")
+    description = "sandbox: bwrap (no network, read-only system, workspace writable)"
+    if closed and os.geteuid() == 0:
+        description += (f"; as root without capabilities, not as uid {config.uid}: {', '.join(closed)} is not "
+                        "readable by other users (chmod -R o+rX there to run scripts unprivileged)")
+    return Prepared(argv, "bwrap", description)
+
+
+def others_can_read(root: Path, sample: int = 20) -> bool:
+    """The folder and its first entries can be read by a uid that does not own them (the sandbox uid)."""
+    try:
+        if (os.stat(root).st_mode & 0o005) != 0o005:
+            return False
+        with os.scandir(root) as entries:
+            for _, entry in zip(range(sample), entries):
+                mode = entry.stat(follow_symlinks=False).st_mode
+                wanted = 0o005 if entry.is_dir(follow_symlinks=False) else 0o004
+                if not entry.is_symlink() and (mode & wanted) != wanted:
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def _as_sandbox_user(config: SandboxConfig, workspace: Path) -> list[str]:
@@ -126,8 +147,10 @@ def _as_sandbox_user(config: SandboxConfig, workspace: Path) -> list[str]:
 
 
 def hand_over(workspace: Path, uid: int) -> None:
-    """The workspace and everything in it owned by `uid` (links themselves, never what they point at)."""
+    """The workspace and everything in it owned by `uid` (links themselves, never what they point at); its
+    folder searchable by others, since bwrap enters it as root without capabilities."""
     os.lchown(workspace, uid, uid)
+    os.chmod(workspace, os.stat(workspace).st_mode & 0o7777 | 0o711)
     for folder, dirs, files, folder_fd in os.fwalk(workspace, follow_symlinks=False):
         for name in dirs + files:
             try:
