@@ -157,20 +157,6 @@ def _without_nulls(value: Any) -> Any:
     return [_without_nulls(v) for v in value] if isinstance(value, list) else value
 
 
-def layout_from_form(text: str) -> dict | None:
-    """A layout typed in the form (JSON or YAML), never read from a path: ValueError says what is wrong."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        layout = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"the corrected layout is not valid JSON or YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(layout, dict):
-        raise ValueError("the corrected layout must be an object with fields such as images and label")
-    return layout
-
-
 def sample_images(run: RunFolder, per_class: int = 3) -> dict[str, list[Path]]:
     """Sample raster images per class from the indexing report, inside the dataset root, no links followed."""
     from medbuilder.protocol.manifest import dataset_root

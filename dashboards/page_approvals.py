@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medbuilder.dashboards import data, ui
-from medbuilder.flows.gates import gate_kind
+from medbuilder.flows.gates import gate_kind, layout_from_text
 from medbuilder.flows.resume import GateInputError, NotWaiting
 
 
@@ -111,7 +111,7 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
         try:
             layout_text = values.pop("layout_text", None)
             if values["action"] == "correct":
-                values["layout"] = data.layout_from_form(layout_text)
+                values["layout"] = layout_from_text(layout_text)
             data.answer(run.folder, values, who=user)
         except (GateInputError, NotWaiting, ValueError) as err:
             st.error(str(err))

@@ -49,20 +49,17 @@ class DatasetDecision(RunInput):
         return self
 
 
-def layout_from_text(text: str) -> dict | None:
-    """A layout typed at the console or on the command line: JSON or YAML text, or a path to a file holding it."""
+def layout_from_text(text: str | None) -> dict | None:
+    """A layout written as JSON or YAML text (never a path: the CLI and the console read their files themselves)."""
     import yaml
 
-    text = text.strip()
+    text = (text or "").strip()
     if not text:
         return None
-    path = Path(text).expanduser()
-    if len(text) < 4096 and "\n" not in text and path.is_file():
-        text = path.read_text()
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"the layout is not valid JSON or YAML: {err}") from None
+        raise ValueError(f"the layout is not valid JSON or YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ValueError("the layout must be an object with fields such as task, images, label")
     return data
@@ -160,6 +157,8 @@ def _ask_terminal(model, description: str):
     for name, field in model.model_fields.items():
         default = field.default if field.default is not None else ""
         fields[name] = typer.prompt(name, default=default, show_default=True) or None
+        if name == "layout" and fields[name] and Path(fields[name]).expanduser().is_file():
+            fields[name] = Path(fields[name]).expanduser().read_text()  # a corrected layout's file, on this console
     return model(**fields)
 
 

@@ -161,7 +161,7 @@ def approve_gate(
         fail(f"--layout {layout}: no such file; write the corrected layout there (start from the run's layout.json)")
     values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who,
               "max_reliance": max_reliance, "max_metric_drop": max_metric_drop,
-              "layout": str(layout) if layout else None}
+              "layout": layout.read_text() if layout else None}
     stopped = folder.exists("gates/unanswered.json") and not folder.exists("gates/pending.json")
     try:
         gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})

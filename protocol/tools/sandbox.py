@@ -27,27 +27,18 @@ import resource
 import signal
 import shutil
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medbuilder.protocol.tools.cgroups import MIB, MemoryCgroup, PidsCgroup  # noqa: F401 (run.py imports them here)
+from medbuilder.protocol.tools.mounts import bwrap_argv
+
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 PR_SET_PDEATHSIG = 1
-# Under /etc: what a script has no business reading (folders hidden by an empty tmpfs, files by /dev/null).
-ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssh", "ssl/private",
-               "security/opasswd", "postgresql", "medbuilder")
-# Empty in the sandbox: other users' homes, root's home, sockets and state under /run and /var (PostgreSQL's).
-EMPTY_DIRS = ("/home", "/root", "/run", "/var", "/mnt", "/media", "/srv", "/opt")
-EMPTY_DIR_MIB = 64
-SANDBOX_HOME = "/home/sandbox"
 SANDBOX_UID = 62391  # no account of its own: a uid nothing else on the machine uses
-MEDBUILDER_PACKAGES = ("medbuilder", "medbuilder.protocol", "medbuilder.agents", "medbuilder.tasks",
-                       "medbuilder.flows", "medbuilder.dashboards")
 NO_SANDBOX_WARNING = "bwrap not found: scripts run without filesystem/network isolation; install bubblewrap"
 
 
@@ -173,90 +164,6 @@ def _working_bwrap(name: str) -> tuple[str | None, str]:
     return path, ""
 
 
-def bwrap_argv(bwrap: str, workspace: Path, read_roots=(), tmp_mib: int = 2048, switch_user: bool = False) -> list[str]:
-    """Only what scripts need: the system (read-only, /etc's secrets masked), Python and medbuilder's code,
-    the dataset roots read-only, the workspace read-write; /proc/sys read-only; empty /home, /root, /run, /var."""
-    size = str(tmp_mib * MIB)
-    argv = [bwrap, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *_proc_read_only(),
-            "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
-    for empty in EMPTY_DIRS:
-        argv += ["--size", str(EMPTY_DIR_MIB * MIB), "--tmpfs", empty]
-    argv += ["--perms", "1777", "--dir", SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME,
-             "--setenv", "USER", "sandbox", "--setenv", "LOGNAME", "sandbox"]
-    made: set[str] = set()
-    for needed in code_paths():
-        argv += [*_parent_dirs(needed, made), "--ro-bind", str(needed), str(needed)]
-    for root in read_roots:
-        root = Path(root).resolve()
-        argv += [*_parent_dirs(root, made), "--ro-bind", str(root), str(root)]
-    argv += [*_parent_dirs(Path(workspace), made), "--bind", str(workspace), str(workspace)]
-    argv += _matplotlib_cache()
-    argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--chdir", str(workspace)]
-    # bwrap keeps root's capabilities (a script could remount / read-write); others have none to drop. To switch
-    # to the sandbox uid, setpriv needs CAP_SETUID/CAP_SETGID: the switch to a non-root uid then clears them all.
-    if os.geteuid() != 0:
-        return argv
-    return argv + ["--cap-drop", "ALL"] + (["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if switch_user else [])
-
-
-def _parent_dirs(path: Path, made: set[str]) -> list[str]:
-    """The folders above a bind, made 0755 (bwrap would make them 0700, closed to the sandbox uid)."""
-    argv = []
-    for parent in reversed(Path(path).parents):
-        text = str(parent)
-        if parent == Path("/") or text in made or text in EMPTY_DIRS or text in ("/tmp", "/usr", "/etc"):
-            continue
-        made.add(text)
-        argv += ["--perms", "0755", "--dir", text]
-    return argv
-
-
-def _system_binds() -> list[str]:
-    argv = ["--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        path = Path(top)
-        if path.is_symlink():
-            argv += ["--symlink", os.readlink(path), top]
-        elif path.is_dir():
-            argv += ["--ro-bind", top, top]
-    argv += ["--ro-bind", "/etc", "/etc"]
-    for name in ETC_SECRETS:
-        path = Path("/etc") / name
-        if path.is_dir() and not path.is_symlink():
-            argv += ["--tmpfs", str(path)]
-        elif path.exists() or path.is_symlink():
-            argv += ["--ro-bind", "/dev/null", str(path)]
-    return argv + ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-
-
-def _proc_read_only() -> list[str]:
-    """As uid 0 bwrap leaves /proc/sys writable (a host kernel setting, core_pattern), caps dropped or not."""
-    return ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
-
-
-def code_paths() -> list[Path]:
-    """Python (the venv and its base) and medbuilder's own packages (an editable install reads them in place)."""
-    import importlib.util
-
-    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    for package in MEDBUILDER_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        paths.update(Path(p).resolve() for p in (spec.submodule_search_locations or []) if spec)
-    return sorted(p for p in paths if not any(p != other and p.is_relative_to(other) for other in paths))
-
-
-def _matplotlib_cache() -> list[str]:
-    """HOME is read-only: give matplotlib a writable cache in /tmp holding the host's font list (no rebuild)."""
-    if "MPLCONFIGDIR" in os.environ:
-        return []
-    argv = ["--setenv", "MPLCONFIGDIR", "/tmp/matplotlib"]
-    host_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
-    for fontlist in sorted(host_cache.glob("fontlist-*.json")):
-        argv += ["--ro-bind", str(fontlist), f"/tmp/matplotlib/{fontlist.name}"]
-    return argv
-
-
 # -- in the child, between fork and exec --------------------------------------
 def make_preexec(limits: SandboxLimits, *cgroups: "PidsCgroup | None"):
     """A preexec_fn: rlimits, death with the parent, joining the cgroups. Only plain syscalls here."""
@@ -285,94 +192,6 @@ def make_preexec(limits: SandboxLimits, *cgroups: "PidsCgroup | None"):
                 pass
 
     return preexec
-
-
-class PidsCgroup:
-    """A pids cgroup (v1 or v2) capping processes and threads, where this process may make one."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    @classmethod
-    def create(cls, limit: int) -> PidsCgroup | None:
-        v1, v2 = Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")
-        for base in (v1, v2):
-            if not ((base == v1 and (base / "tasks").exists()) or "pids" in _read(base / "cgroup.subtree_control")):
-                continue
-            _remove_stale(base)
-            path = base / f"medbuilder-{uuid.uuid4().hex[:12]}"
-            try:
-                path.mkdir()
-                (path / "pids.max").write_text(str(limit))
-                return cls(path)
-            except OSError:
-                _rmdir(path)
-        return None
-
-    def limit_hit(self) -> bool:
-        """Whether a fork was refused because of the cap."""
-        return any(line.startswith("max ") and line.split()[1] != "0" for line in _read(self.path / "pids.events").splitlines())
-
-    def remove(self) -> None:
-        for _ in range(50):  # the kernel takes a moment to release the last killed tasks
-            if _rmdir(self.path):
-                return
-            time.sleep(0.02)
-        log.warning("could not remove the pids cgroup %s", self.path)
-
-
-class MemoryCgroup(PidsCgroup):
-    """A memory cgroup (v1 memory.limit_in_bytes, v2 memory.max): the tree's memory in one sum, shared memory
-    (MAP_SHARED, shmem) included; past the limit the kernel reclaims, then kills inside the cgroup."""
-
-    @classmethod
-    def create(cls, limit_mib: int) -> MemoryCgroup | None:
-        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
-        for base, knob in ((v1, "memory.limit_in_bytes"), (v2, "memory.max")):
-            present = (base / "tasks").exists() if base == v1 else "memory" in _read(base / "cgroup.subtree_control").split()
-            if not present:
-                continue
-            _remove_stale(base)
-            path = base / f"medbuilder-{uuid.uuid4().hex[:12]}"
-            try:
-                path.mkdir()
-                (path / knob).write_text(str(limit_mib * MIB))
-                return cls(path)
-            except OSError:
-                _rmdir(path)
-        return None
-
-    def limit_hit(self) -> bool:
-        """Whether the kernel killed a process of the cgroup for memory."""
-        text = _read(self.path / "memory.events") or _read(self.path / "memory.oom_control")
-        return any(line.startswith("oom_kill ") and line.split()[1] != "0" for line in text.splitlines())
-
-
-def _remove_stale(base: Path, min_age_s: float = 600) -> None:
-    """Empty cgroups left by flow processes that were killed (younger ones may be about to be joined)."""
-    for stale in base.glob("medbuilder-*"):
-        try:
-            if _read(stale / "cgroup.procs").strip() == "" and time.time() - stale.stat().st_mtime > min_age_s:
-                stale.rmdir()
-        except OSError:
-            continue
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _rmdir(path: Path) -> bool:
-    try:
-        path.rmdir()
-        return True
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
 
 
 # -- in the parent, while the command runs ------------------------------------
