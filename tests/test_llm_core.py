@@ -66,6 +66,15 @@ def _dataset_root_from(body: dict) -> str:
     return re.search(r" of br35h \((/[^)]+)\)", brief).group(1)
 
 
+def _llm_settings(monkeypatch, tmp_path: Path, server: ChatServer) -> None:
+    """The llm core against the scripted server; data and runs under tmp_path."""
+    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs", "CORE": "llm",
+                       "LLM_BASE_URL": server.url, "LLM_MODEL": MODEL, "LLM_API_KEY": "x", "LLM_TIMEOUT_S": 10,
+                       "LLM_RETRIES": 1, "LLM_BACKOFF_S": 0.05, "ECHO_SCRIPTS": "false"}.items():
+        monkeypatch.setenv(f"MEDBUILDER_{key}", str(value))
+    get_settings.cache_clear()
+
+
 def data_engineer_script(root: Path) -> list:
     return [
         lambda body: reply("How is the dataset organised?", call("preview_dirs", path=_dataset_root_from(body)),
@@ -86,11 +95,7 @@ def test_data_engineer_with_llm_core_fixes_its_script(tmp_path, monkeypatch, cha
     root = prepare("br35h", tmp_path / "data" / "br35h", limit=8, echo=lambda *_: None).resolve()
     script = data_engineer_script(root)
     server = chat_server(script)
-    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs", "CORE": "llm",
-                       "LLM_BASE_URL": server.url, "LLM_MODEL": MODEL, "LLM_API_KEY": "x", "LLM_TIMEOUT_S": 10,
-                       "LLM_RETRIES": 1, "LLM_BACKOFF_S": 0.05, "ECHO_SCRIPTS": "false"}.items():
-        monkeypatch.setenv(f"MEDBUILDER_{key}", str(value))
-    get_settings.cache_clear()
+    _llm_settings(monkeypatch, tmp_path, server)
     try:
         settings = get_settings()
         run = RunFolder.new(settings.runs_dir)
@@ -171,11 +176,7 @@ def test_data_engineer_with_llm_core_answers_with_a_layout(tmp_path, monkeypatch
         reply("Layout submitted: class folders no/ and yes/."),
     ]
     server = chat_server(script)
-    for key, value in {"DATA_DIR": tmp_path / "data", "RUNS_DIR": tmp_path / "runs", "CORE": "llm",
-                       "LLM_BASE_URL": server.url, "LLM_MODEL": MODEL, "LLM_API_KEY": "x", "LLM_TIMEOUT_S": 10,
-                       "LLM_RETRIES": 1, "ECHO_SCRIPTS": "false"}.items():
-        monkeypatch.setenv(f"MEDBUILDER_{key}", str(value))
-    get_settings.cache_clear()
+    _llm_settings(monkeypatch, tmp_path, server)
     try:
         settings = get_settings()
         run = RunFolder.new(settings.runs_dir)

@@ -578,7 +578,7 @@ def seg_mask_suffix(root: Path) -> tuple[dict, Truth]:
 
 
 def nnunet_raw(root: Path) -> tuple[dict, Truth]:
-    """nnU-Net v2 raw: imagesTr/case_XXX_0000.nii.gz, labelsTr/case_XXX.nii.gz, imagesTs/ without labels."""
+    """nnU-Net v2 raw: imagesTr/case_001_0000.nii.gz, labelsTr/case_001.nii.gz, ..., imagesTs/ without labels."""
     truth, cases = Truth("segmentation"), 8
     for k in range(cases + 2):
         image, mask, affine = colin_volume(k)
