@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medbuilder.dashboards import data, ui
+from medbuilder.dashboards import data, review_gate, ui
 from medbuilder.flows.gates import gate_kind, layout_from_text
 from medbuilder.flows.resume import GateInputError, NotWaiting
 
@@ -61,19 +61,10 @@ def _gate(run: data.RunInfo, user: str | None) -> None:
         st.caption(f"Request: {run.request} · waiting since {run.pending.get('asked', '?')}")
         st.markdown(data.gate_question(folder, gate))
         if kind == "review":
-            _review_figures(folder, int(gate.split("-", 1)[1]))
+            review_gate.evidence(folder, int(gate.split("-", 1)[1]))
         elif kind == "dataset":
             _dataset_samples(folder)
         _form(run, gate, kind, user)
-
-
-def _review_figures(folder, k: int) -> None:
-    images = data.round_figures(folder, k)
-    if images["figures"]:
-        ui.image_grid(images["figures"], len(images["figures"]))
-    if images["saliency"]:
-        with st.expander(f"Saliency maps ({len(images['saliency'])})", expanded=False):
-            ui.image_grid(images["saliency"], 3)
 
 
 def _dataset_samples(folder) -> None:
@@ -96,16 +87,7 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
             reason = st.text_input("Reason (for reject)", key=f"reason-{key}")
             values = {"action": action, "dataset": dataset, "reason": reason, "layout_text": layout}
         else:
-            action = st.radio("Action", ["approve", "refine", "reject"], horizontal=True, key=f"action-{key}")
-            feedback = st.text_area("Feedback in plain words (for refine)", key=f"feedback-{key}")
-            cols = st.columns(2)
-            max_reliance = cols[0].number_input("max reliance (0-1, optional)", min_value=0.0, max_value=1.0,
-                                                value=None, step=0.05, key=f"reliance-{key}")
-            max_drop = cols[1].number_input("max metric drop (0-1, optional)", min_value=0.0, max_value=1.0,
-                                            value=None, step=0.01, key=f"drop-{key}")
-            reason = st.text_input("Reason (for reject)", key=f"reason-{key}")
-            values = {"action": action, "feedback": feedback, "max_reliance": max_reliance,
-                      "max_metric_drop": max_drop, "reason": reason}
+            values = review_gate.form_fields(run.folder, gate, key)
         submitted = st.form_submit_button(f"Submit answer to {gate}", disabled=user is None)
     if submitted and user:
         try:
