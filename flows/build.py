@@ -86,14 +86,29 @@ def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
                        timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s,
                        auto_answer=auto_review(summary, baseline, round_k, settings.max_refine_rounds))
         if decision.action == "approve":
+            store_operating_point(run, round_k, decision)
             deliver(str(run.root), round_k)
             return finish(run, "delivered", round_k)
         if decision.action == "reject":
             return finish(run, "rejected", round_k)
         round_k += 1
-        write_refinement(run, round_k, decision.feedback or "",
-                         {"max_reliance": decision.max_reliance, "max_metric_drop": decision.max_metric_drop})
+        write_refinement(run, round_k, decision.feedback or "", reading_edits(decision))
         role_task.with_options(retries=retries)(str(run.root), "model_trainer", core, f"model_trainer-{round_k}")
+
+
+def reading_edits(decision) -> dict:
+    """The clinician's edits of how the feedback is read: the objective's numbers, confounder, measure, strategies."""
+    return {k: getattr(decision, k) for k in ("max_reliance", "max_metric_drop", "confounder", "measure", "strategies")}
+
+
+def store_operating_point(run: RunFolder, round_k: int, decision) -> None:
+    """operating_point.json: the threshold the approved model is delivered at (the bundle and the card use it)."""
+    from medbuilder.review.operating_point import DEFAULT_THRESHOLD, summary_block
+
+    point = summary_block(run, round_k, decision.threshold if decision.threshold is not None else DEFAULT_THRESHOLD,
+                          decision.target, decision.target_value)
+    if point:
+        run.write("operating_point.json", {**point, "round": round_k, "who": decision.who, "when": decision.when})
 
 
 def auto_review(summary: dict, baseline: dict, round_k: int, max_rounds: int) -> ReviewDecision | None:

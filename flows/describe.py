@@ -8,21 +8,50 @@ from medbuilder.protocol.artifacts import Plan, RunFolder
 def dataset_question(run: RunFolder, plan: Plan) -> str:
     card = run.read_json("datacard.json")
     lines = [f"## Dataset for: \"{plan.request}\"", "",
-             f"**Chosen: `{plan.dataset}`** ({card['title']}; {card['provenance']} data, licence: {card['licence']})",
-             f"Task: **{plan.task}**, {plan.dimension}, metric: {plan.metric}.", "", "Why:"]
+             f"**Chosen: {plan.dataset}** ({card['title']}; {card['provenance']} data)",
+             f"Task: **{plan.task}**, {plan.dimension}, metric: {plan.metric}.", "",
+             *licence_lines(card.get("licence")), "", "Why:"]
     lines += [f"- {reason}" for reason in plan.reasons]
+    lines.append(f"- {score_meaning()}")
     others = [c for c in plan.candidates if c.name != plan.dataset]
     if others:
         lines += ["", "Other datacards:"]
-        lines += [f"- `{c.name}` (score {c.score:.2f}, {'fits' if c.fits else 'does not fit'})" for c in others]
+        lines += [f"- {c.name} (score {c.score:.2f}, {'fits' if c.fits else 'does not fit'})" for c in others]
     lines += ["", *layout_section(run)]
     questions = gate_questions(run)
     if questions:
         lines += ["", "### Questions: the layout needs your answer", ""]
         lines += [f"{i}. {q}" for i, q in enumerate(questions, 1)]
-    lines += ["", "Answer: `approve` (use the index as shown), `correct` with a `layout` (the form starts from the "
-              "inferred one), `pick` another `dataset`, or `reject` with a `reason`."]
+    lines += ["", "### Your answer", "", "- **approve**: use the index as shown;",
+              "- **correct**: give a corrected layout (the form starts from the inferred one);",
+              "- **pick**: use another datacard instead; - **reject**: stop, with your reason."]
     return "\n".join(lines)
+
+
+RESTRICTIVE_WORDS = {"research", "noncommercial", "nc", "academic", "unknown", "proprietary", "evaluation"}
+RESTRICTIVE_PHRASES = ("non-commercial", "non commercial", "no clinical", "not for clinical", "not stated")
+
+
+def score_meaning() -> str:
+    from medbuilder.agents.matching import TERM_BONUS
+
+    return (f"The score is how close the request's words are to the datacard's description (sentence similarity, "
+            f"0 to 1) plus {TERM_BONUS} for each point of the request the datacard supports (task, modality, "
+            "anatomy, finding); higher fits better, and a card with a listed mismatch does not fit.")
+
+
+def licence_lines(licence: str | None) -> list[str]:
+    """The licence, with a warning when it restricts use (research only, non-commercial, unknown)."""
+    import re
+
+    text = (licence or "not stated").strip()
+    lower = text.lower()
+    restricted = bool(set(re.split(r"[^a-z]+", lower)) & RESTRICTIVE_WORDS) or any(
+        phrase in lower for phrase in RESTRICTIVE_PHRASES)
+    if restricted:
+        return [f"> **Licence: {text}.** This restricts use: check that your purpose (a clinical tool, a "
+                "commercial product, a publication) is allowed before you approve."]
+    return [f"Licence: {text}."]
 
 
 def gate_questions(run: RunFolder) -> list[str]:
@@ -96,16 +125,19 @@ def _last_correction(run: RunFolder) -> dict | None:
 
 
 def review_question(run: RunFolder, summary: dict, round_k: int) -> str:
-    ci = summary.get("ci95")
-    interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
-    lines = [f"## Review of round {round_k}", "",
-             f"Test **{summary['metric']} = {summary['value']:.3f}**{interval} on {summary.get('n_test')} test cases "
-             f"({summary.get('n_train')} used for training)."]
-    lines += [f"- {name}: {value:.3f}" for name, value in summary.get("extras", {}).items()]
-    if summary.get("figures"):
-        lines += ["", "Figures in the run folder: " + ", ".join(f"`{f}`" for f in summary["figures"])]
+    """The review gate's page: the figures in plain words, the shortcut measures, the objective, the rounds."""
+    from medbuilder.review.compare import headline
+
+    lines = [f"## Review of round {round_k}", "", *headline(summary)]
     for section in summary.get("sections", []):
         lines += ["", section]
-    lines += ["", f"Run folder: `{run.root}`",
-              "Answer: `approve`, `refine` with `feedback` in plain words, or `reject`."]
+    if summary.get("figures"):
+        lines += ["", "The ROC curve, the confusion matrix and the saliency maps are shown with this page in the "
+                      "dashboard, and kept in the run's report."]
+    lines += ["", "### Your answer", "",
+              "- **approve**: deliver this round's model, at the operating point shown (or at the threshold or "
+              "target sensitivity or specificity you set);",
+              "- **refine**: say in plain words what should change (for example which confounder the model must "
+              "ignore, or \u201ctrain longer\u201d); another round is trained and comes back here;",
+              "- **reject**: stop, with your reason."]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from prefect import get_run_logger, pause_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
@@ -23,15 +23,39 @@ from medbuilder.protocol.artifacts import GateDecision, RunFolder, now
 from medbuilder.protocol.layout import Layout
 
 
+WHO = Field(min_length=1, title="Your name", description="Your name or staff id: recorded with the decision and on "
+            "the model card.")
+MEASURES = ("counterfactual_flip_rate", "attribution_share", "subgroup_gap", "confounded_fpr")
+STRATEGY_IDS = ("roi", "counterfactual_aug", "mask_confounder", "group_balanced")
+
+
+def _plain_optional_fields(schema: dict) -> None:
+    """Show an optional field in the Prefect UI's form as its own type (a number box), not as a toggle between
+    the type and null; leaving it empty still means 'not given'."""
+    for prop in schema.get("properties", {}).values():
+        kinds = prop.get("anyOf")
+        if kinds and {"type": "null"} in kinds and len(kinds) == 2:
+            prop.update(next(k for k in kinds if k != {"type": "null"}))
+            del prop["anyOf"]
+
+
 class DatasetDecision(RunInput):
     """approve the chosen dataset and its layout, pick another dataset by name, correct the layout
     (a layout as JSON: the form starts from the inferred one), or reject with a reason."""
 
-    action: Literal["approve", "pick", "correct", "reject"] = "approve"
-    dataset: str | None = None
-    layout: dict[str, Any] | None = None
-    reason: str | None = None
-    who: str = "clinician"
+    model_config = ConfigDict(json_schema_extra=_plain_optional_fields)
+
+    action: Literal["approve", "pick", "correct", "reject"] = Field(
+        "approve", title="Your decision", description="approve: use the index as shown; pick: use another datacard "
+        "(name it below); correct: give the corrected layout below; reject: stop the run.")
+    dataset: str = Field("", title="Other datacard (for pick)", description="The name of the datacard to use "
+                         "instead, as listed on the Datacards page or by `medbuilder datacards list`.")
+    layout: dict[str, Any] | None = Field(None, title="Corrected layout (for correct)", description="Where images, "
+                                          "labels, masks, patient ids and the split are; starts from the inferred "
+                                          "layout shown above.")
+    reason: str = Field("", title="Reason (for reject)", description="Why the dataset cannot be used: kept in "
+                        "the run record.")
+    who: str = WHO
 
     @field_validator("layout", mode="before")
     @classmethod
@@ -66,20 +90,49 @@ def layout_from_text(text: str | None) -> dict | None:
 
 
 class ReviewDecision(RunInput):
-    """approve the model, refine it with feedback in plain words, or reject it; max_reliance and
-    max_metric_drop edit the objective's numbers."""
+    """approve the model (at the operating point shown, or at a threshold or target you set), refine it with
+    feedback in plain words (the reading of the words can be corrected), or reject it."""
 
-    action: Literal["approve", "refine", "reject"] = "approve"
-    feedback: str | None = None
-    reason: str | None = None
-    max_reliance: float | None = Field(None, ge=0, le=1)
-    max_metric_drop: float | None = Field(None, ge=0, le=1)
-    who: str = "clinician"
+    model_config = ConfigDict(json_schema_extra=_plain_optional_fields)
+
+    action: Literal["approve", "refine", "reject"] = Field(
+        "approve", title="Your decision", description="approve: deliver this round's model; refine: train another "
+        "round with your feedback; reject: stop the run.")
+    feedback: str = Field("", title="Feedback (for refine)", description="In plain words what should change, e.g. "
+                          "'it must not rely on the text on the image' or 'train longer'.")
+    reason: str = Field("", title="Reason (for reject)", description="Why the model cannot be used.")
+    max_reliance: float | None = Field(None, ge=0, le=1, title="Max reliance (optional)", description="The most "
+                                       "reliance on the confounder you accept, on the measure's 0-1 scale (e.g. "
+                                       "0.2). Empty: keep the objective's.")
+    max_metric_drop: float | None = Field(None, ge=0, le=1, title="Max metric drop (optional)", description=
+                                          "How far AUROC, sensitivity and specificity may fall below round 0 "
+                                          "(e.g. 0.02). Empty: keep the objective's.")
+    threshold: float | None = Field(None, ge=0, le=1, title="Operating threshold (for approve, optional)",
+                                    description="Call a case positive when its probability is at least this. "
+                                    "Empty: 0.5, or the threshold that reaches the target below.")
+    target: Literal["", "sensitivity", "specificity"] = Field(
+        "", title="Target (for approve, optional)", description="Choose the threshold that reaches this rate: "
+        "sensitivity (miss fewer diseased cases) or specificity (fewer false alarms).")
+    target_value: float | None = Field(None, ge=0, le=1, title="Target value (optional)",
+                                       description="The rate to reach, e.g. 0.95.")
+    confounder: str = Field("", title="Confounder (for refine, optional)", description="Correct how your feedback "
+                            "was read: the datacard's name of what the model must not rely on.")
+    measure: Literal["", *MEASURES] = Field("", title="Measure (for refine, optional)", description="Correct how "
+                                            "reliance is measured.")
+    strategies: list[Literal[*STRATEGY_IDS]] = Field(
+        default_factory=list, title="Strategies (for refine, optional)", description="Correct which refinement "
+        "strategies the round uses (roi: keep only the region; counterfactual_aug: twins with the confounder "
+        "toggled; mask_confounder: inpaint it; group_balanced: balance the groups). Empty: medbuilder's choice.")
+    who: str = WHO
 
     @model_validator(mode="after")
     def _complete(self) -> "ReviewDecision":
-        if self.action == "refine" and not (self.feedback or "").strip():
+        if self.action == "refine" and not self.feedback.strip() and not self.confounder:
             raise ValueError("action 'refine' needs 'feedback': say in plain words what should change")
+        if bool(self.target) != (self.target_value is not None):
+            raise ValueError("'target' and 'target_value' go together, e.g. target sensitivity, target_value 0.95")
+        if self.target and self.threshold is not None:
+            raise ValueError("give either 'threshold' or a target ('target' and 'target_value'), not both")
         return self
 
 
@@ -110,10 +163,16 @@ def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s:
         answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s, initial or {}), "prefect"
     channel = answered_through(run, gate_id) if via == "prefect" else {}
     decision = GateDecision(gate=gate_id, via=channel.get("via", via), os_user=channel.get("os_user"),
-                            **answer.model_dump(include=set(model.model_fields)))
+                            **answer_fields(answer))
     run.write(file, decision)
     get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, via)
     return decision
+
+
+def answer_fields(answer: RunInput) -> dict:
+    """The answer's fields for its GateDecision record; an empty text or list is 'not given'."""
+    return {k: v for k, v in answer.model_dump(include=set(type(answer).model_fields)).items()
+            if v not in ("", [], None)}
 
 
 def note_channel(run: RunFolder, gate_id: str, via: str) -> None:
@@ -155,11 +214,13 @@ def _ask_terminal(model, description: str):
     typer.echo(description)
     fields = {}
     for name, field in model.model_fields.items():
-        default = field.default if field.default is not None else ""
-        fields[name] = typer.prompt(name, default=default, show_default=True) or None
+        default = "" if field.is_required() or field.default in (None, []) else field.default
+        fields[name] = typer.prompt(field.title or name, default=default, show_default=True) or None
         if name == "layout" and fields[name] and Path(fields[name]).expanduser().is_file():
             fields[name] = Path(fields[name]).expanduser().read_text()  # a corrected layout's file, on this console
-    return model(**fields)
+        if name == "strategies" and fields[name]:
+            fields[name] = [part.strip() for part in str(fields[name]).replace(",", " ").split()]
+    return model(**{k: v for k, v in fields.items() if v is not None})
 
 
 def stop_at_question(run: RunFolder, gate_id: str, description: str, questions: list[str]) -> None:

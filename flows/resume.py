@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from medbuilder.flows.gates import GATE_INPUTS, gate_kind, note_channel
+from medbuilder.flows.gates import GATE_INPUTS, answer_fields, gate_kind, note_channel
 from medbuilder.protocol.artifacts import RunFolder, RunRecord
 
 
@@ -23,7 +23,9 @@ class GateInputError(ValueError):
 
 CLI_FLAGS = {"action": "--action", "dataset": "--dataset", "layout": "--layout", "reason": "--reason",
              "feedback": "--feedback", "who": "--who", "max_reliance": "--max-reliance",
-             "max_metric_drop": "--max-metric-drop"}
+             "max_metric_drop": "--max-metric-drop", "threshold": "--threshold", "target": "--target",
+             "target_value": "--target-value", "confounder": "--confounder", "measure": "--measure",
+             "strategies": "--strategy"}
 
 
 def _flag(field: str) -> str:
@@ -65,7 +67,7 @@ def _problem(model, error: dict) -> str:
     if field == "action":
         choices = model.model_fields["action"].annotation.__args__
         return f"{_flag(field)}: {text} (allowed: {', '.join(choices)})"
-    if field in ("max_reliance", "max_metric_drop"):
+    if field in ("max_reliance", "max_metric_drop", "threshold", "target_value"):
         return f"{_flag(field)}: {text} (a fraction from 0 to 1, e.g. 0.2)"
     return f"{_flag(field)}: {text}" if field else text
 
@@ -79,7 +81,7 @@ def record_answer(run: RunFolder, values: dict, via: str = "cli") -> str:
     answer = validate_answer(asked["gate"], values)
     run.write(f"decisions/{asked['gate']}.json",
               GateDecision(gate=asked["gate"], via=via, os_user=getpass.getuser(),
-                           **answer.model_dump(include=set(model.model_fields))))
+                           **answer_fields(answer)))
     run.path("gates/unanswered.json").unlink()
     return asked["gate"]
 

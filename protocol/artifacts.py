@@ -66,6 +66,12 @@ class GateDecision(BaseModel):
     feedback: str | None = None
     max_reliance: float | None = None
     max_metric_drop: float | None = None
+    threshold: float | None = Field(None, description="Review gate, approve: the operating threshold set.")
+    target: str | None = Field(None, description="Review gate, approve: sensitivity or specificity to reach.")
+    target_value: float | None = None
+    confounder: str | None = Field(None, description="Review gate, refine: the reading of the feedback, corrected.")
+    measure: str | None = None
+    strategies: list[str] | None = None
     who: str
     via: Literal["auto", "terminal", "prefect", "cli", "dashboard"]
     os_user: str | None = Field(None, description="The OS account of a CLI or dashboard answer.")

@@ -6,7 +6,7 @@ import pytest
 
 from medbuilder.protocol.registry import Registry
 from medbuilder.protocol.objective import objective_from_text
-from medbuilder.review.compare import objective_met, rounds_table
+from medbuilder.review.compare import measures_table, metric_drops, objective_met, objective_text, rounds_table
 from medbuilder.review.strategies import plan_strategy, strategies_for
 from medbuilder.settings import REPO_ROOT
 
@@ -62,4 +62,31 @@ def test_objective_met_needs_the_measure_and_the_metric_floor():
     assert objective_met(_summary(1, 0.70, 0.1, "met"), base) is False  # accuracy fell more than 0.02
     assert objective_met(_summary(1, 0.90, None, "not measurable"), base) is None
     table = rounds_table([base, _summary(1, 0.79, 0.1, "met")])
-    assert "| 0 | none | auroc 0.800 | 0.900 |" in table and "| 1 | counterfactual_aug | auroc 0.790 | 0.100 |" in table
+    assert "| 0 | none | 0.800 | - | - | - | - | - | 0.900 |" in table
+    assert "| 1 | counterfactual_aug | 0.790 | - | - | - | - | - | 0.100 |" in table
+
+
+def _with_point(summary: dict, sensitivity: float, specificity: float, missed: int) -> dict:
+    return {**summary, "operating_point": {"sensitivity": sensitivity, "specificity": specificity, "missed": missed,
+                                           "false_alarms": 3, "threshold": 0.5}}
+
+
+def test_a_fall_in_sensitivity_fails_the_objective_even_when_auroc_holds():
+    base = _with_point(_summary(0, 0.95, 0.9, "not met"), 0.917, 0.90, 25)
+    after = _with_point(_summary(1, 0.95, 0.0, "met"), 0.883, 0.91, 35)
+    assert objective_met(after, base) is False
+    drops = metric_drops(after, base, 0.02)
+    assert [d["figure"] for d in drops] == ["sensitivity"] and round(drops[0]["drop"], 3) == 0.034
+    assert objective_met(_with_point(_summary(1, 0.95, 0.0, "met"), 0.91, 0.90, 27), base) is True
+    assert "| 1 | counterfactual_aug | 0.950 | 0.883 | 0.910 | 35 | 3 |" in rounds_table([base, after])
+
+
+def test_the_review_text_defines_each_figure_and_says_met_by_construction():
+    base = _with_point(_summary(0, 0.95, 0.9, "not met"), 0.917, 0.90, 25)
+    after = _with_point(_summary(1, 0.95, 0.0, "met"), 0.883, 0.91, 35)
+    info = after["interpretability"]
+    text = "\n".join(objective_text(info, metric_drops(after, base, 0.02), "It blanks outside the head."))
+    assert "Met by construction" in text and "sensitivity fell from 0.917 to 0.883" in text
+    assert "*max reliance*" in text and "*max metric drop*" in text and "Objective: **not met**" in text
+    table = "\n".join(measures_table({"measures": {"counterfactual_flip_rate": 0.0}}))
+    assert all(word in table for word in ("lower is better", "Near 0 is good", "compare with"))

@@ -151,7 +151,18 @@ def approve_gate(
     max_reliance: float = typer.Option(None, "--max-reliance",
                                        help="Review gate: the most reliance on the confounder accepted (0-1)."),
     max_metric_drop: float = typer.Option(None, "--max-metric-drop",
-                                          help="Review gate: how far the test metric may fall below round 0."),
+                                          help="Review gate: how far AUROC, sensitivity and specificity may fall "
+                                               "below round 0."),
+    threshold: float = typer.Option(None, "--threshold", help="Review gate, approve: call a case positive at this "
+                                                              "probability or above (default 0.5)."),
+    target: str = typer.Option(None, "--target", help="Review gate, approve: sensitivity or specificity, with "
+                                                      "--target-value: the threshold that reaches it."),
+    target_value: float = typer.Option(None, "--target-value", help="With --target: the rate to reach, e.g. 0.95."),
+    confounder: str = typer.Option(None, "--confounder", help="Review gate, refine: correct the confounder read "
+                                                              "from the feedback (the datacard's name)."),
+    measure: str = typer.Option(None, "--measure", help="Review gate, refine: correct the reliance measure."),
+    strategy: list[str] = typer.Option(None, "--strategy", help="Review gate, refine: a strategy to use (repeat): "
+                                       "roi, counterfactual_aug, mask_confounder, group_balanced."),
 ) -> None:
     """Answer the gate a paused run waits at, from another terminal (resumes it through Prefect)."""
     from medbuilder.flows.resume import GateInputError, NotWaiting, answer_gate
@@ -160,8 +171,9 @@ def approve_gate(
     if layout is not None and not layout.is_file():
         fail(f"--layout {layout}: no such file; write the corrected layout there (start from the run's layout.json)")
     values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who,
-              "max_reliance": max_reliance, "max_metric_drop": max_metric_drop,
-              "layout": layout.read_text() if layout else None}
+              "max_reliance": max_reliance, "max_metric_drop": max_metric_drop, "threshold": threshold,
+              "target": target, "target_value": target_value, "confounder": confounder, "measure": measure,
+              "strategies": strategy or None, "layout": layout.read_text() if layout else None}
     stopped = folder.exists("gates/unanswered.json") and not folder.exists("gates/pending.json")
     try:
         gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})

@@ -50,8 +50,9 @@ def _read_json(path: Path, default=None):
     return json.loads(path.read_text()) if path.is_file() else default
 
 
-def inference_config(task: str, extras: dict, class_names: list[str]) -> dict:
-    """configs/inference.json: every object is built from scripts/ (the template's predict.py)."""
+def inference_config(task: str, extras: dict, class_names: list[str], point: dict | None = None) -> dict:
+    """configs/inference.json: every object is built from scripts/ (the template's predict.py); a diagnosis
+    model's operating point (the threshold approved at review) goes to its predictor."""
     network_def = {"_target_": "$@template['build_model']", "cfg": "@train_config"}
     if task == "report_generation":
         network_def["vocab_size"] = len(extras["vocab"])
@@ -74,11 +75,23 @@ def inference_config(task: str, extras: dict, class_names: list[str]) -> dict:
         "input_files": [],
         "predictions": "$@predictor.predict(@input_files)",
     }
+    if task == "diagnosis" and point:
+        config["operating_point"] = {"threshold": point["threshold"], "how": point["how"],
+                                     "sensitivity": point["sensitivity"], "specificity": point["specificity"],
+                                     "_desc_": f"a case is called {point['positive_label']} when its probability "
+                                               "is at least the threshold (approved at the review gate)"}
+        predictor["threshold"] = "@operating_point#threshold"
     if task == "segmentation":
         config["output_dir"] = "$@bundle_root + '/eval'"
         predictor["output_dir"] = "@output_dir"
         predictor["class_names"] = list(class_names)
     return config
+
+
+def approved_operating_point(run_root: Path, round_k: int) -> dict | None:
+    """operating_point.json when it was stored for this round at its approval."""
+    point = _read_json(Path(run_root) / "operating_point.json")
+    return point if point and point.get("round") == round_k else None
 
 
 def _class_names(task: str, cfg: dict, extras: dict, card: dict, index_dir: Path) -> list[str]:
@@ -187,7 +200,9 @@ def export_bundle(run_root: Path, round_k: int, card_text: str) -> Path:
                           approved_by=(approved or {}).get("who"), template=template)
     validate_metadata(meta)
     (staging / "configs" / "metadata.json").write_text(json.dumps(meta, indent=1))
-    (staging / "configs" / "inference.json").write_text(json.dumps(inference_config(task, extras, class_names), indent=1))
+    point = approved_operating_point(run_root, round_k)
+    (staging / "configs" / "inference.json").write_text(
+        json.dumps(inference_config(task, extras, class_names, point), indent=1))
     (staging / "docs" / "README.md").write_text(card_text)
 
     bundle = run_root / BUNDLE

@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from medbuilder.review.operating_point import wilson
+
 METRIC_NAMES = {"auroc": "AUROC", "dice": "Dice (mean foreground, per case)", "bleu4": "BLEU-4 (corpus)"}
 TASK_TEXT = {"diagnosis": "image classification (diagnosis)", "segmentation": "segmentation",
              "anomaly_detection": "unsupervised anomaly detection (autoencoder reconstruction error)",
@@ -24,7 +26,6 @@ SMALL_TEST = 100
 TRAINING_KEYS = ("epochs", "batch_size", "lr", "lr_schedule", "weight_decay", "image_size", "patch_size", "spacing",
                  "in_channels", "num_classes", "channels", "augment", "val_fraction", "max_train_items",
                  "max_test_items", "time_limit_s", "seed")
-Z95 = 1.959964
 
 
 def _read(path: Path, default=None):
@@ -41,17 +42,6 @@ def _ci(ci) -> str:
     if not ci or any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in ci):
         return "95% CI not available"
     return f"95% CI {_num(float(ci[0]))} to {_num(float(ci[1]))}"
-
-
-def wilson(successes: int, n: int) -> list[float] | None:
-    """Wilson score 95% interval of a proportion (None when n is 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + Z95 ** 2 / n
-    centre = (p + Z95 ** 2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -107,6 +97,28 @@ def _metrics_section(m: dict) -> list[str]:
         lines += _table(["group", "n", name, "accuracy"],
                         [[g, s.get("n"), _num(s.get("value")), _num(s.get("accuracy"))]
                          for g, s in m["subgroups"].items()]) + [""]
+    return lines
+
+
+def _operating_point_section(run_root: Path, round_k: int) -> list[str]:
+    """The threshold the model is delivered at, how it was chosen, and the test counts there."""
+    point = _read(run_root / "operating_point.json")
+    if not point or point.get("round") != round_k:
+        return []
+    lines = ["## Operating point", "",
+             f"A case is called **{point['positive_label']}** when its probability is at least "
+             f"**{point['threshold']:.4f}** ({point['how']}; set at the review gate by {point.get('who')}). The "
+             "bundle's predictor applies it (configs/inference.json, operating_point).", ""]
+    rows = [["sensitivity", _num(point.get("sensitivity")), _ci(point.get("sensitivity_ci95")) +
+             f" (Wilson; {point['tp']}/{point['tp'] + point['fn']}; {point['missed']} missed)"],
+            ["specificity", _num(point.get("specificity")), _ci(point.get("specificity_ci95")) +
+             f" (Wilson; {point['tn']}/{point['tn'] + point['fp']}; {point['false_alarms']} false alarms)"],
+            ["positive predictive value", _num(point.get("ppv")), ""],
+            ["negative predictive value", _num(point.get("npv")), ""]]
+    lines += _table(["at the operating point (test set)", "value", "interval"], rows) + [""]
+    if point.get("chosen_on") == "test":
+        lines += ["The threshold was chosen on the test set itself, so these counts are optimistic: confirm them "
+                  "on new cases (external validation) before relying on them.", ""]
     return lines
 
 
@@ -228,6 +240,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
                                "report_generation": "a report text"}.get(task, ""), ""]
     lines += _data_section(card, m, _read(run_root / "index_report.json"), cfg)
     lines += _metrics_section(m)
+    lines += _operating_point_section(run_root, round_k)
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",
               "Research and teaching only. This is NOT a medical device: it is not cleared or approved for "

@@ -19,7 +19,7 @@ from prefect import get_run_logger
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
-from medbuilder.review import plots
+from medbuilder.review import operating_point, plots
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
@@ -107,6 +107,21 @@ def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -
             "seconds": report["seconds"]}
 
 
+def met_by_construction(run: RunFolder, snapshot: Path, info: dict) -> str | None:
+    """Why the objective's measure cannot fail for this round's model, when that is so: a model that blanks
+    outside the confounder's region at inference cannot change its answer when that outside is blanked, and
+    its attention cannot land on what is already blank."""
+    objective = info.get("objective") or {}
+    _, roi = objective_and_roi(run)
+    config = json.loads((snapshot / "config.json").read_text()) if (snapshot / "config.json").exists() else {}
+    if not roi or config.get("roi") != roi or objective.get("measure") not in ("counterfactual_flip_rate",
+                                                                               "attribution_share"):
+        return None
+    return (f"This round's model blanks everything outside the {roi} region before it looks at an image, at "
+            f"inference as well as in training; the {objective['measure'].replace('_', ' ')} measures what happens "
+            f"when the outside of the {roi} is blanked or looked at, which this model can no longer do.")
+
+
 def evaluate_round(run: RunFolder, k: int) -> dict:
     """Snapshot round k and write report/round-k/summary.json with the metric, figures and measures."""
     snapshot = snapshot_round(run, k)
@@ -120,9 +135,12 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
                           if key in metrics},
                "strategies": (metrics.get("strategies") or {}).get("active", []),
                "figures": _figures(metrics, predictions, folder)}
+    if metrics.get("task") == "diagnosis":
+        summary["operating_point"] = operating_point.summary_block(run, k)
     kind = interpretation_kind(metrics, snapshot)
     if kind:
         summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
+        summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
         summary["sections"] = interpretability_sections(run, summary)
     run.write(f"report/round-{k}/summary.json", summary)
     return summary

@@ -14,8 +14,8 @@ import re
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.datacard import Datacard
-from medbuilder.protocol.objective import Objective, objective_from_text
-from medbuilder.review.strategies import plan_strategy
+from medbuilder.protocol.objective import Objective, default_measure, objective_from_text
+from medbuilder.review.strategies import plan_strategy, strategies_for
 
 INTENTS = [
     (r"longer|more epochs|train more|underfit", "train 50% more epochs",
@@ -46,29 +46,66 @@ def current_objective(run: RunFolder) -> Objective | None:
     return run.read("objective.json", Objective) if run.exists("objective.json") else None
 
 
-def update_objective(run: RunFolder, card: Datacard, feedback: str, edits: dict) -> Objective | None:
-    """The objective after this feedback: stated anew in the words, or the current one; numbers edited."""
+def objective_after(run: RunFolder, card: Datacard, feedback: str, edits: dict) -> Objective | None:
+    """The objective after this feedback: stated anew in the words, or the current one; then the clinician's
+    corrections of the reading (confounder, measure) and of its numbers."""
     objective = objective_from_text(feedback, card) or current_objective(run)
+    named = edits.get("confounder")
+    if named:
+        confounder = next((c for c in card.confounders if c.name == named), None)
+        if confounder is None:
+            raise ValueError(f"the datacard {card.name} names no confounder {named!r}; it names: "
+                             f"{', '.join(c.name for c in card.confounders) or 'none'}")
+        if objective is None or objective.confounder != named:
+            measure, limit = default_measure(confounder)
+            objective = Objective(confounder=named, measure=measure, max_reliance=limit, words=feedback or named,
+                                  **({"max_metric_drop": objective.max_metric_drop} if objective else {}))
     if objective is None:
         return None
-    changed = {k: v for k, v in edits.items() if v is not None and k in Objective.model_fields}
-    objective = objective.model_copy(update=changed)
-    run.write("objective.json", objective)
-    return objective
+    changed = {k: v for k, v in edits.items() if v not in (None, "", []) and k in Objective.model_fields
+               and k != "confounder"}
+    return objective.model_copy(update=changed)
 
 
-def write_refinement(run: RunFolder, round_k: int, feedback: str, edits: dict | None = None) -> dict:
+def chosen_strategies(objective: Objective, card: Datacard, round_k: int, ids: list[str] | None) -> tuple[list[str], dict]:
+    """medbuilder's strategies for the round, or the ones the clinician named (by their first key)."""
+    if not ids:
+        return plan_strategy(objective, card, round_k)
+    confounder = next((c for c in card.confounders if c.name == objective.confounder), None)
+    available = {next(iter(keys)): (text, keys) for text, keys in strategies_for(confounder)} if confounder else {}
+    unknown = [i for i in ids if i not in available]
+    if unknown:
+        raise ValueError(f"strategy {', '.join(unknown)} does not apply to {objective.confounder}: the datacard "
+                         f"allows {', '.join(available) or 'none'}")
+    config: dict = {}
+    for i in ids:
+        config.update(available[i][1])
+    return [available[i][0] for i in ids], config
+
+
+def read_feedback(run: RunFolder, round_k: int, feedback: str, edits: dict | None = None) -> dict:
+    """How the feedback is read for round `round_k`, without writing anything: the objective (confounder,
+    measure, limits), the strategies, the hyperparameter changes and a one-line summary."""
     card = Datacard.model_validate(run.read_json("datacard.json"))
     config = json.loads((run.workspace / "config.json").read_text())
     changes, summary = plan_refinement(feedback, config)
-    objective = update_objective(run, card, feedback, edits or {})
+    objective = objective_after(run, card, feedback, edits or {})
+    strategies: list[str] = []
     if objective:
-        strategies, keys = plan_strategy(objective, card, round_k)
+        strategies, keys = chosen_strategies(objective, card, round_k, (edits or {}).get("strategies"))
         changes.update(keys)
-        summary += strategies
-    record = {"round": round_k, "feedback": feedback, "objective": objective.model_dump() if objective else None,
-              "config": changes,
-              "summary": "; ".join(summary) or "no change recognised in the feedback: retrain with the same settings"}
+    return {"round": round_k, "feedback": feedback, "objective": objective.model_dump() if objective else None,
+            "strategies": strategies, "config": changes,
+            "confounders": [c.name for c in card.confounders],
+            "summary": "; ".join(summary + strategies) or
+                       "no change recognised in the feedback: retrain with the same settings"}
+
+
+def write_refinement(run: RunFolder, round_k: int, feedback: str, edits: dict | None = None) -> dict:
+    record = read_feedback(run, round_k, feedback, edits)
+    record.pop("confounders")
+    if record["objective"]:
+        run.write("objective.json", Objective.model_validate(record["objective"]))
     run.write(f"refinements/round-{round_k}.json", record)
     run.write("refinement.json", record)
     return record

@@ -74,7 +74,7 @@ def template_namespace(run: RunFolder, task: str, script: str) -> dict:
         sys.path.remove(str(code))
 
 
-def _predictions(source: Path) -> tuple[list[dict], dict]:
+def read_predictions(source: Path) -> tuple[list[dict], dict]:
     """(predictions, config) from a workspace or a round snapshot, read as data without following links."""
     cfg = json.loads(read_text_nofollow(source, "config.json"))
     out = str(cfg.get("output_dir") or ".").strip("/") or "."
@@ -180,7 +180,7 @@ def verify(run: RunFolder, source: Path, task: str, reported: dict | None) -> di
     result = {"task": task, "metric": METRIC[task], "value": None, "ci95": None, "problems": []}
     try:
         records, label_dict = fixed_test_split(run)
-        predictions, cfg = _predictions(Path(source))
+        predictions, cfg = read_predictions(Path(source))
         ordered, result["problems"] = _coverage(records, predictions)
         if not result["problems"]:
             result.update(COMPUTE[task](run, records, label_dict, ordered, cfg))

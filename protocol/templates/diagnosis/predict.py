@@ -123,8 +123,11 @@ class Predictor:
     task = "diagnosis"
 
     def __init__(self, cfg: dict, network: torch.nn.Module, checkpoint: dict | None = None,
-                 device: str | torch.device | None = None, preprocessing=None):
+                 device: str | torch.device | None = None, preprocessing=None, threshold: float | None = None):
+        """threshold (binary models): call a case positive when its positive-class probability is at least
+        this; None: the class with the highest probability (the same as 0.5)."""
         checkpoint = checkpoint or {}
+        self.threshold = None if threshold is None else float(threshold)
         self.cfg = cfg
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.network = network.to(self.device).eval()
@@ -160,6 +163,9 @@ class Predictor:
             if self.positive is not None:
                 entry["positive_label"] = self.names[self.positive]
                 entry["score"] = round(float(p[self.positive]), 6)
+                if self.threshold is not None:
+                    called = self.positive if float(p[self.positive]) >= self.threshold else 1 - self.positive
+                    entry["prediction"], entry["threshold"] = self.names[called], self.threshold
             out.append(entry)
         return out
 
