@@ -7,6 +7,10 @@ Unsalted SHA-256 digests and plain tokens are refused. Without the file nobody c
 and approvals and new requests are refused: there is no anonymous approver. The file is read
 again at every action, so a user removed from it can no longer act in an open session; after
 MAX_FAILURES failed sign-ins a name is locked for LOCK_S seconds.
+
+A sign-in survives a page reload through a signed session token in the cookie SESSION_COOKIE:
+HMAC-SHA256 with a secret kept in the state folder (mode 0600), bound to the user and their password
+hash, with an expiry (SESSION_S); sign-out revokes it, and removing the user from the file ends it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -107,6 +112,142 @@ def sign_in(users: dict[str, str], name: str, password: str) -> str | None:
         return name
     _failures.setdefault(name, []).append(time.monotonic())
     return None
+
+
+# ---------------------------------------------------------------- sessions that outlive a page reload
+
+SESSION_COOKIE = "medbuilder_session"
+SESSION_S = 12 * 3600  # a working day; then sign in again
+STATE_ENV = "MEDBUILDER_DASHBOARD_STATE"
+SECRET_FILE = "session_secret"
+REVOKED_FILE = "revoked_sessions.json"
+
+
+class SessionError(RuntimeError):
+    """The session secret cannot be made or is not private; the message says what to fix."""
+
+
+def state_folder() -> Path:
+    """Where the session secret and the revoked sessions live: MEDBUILDER_DASHBOARD_STATE, else
+    <stack state>/dashboard (medbuilder up's state folder, MEDBUILDER_STACK_DIR or .medbuilder/stack)."""
+    value = os.environ.get(STATE_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("MEDBUILDER_STACK_DIR") or Path(".medbuilder") / "stack") / "dashboard"
+
+
+def _private_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise SessionError(f"{folder} must be a folder of this user with mode 0700 (chmod 700 {folder})")
+    return folder
+
+
+def session_secret(folder: Path | None = None) -> bytes:
+    """The server-side HMAC key (made once: 32 random bytes in <state>/session_secret, mode 0600)."""
+    file = _private_folder(folder or state_folder()) / SECRET_FILE
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise SessionError(f"{file} cannot be read ({err.strerror}); remove it and it is made again") from None
+    with os.fdopen(fd) as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise SessionError(f"{file} must be private to this user (chmod 600 {file})")
+        key = handle.read().strip()
+    if len(key) < 64:
+        raise SessionError(f"{file} is not a session secret; remove it and it is made again")
+    return key.encode()
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode().rstrip("=")
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+
+
+def _mac(key: bytes, user: str, expires: int, sid: str, stored: str) -> str:
+    """HMAC-SHA256 over the user, expiry, session id and the user's password hash (a new password or a
+    removed user ends every session)."""
+    message = "|".join(["v1", user, str(expires), sid, hashlib.sha256(stored.encode()).hexdigest()])
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_session(users: dict[str, str], user: str, now: float | None = None, folder: Path | None = None) -> str:
+    """A signed session token for `user`: 'v1.<user>.<expiry>.<session id>.<hmac>' (cookie-safe)."""
+    expires = int((time.time() if now is None else now) + SESSION_S)
+    sid = secrets.token_urlsafe(16)
+    mac = _mac(session_secret(folder), user, expires, sid, users[user])
+    return ".".join(["v1", _b64(user), str(expires), sid, mac])
+
+
+def _parts(token: str) -> tuple[str, int, str, str] | None:
+    parts = token.split(".") if isinstance(token, str) and len(token) < 2048 else []
+    if len(parts) != 5 or parts[0] != "v1" or not parts[2].isdigit():
+        return None
+    try:
+        return _unb64(parts[1]), int(parts[2]), parts[3], parts[4]
+    except ValueError:
+        return None
+
+
+def check_session(users: dict[str, str], token: str | None, now: float | None = None,
+                  folder: Path | None = None) -> str | None:
+    """The user a token signs in, when its HMAC is right, it has not expired or been revoked, and the user
+    is still in the users file with the same password hash; else None."""
+    parts = _parts(token) if token else None
+    if parts is None:
+        return None
+    user, expires, sid, mac = parts
+    if user not in users or expires < (time.time() if now is None else now):
+        return None
+    if not hmac.compare_digest(mac, _mac(session_secret(folder), user, expires, sid, users[user])):
+        return None
+    return None if sid in _revoked(folder or state_folder()) else user
+
+
+def _revoked(folder: Path) -> dict[str, int]:
+    try:
+        fd = os.open(folder / REVOKED_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return {}
+    with os.fdopen(fd) as handle:
+        try:
+            data = json.load(handle)
+        except ValueError:
+            return {}
+    return data if isinstance(data, dict) else {}
+
+
+def revoke_session(token: str | None, folder: Path | None = None, now: float | None = None) -> None:
+    """Refuse this token from now on (sign-out); expired entries are dropped from the list."""
+    parts = _parts(token) if token else None
+    if parts is None:
+        return
+    import fcntl
+
+    folder = _private_folder(folder or state_folder())
+    now = time.time() if now is None else now
+    with open(folder / f"{REVOKED_FILE}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = {sid: exp for sid, exp in _revoked(folder).items() if isinstance(exp, int) and exp >= now}
+        kept[parts[2]] = parts[1]
+        tmp = folder / f"{REVOKED_FILE}.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(kept, handle)
+        tmp.replace(folder / REVOKED_FILE)
 
 
 def main(argv: list[str] | None = None) -> None:

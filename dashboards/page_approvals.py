@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from medbuilder.dashboards import data, review_gate, ui
@@ -9,15 +10,15 @@ from medbuilder.flows.gates import gate_kind, layout_from_text
 from medbuilder.flows.resume import GateInputError, NotWaiting
 
 
+REFRESH_S = 3
+
+
 def _signature() -> tuple:
-    """What decides the page's content: the waiting gates and the status of runs answered here."""
-    waiting = tuple(sorted((r.run_id, r.pending["gate"]) for r in data.waiting_runs()))
-    answered = tuple(sorted(st.session_state.get("answered", {})))
-    statuses = tuple((run_id, run.status if (run := data.find_run(run_id)) else "?") for run_id, _ in answered)
-    return waiting, statuses
+    """What decides which forms the page shows: the runs waiting and their gates."""
+    return tuple(sorted((r.run_id, r.pending["gate"]) for r in data.waiting_runs()))
 
 
-@st.fragment(run_every=3)
+@st.fragment(run_every=REFRESH_S)
 def _watch(seen: tuple) -> None:
     """Reruns the page when a run starts or stops waiting (forms are not touched meanwhile)."""
     if _signature() != seen:
@@ -28,9 +29,10 @@ def render() -> None:
     st.title("Approvals")
     user = ui.require_user("Answer a gate")
     _watch(_signature())
-    answered: dict = st.session_state.setdefault("answered", {})
-    _answered_runs(answered)
-    waiting = [r for r in data.waiting_runs() if (r.run_id, r.pending["gate"]) not in answered]
+    answered: dict = st.session_state.setdefault("answered", {})  # run id -> the latest answer given here
+    if answered:
+        _answered_runs()
+    waiting = [r for r in data.waiting_runs() if _answered_gate(r.run_id) != r.pending["gate"]]
     if not waiting:
         st.info("No run is waiting at a gate. This page refreshes by itself.")
     for run in waiting:
@@ -38,18 +40,41 @@ def render() -> None:
     _paused_elsewhere({r.flow_run_id for r in data.list_runs()})
 
 
-def _answered_runs(answered: dict) -> None:
-    for (run_id, gate), decision in sorted(answered.items()):
+def _answered_gate(run_id: str) -> str | None:
+    return (st.session_state.get("answered", {}).get(run_id) or {}).get("gate")
+
+
+@st.fragment(run_every=REFRESH_S)
+def _answered_runs() -> None:
+    """One banner per run answered here, its status read again from the run folder every few seconds; a
+    run that waits at a new gate loses its banner (the new gate's form is below)."""
+    answered: dict = st.session_state.get("answered", {})
+    for run_id in list(answered):
+        decision = answered[run_id]
         run = data.find_run(run_id)
-        status = run.shown_status if run else "?"
+        if run and run.pending and run.pending["gate"] != decision["gate"]:
+            del answered[run_id]  # it waits at a new gate: that gate's form replaces the banner
+            continue
+        _banner(run_id, run, decision)
+
+
+def _banner(run_id: str, run: data.RunInfo | None, decision: dict) -> None:
+    gate = decision["gate"]
+    with st.container(border=True):
         st.success(f"`{run_id}`: gate **{gate}** answered **{decision['action']}** by {decision['who']}. "
-                   f"The run goes on: {ui.status_text(status)}")
-        if run:
-            rows = data.stage_rows(run.folder)
-            current = next((r for r in reversed(rows) if r["status"] == "running"), None)
-            if current:
-                st.caption(f"now: {current['stage']} (attempt {current['attempts']}, {current['actions']} actions)")
+                   f"The run goes on: {_status_after(run, gate)}")
+        if run and run.status in data.ACTIVE and not run.pending:
+            ui.now_line(run.folder)
         ui.run_link(run_id)
+
+
+def _status_after(run: data.RunInfo | None, gate: str) -> str:
+    """The run's status as its folder says now; 'resuming' while it still shows the gate just answered."""
+    if run is None:
+        return "?"
+    if run.pending and run.pending["gate"] == gate:
+        return f"resuming from {gate}"
+    return ui.status_text(run.shown_status)
 
 
 def _gate(run: data.RunInfo, user: str | None) -> None:
@@ -68,10 +93,45 @@ def _gate(run: data.RunInfo, user: str | None) -> None:
 
 
 def _dataset_samples(folder) -> None:
+    """The dataset gate's evidence beside the question: licence, why this card, counts per class and split,
+    duplicate groups, and sample images per class."""
+    _licence(folder)
+    _candidate_scores(folder)
+    counts = data.split_counts(folder)
+    if counts:
+        st.markdown("**Images per class and split**")
+        st.dataframe(pd.DataFrame(counts), hide_index=True)
+    duplicates = data.duplicate_summary(folder)
+    if duplicates.records:
+        box = st.warning if duplicates.across or duplicates.patients_across else st.info
+        box(f"**Duplicate groups.** {duplicates.text()}")
     samples = data.sample_images(folder)
     for label, paths in samples.items():
         st.markdown(f"**Sample images: {label}**")
         ui.image_grid(paths, 6)
+
+
+def _licence(folder) -> None:
+    found = data.licence(folder)
+    if found is None:
+        st.warning("**Licence:** the datacard states none. Check the terms before training on this data.")
+    elif found["restrictions"]:
+        st.warning(f"**Licence of {found['dataset']} restricts use: {', '.join(found['restrictions'])}.** "
+                   f"{found['text']}\n\nA model trained on it carries these limits.")
+    else:
+        st.info(f"**Licence of {found['dataset']}:** {found['text']}")
+
+
+def _candidate_scores(folder) -> None:
+    rows = data.candidate_scores(folder)
+    if not rows:
+        return
+    chosen = data.chosen_score_text(folder, rows)
+    if chosen:
+        st.markdown(f"**The Task Manager's score.** {chosen}")
+    with st.expander("How the score is computed, for every datacard", expanded=False):
+        st.markdown(data.score_explained())
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
@@ -100,7 +160,8 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
         except Exception as err:  # Prefect refused (e.g. the API is down): say so, keep the form
             st.error(f"Prefect did not resume the run: {type(err).__name__}: {err}")
         else:
-            st.session_state["answered"][(run.run_id, gate)] = {"action": values["action"], "who": user}
+            st.session_state.setdefault("answered", {})[run.run_id] = {"gate": gate, "action": values["action"],
+                                                                        "who": user}
             st.rerun()
 
 

@@ -10,6 +10,8 @@ import yaml
 
 from medbuilder.dashboards import data, ui
 
+REFRESH_S = 3
+
 
 def render() -> None:
     st.title("Run detail")
@@ -26,7 +28,10 @@ def render() -> None:
     run = next(r for r in runs if r.run_id == run_id)
     if st.button("Refresh", key="detail_refresh"):
         st.rerun()
-    _header(run)
+    if run.status in data.ACTIVE:
+        _live(run.run_id, _signature(run))
+    else:
+        _header(run)
     folder = run.folder
     tabs = st.tabs(["Overview", "Data", "Training", "Evaluation", "Model card", "Trajectories", "Decisions"])
     with tabs[0]:
@@ -44,6 +49,28 @@ def render() -> None:
         _trajectories(folder)
     with tabs[6]:
         _decisions(folder)
+
+
+def _signature(run: data.RunInfo) -> tuple:
+    """What the tabs below show that changes while a run goes: status, gate, stages and their status."""
+    return run.shown_status, tuple((r["stage"], r["status"]) for r in data.stage_rows(run.folder)), \
+        tuple(data.rounds(run.folder))
+
+
+@st.fragment(run_every=REFRESH_S)
+def _live(run_id: str, seen: tuple) -> None:
+    """The header with the running stage, epoch, loss, ETA and the live curve, refreshed every few seconds;
+    the whole page reruns once a stage ends or the run stops, so the tabs follow."""
+    run = data.find_run(run_id)
+    if run is None:
+        st.warning(f"The run folder of {run_id} is gone.")
+        return
+    if _signature(run) != seen:
+        st.rerun()
+    _header(run)
+    now = ui.now_line(run.folder)
+    if now and now.training:
+        ui.training_chart(now.training.log)
 
 
 def _header(run: data.RunInfo) -> None:
@@ -113,10 +140,8 @@ def _training(folder) -> None:
         if not log:
             continue
         st.markdown(f"**Training curve{'' if k is None else f', round {k}'}**")
+        ui.training_chart(log)
         frame = pd.DataFrame(log)
-        columns = [c for c in ("train_loss", "val_loss", "val_metric") if c in frame and frame[c].notna().any()]
-        if "epoch" in frame and columns:
-            st.line_chart(frame.set_index("epoch")[columns])
         with st.expander("train_log.jsonl"):
             st.dataframe(frame, hide_index=True)
     if rounds == [None] and not data.train_log(folder):

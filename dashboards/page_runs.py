@@ -1,4 +1,4 @@
-"""Runs: every run folder, and per run the stage records with a timeline."""
+"""Runs: every run folder, and per run what it does now, the stage records and a timeline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from medbuilder.dashboards import data, ui
-from medbuilder.flows.runs import role_table
+
+REFRESH_S = 3
 
 
 def render() -> None:
@@ -20,9 +21,9 @@ def render() -> None:
         _body()
 
 
-@st.fragment(run_every=3)
+@st.fragment(run_every=REFRESH_S)
 def _live() -> None:
-    """While a run is going, the table refreshes itself every 3 s."""
+    """While a run is going, the page refreshes itself every few seconds (epoch, loss, ETA, stage times)."""
     _body()
     if not any(r.status in data.ACTIVE for r in data.list_runs()):
         st.rerun()  # the last run ended: one full rerun, then no more refreshing
@@ -33,21 +34,31 @@ def _body() -> None:
     if not runs:
         st.info("No runs yet. Start one under New request.")
         return
-    table = pd.DataFrame([{"run": r.run_id, "status": ui.status_text(r.shown_status), "request": r.request,
-                           "dataset": r.dataset or "", "created": r.created} for r in runs])
+    table = pd.DataFrame([{"run": r.run_id, "status": ui.status_text(r.shown_status), "now": _now_text(r),
+                           "request": r.request, "dataset": r.dataset or "", "created": r.created} for r in runs])
     st.dataframe(table, hide_index=True)
     for run in runs:
-        with st.expander(f"{run.run_id} · {run.shown_status}", expanded=run is runs[0]):
+        with st.expander(f"{run.run_id} · {run.shown_status}", expanded=run is runs[0] or run.status in data.ACTIVE):
             _run_stages(run)
+
+
+def _now_text(run: data.RunInfo) -> str:
+    """The table's 'now' column: the running stage, and the training's epoch, loss and ETA."""
+    if run.status not in data.ACTIVE or run.pending:
+        return ""
+    now = data.run_now(run.folder)
+    return now.text() if now else ""
 
 
 def _run_stages(run: data.RunInfo) -> None:
     folder = run.folder
     st.caption(f"Request: {run.request} · dataset {run.dataset or '-'} · created {run.created}")
-    roles = role_table(folder)
+    if run.status in data.ACTIVE and not run.pending:
+        ui.now_line(folder)
+    roles = data.role_rows(folder)
     if roles:
         st.markdown("**Per role**")
-        st.dataframe(pd.DataFrame([{"role": k, **v} for k, v in roles.items()]), hide_index=True)
+        st.dataframe(pd.DataFrame(roles), hide_index=True)
     rows = data.stage_rows(folder)
     if rows:
         st.markdown("**Stages**")

@@ -23,8 +23,9 @@ from medbuilder.protocol.artifacts import GateDecision, RunFolder, now
 from medbuilder.protocol.layout import Layout
 
 
-WHO = Field(min_length=1, title="Your name", description="Your name or staff id: recorded with the decision and on "
-            "the model card.")
+def _who():
+    return Field(min_length=1, title="Your name", description="Your name or staff id: recorded with the decision "
+                 "and on the model card.")
 MEASURES = ("counterfactual_flip_rate", "attribution_share", "subgroup_gap", "confounded_fpr")
 STRATEGY_IDS = ("roi", "counterfactual_aug", "mask_confounder", "group_balanced")
 
@@ -55,7 +56,7 @@ class DatasetDecision(RunInput):
                                           "layout shown above.")
     reason: str = Field("", title="Reason (for reject)", description="Why the dataset cannot be used: kept in "
                         "the run record.")
-    who: str = WHO
+    who: str = _who()
 
     @field_validator("layout", mode="before")
     @classmethod
@@ -123,7 +124,7 @@ class ReviewDecision(RunInput):
         default_factory=list, title="Strategies (for refine, optional)", description="Correct which refinement "
         "strategies the round uses (roi: keep only the region; counterfactual_aug: twins with the confounder "
         "toggled; mask_confounder: inpaint it; group_balanced: balance the groups). Empty: medbuilder's choice.")
-    who: str = WHO
+    who: str = _who()
 
     @model_validator(mode="after")
     def _complete(self) -> "ReviewDecision":

@@ -114,7 +114,8 @@ def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
     note_channel(run, pending["gate"], via)
     try:
         with scope:
-            resume_flow_run(UUID(pending["flow_run_id"]), run_input=answer.model_dump(include=set(model.model_fields)))
+            resume_flow_run(UUID(pending["flow_run_id"]),
+                            run_input=answer.model_dump(include=set(model.model_fields), exclude_none=True))
     except (NotPausedError, FlowPauseTimeout) as err:
         raise NotWaiting(f"run {run.run_id}: flow run {pending['flow_run_id']} is no longer paused at gate "
                          f"{pending['gate']} ({err}); `medbuilder runs` shows its status") from err

@@ -3,7 +3,12 @@
 Real pieces only: the session's Prefect server, the build_model flow served as deployment
 "build_model/build", `streamlit run dashboards/app.py`, and Debian's Chromium (/usr/bin/chromium,
 `apt-get install -y chromium`) driven by Playwright. Screenshots of every page go to the pytest
-tmp folder and to test-artifacts/screenshots/ in the repository.
+tmp folder, to test-artifacts/screenshots/ in the repository and to /tmp/medbuilder-screens/.
+
+Every request the browser makes, from the first page load on, is recorded: a request to a host that
+is not loopback (a font, a favicon, telemetry) fails the test, as it would fail in an air-gapped hospital.
+The live progress checks use a generated run folder ("generated-live-progress") whose train_log.jsonl
+the test appends to while the page is open: the real training is too short (8 s) to watch.
 """
 
 from __future__ import annotations
@@ -11,19 +16,23 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 from flow_helpers import kill_tree, wait_for
-from medbuilder.dashboards import auth
+from medbuilder.dashboards import auth, launch
+from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +41,9 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 USER, PASSWORD = "dr-lee", "correct horse"
+SCREENS = Path("/tmp/medbuilder-screens")
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+LOCAL_SCHEMES = {"data", "blob", "about"}
 
 
 def _free_port() -> int:
@@ -85,9 +97,7 @@ def stack(prefect_api, br35h_small):
     serve_log, app_log = base / "serve.log", base / "streamlit.log"
     serve = _popen(command, env, serve_log)
     port = _free_port()
-    app = _popen([str(Path(sys.executable).parent / "streamlit"), "run", "dashboards/app.py",
-                  "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-                  "--browser.gatherUsageStats", "false"], env, app_log)
+    app = _popen(launch.command(port), {**env, **launch.environment(base / "stack-state")}, app_log)  # as `up` does
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _deployment_ready(prefect_api), 120, "deployment build_model/build", serve_log)
@@ -147,123 +157,244 @@ def _no_exception(page) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def test_dashboard_build_end_to_end(stack, tmp_path):
+def _not_loopback(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme not in LOCAL_SCHEMES and (parts.hostname or "") not in LOOPBACK
+
+
+@pytest.fixture()
+def chromium(tmp_path):
+    """A Chromium page whose every request (from the first load on, frames included) is recorded; the test
+    fails at the end when any went to a host that is not loopback."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`"
-    started = time.monotonic()
-    shots_dir = tmp_path / "screenshots"
-    runs_dir = stack["base"] / "runs"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
-            shot = Shots(page, shots_dir)
-            page.goto(stack["url"])
-            page.get_by_role("heading", name="New request").wait_for()
-            _settle(page)
-            assert "Sign in (sidebar)" in _main_text(page)
-
-            # sign in: a wrong password is refused, the right one accepted
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            sidebar.get_by_label("User name").fill(USER)
-            sidebar.get_by_label("Password", exact=True).fill("wrong")
-            sidebar.get_by_role("button", name="Sign in").click()
-            sidebar.get_by_text("Unknown user or wrong password.").wait_for()
-            sidebar.get_by_label("Password", exact=True).fill(PASSWORD)
-            sidebar.get_by_role("button", name="Sign in").click()
-            sidebar.get_by_text(f"Signed in as {USER}").wait_for()
-            _settle(page)
-
-            # new request -> a run of the deployment
-            page.get_by_label("What should the model do?").fill(REQUEST)
-            page.get_by_role("button", name="Start build").click()
-            page.get_by_text("Started flow run").wait_for(timeout=60_000)
-            shot("1-new-request")
-            _no_exception(page)
-
-            # dataset gate
-            _nav(page, "Approvals")
-            _wait_text(page, "Submit answer to dataset-1", 240, stack["logs"])
-            _settle(page)
-            text = _main_text(page)
-            assert "Chosen: br35h" in text and REQUEST in text and "How the files were read" in text
-            assert "Sample images: no" in text and "Sample images: yes" in text
-            page.locator('[data-testid="stImage"] img').first.wait_for()  # the sample images themselves
-            shot("2-approvals-dataset-gate")
-            # correct: the form starts from the inferred layout; the next attempt applies it as given
-            page.locator('[data-testid="stRadio"]').get_by_text("correct", exact=True).click()
-            layout_box = page.get_by_label("Corrected layout (for correct; JSON or YAML, starts from the inferred one)")
-            corrected = json.loads(layout_box.input_value())
-            assert corrected["label"]["kind"] == "folder"
-            page.get_by_role("button", name="Submit answer to dataset-1").click()
-            _wait_text(page, f"gate dataset-1 answered correct by {USER}", 60)
-            _wait_text(page, "Submit answer to dataset-2", 240, stack["logs"])
-            _settle(page)
-            assert f"as corrected by {USER} at gate dataset-1" in _main_text(page)
-            page.get_by_role("button", name="Submit answer to dataset-2").click()
-            _wait_text(page, f"gate dataset-2 answered approve by {USER}", 60)
-
-            # review gate: metrics, figures, then approve
-            _wait_text(page, "review-0", 400, stack["logs"])
-            text = _main_text(page)
-            assert "Review of round 0" in text and "auroc =" in text.lower() and "Shortcut measures" in text
-            assert "Prefect API not reachable" not in text  # paused runs were read from the API
-            page.locator('[data-testid="stImage"] img').first.wait_for()  # ROC / confusion / reliability
-            _settle(page)
-            shot("3-approvals-review-gate")
-            page.get_by_role("button", name="Submit answer to review-0").click()
-            _wait_text(page, f"gate review-0 answered approve by {USER}", 60)
-            _wait_text(page, "The run goes on: delivered", 180, stack["logs"])
-            shot("4-approvals-answered")
-
-            # runs
-            _nav(page, "Runs")
-            _wait_text(page, "delivered", 30)
-            assert REQUEST in _main_text(page)
-            shot("5-runs")
-            _no_exception(page)
-
-            # run detail
-            _nav(page, "Run detail")
-            _wait_text(page, "Status: delivered", 30)
-            text = _main_text(page)
-            assert "dataset br35h" in text and "AUROC" in text and "95% CI" in text
-            shot("6-run-detail")
-            page.get_by_role("tab", name="Evaluation").click()
-            page.get_by_text("Saliency gallery").wait_for()
-            shot("7-run-detail-evaluation")
-            page.get_by_role("tab", name="Model card").click()
-            page.wait_for_timeout(500)
-            shot("8-run-detail-model-card")
-            page.get_by_role("tab", name="Trajectories").click()
-            page.get_by_text("task_manager-1.json").first.wait_for()
-            shot("9-run-detail-trajectories")
-            _no_exception(page)
-
-            # datacards: an invalid card is refused inline and not saved
-            _nav(page, "Datacards")
-            assert "br35h" in _main_text(page)
-            page.get_by_label("Datacard (YAML)").fill("name: bad-card\ntitle: x\ntasks: [cooking]\n")
-            page.get_by_role("button", name="Validate and save").click()
-            page.get_by_text("Not saved.").wait_for()
-            shot("10-datacards-invalid")
-
-            # a user removed from the users file can no longer act in the session that is still open
-            (stack["base"] / "users.yaml").write_text(f'dr-okafor: "{auth.hash_password("another password")}"\n')
-            _nav(page, "New request")
-            _wait_text(page, f"{USER} is no longer in the users file: signed out.", 30)
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.on("request", lambda request: requests.append(request.url))
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        try:
+            yield page
+        finally:
+            _copy_screens(tmp_path / "screenshots")
             browser.close()
-    finally:
-        target = REPO / "test-artifacts" / "screenshots"
-        if shots_dir.exists():
+    outside = sorted({u for u in requests if _not_loopback(u)})
+    assert requests and not outside, f"requests to hosts that are not loopback: {outside}"
+
+
+def _copy_screens(folder: Path) -> None:
+    for target in (REPO / "test-artifacts" / "screenshots", SCREENS):
+        if folder.exists():
             target.mkdir(parents=True, exist_ok=True)
-            for png in shots_dir.glob("*.png"):
+            for png in folder.glob("*.png"):
                 shutil.copyfile(png, target / png.name)
 
+
+def _sidebar(page):
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def _sign_in(page, password: str = PASSWORD) -> None:
+    sidebar = _sidebar(page)
+    sidebar.get_by_label("User name").fill(USER)
+    sidebar.get_by_label("Password", exact=True).fill(password)
+    sidebar.get_by_role("button", name="Sign in").click()
+
+
+def _reload(page) -> None:
+    """A page reload: a new Streamlit session (st.session_state starts empty)."""
+    page.reload()
+    page.locator('[data-testid="stSidebar"]').wait_for()
+    _settle(page)
+
+
+# ---------------------------------------------------------------- generated run folder for live progress
+
+LIVE_EPOCHS = 40
+
+
+def _generated_live_run(runs_dir: Path) -> RunFolder:
+    """A run folder made by the test (named generated-live-progress): a Model Trainer stage running for 90 s,
+    config.json with 40 epochs and a train_log.jsonl of 2 epochs that the test then appends to."""
+    run = RunFolder(runs_dir / "generated-live-progress")
+    run.root.mkdir(parents=True)
+    run.write("run.json", RunRecord(run_id=run.run_id, request="generated: live progress while training",
+                                    core="offline", approve="prefect", status="running",
+                                    created="2000-01-01T00:00:00+00:00"))  # sorts after the real run
+    started = (datetime.now(timezone.utc) - timedelta(seconds=90)).isoformat()
+    run.save_stage(StageRecord(stage="model_trainer", status="running", attempts=1, started=started))
+    run.workspace.mkdir()
+    (run.workspace / "config.json").write_text(json.dumps({"epochs": LIVE_EPOCHS, "time_limit_s": 10_000}))
+    (run.workspace / "train_log.jsonl").write_text("")
+    for epoch in (1, 2):
+        _append_epoch(run, epoch)
+    return run
+
+
+def _append_epoch(run: RunFolder, epoch: int) -> None:
+    line = {"epoch": epoch, "train_loss": round(1.0 / epoch, 4), "val_loss": round(1.2 / epoch, 4), "lr": 0.001,
+            "seconds": 10.0, "images_per_second": 40.0}
+    with open(run.workspace / "train_log.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n" + ("not json: a hostile line is skipped\n" if epoch == 2 else ""))
+
+
+def _live_text(epoch: int) -> str:
+    left = (LIVE_EPOCHS - epoch) * 10
+    return f"epoch {epoch} of {LIVE_EPOCHS} · loss {1.0 / epoch:.4g} · validation loss {1.2 / epoch:.4g} · " \
+           f"about {left // 60} min {left % 60} s left"
+
+
+def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
+    page, url = chromium, stack["url"]
+    started = time.monotonic()
+    shot = Shots(page, tmp_path / "screenshots")
+    runs_dir = stack["base"] / "runs"
+    page.goto(url)
+    page.get_by_role("heading", name="New request").wait_for()
+    _settle(page)
+    assert "Sign in (sidebar)" in _main_text(page)
+    assert page.locator('[data-testid="stAppDeployButton"]').count() == 0  # client.toolbarMode = viewer
+
+    # sign in: a wrong password is refused, the right one accepted; a reload keeps the user signed in
+    sidebar = _sidebar(page)
+    _sign_in(page, "wrong")
+    sidebar.get_by_text("Unknown user or wrong password.").wait_for()
+    _sign_in(page)
+    sidebar.get_by_text(f"Signed in as {USER}").wait_for()
+    _settle(page)
+    assert any(c["name"] == auth.SESSION_COOKIE for c in page.context.cookies())
+    _reload(page)
+    sidebar.get_by_text(f"Signed in as {USER}").wait_for()
+    assert "Sign in (sidebar)" not in _main_text(page)
+
+    # new request -> a run of the deployment
+    page.get_by_label("What should the model do?").fill(REQUEST)
+    page.get_by_role("button", name="Start build").click()
+    page.get_by_text("Started flow run").wait_for(timeout=60_000)
+    shot("1-new-request")
+    _no_exception(page)
+
+    # dataset gate: question, licence warning, why this card, counts, duplicate groups, sample images
+    _nav(page, "Approvals")
+    _wait_text(page, "Submit answer to dataset-1", 240, stack["logs"])
+    _settle(page)
+    text = _main_text(page)
+    assert "Chosen: br35h" in text and REQUEST in text and "How the files were read" in text
+    assert "Sample images: no" in text and "Sample images: yes" in text
+    assert "Licence of br35h restricts use: research use only" in text
+    assert "The Task Manager's score. br35h scored" in text and "text similarity" in text
+    assert "Images per class and split" in text and "Duplicate groups." in text
+    assert "Every group is kept in one split." in text
+    page.locator('[data-testid="stImage"] img').first.wait_for()  # the sample images themselves
+    shot("2-approvals-dataset-gate")
+    # correct: the form starts from the inferred layout; the next attempt applies it as given
+    page.locator('[data-testid="stRadio"]').get_by_text("correct", exact=True).click()
+    layout_box = page.get_by_label("Corrected layout (for correct; JSON or YAML, starts from the inferred one)")
+    corrected = json.loads(layout_box.input_value())
+    assert corrected["label"]["kind"] == "folder"
+    page.get_by_role("button", name="Submit answer to dataset-1").click()
+    _wait_text(page, f"gate dataset-1 answered correct by {USER}", 60)
+    _wait_text(page, "Submit answer to dataset-2", 240, stack["logs"])
+    _settle(page)
+    text = _main_text(page)
+    assert f"as corrected by {USER} at gate dataset-1" in text
+    assert "dataset-1 answered" not in text  # the run waits at a new gate: its banner went away
+    page.get_by_role("button", name="Submit answer to dataset-2").click()
+    _wait_text(page, f"gate dataset-2 answered approve by {USER}", 60)
+    # the banner follows the run by itself: the status and the stage going on now, not the gate just answered
+    _wait_text(page, "The run goes on: running", 60, stack["logs"])
+    _wait_text(page, "Now: ", 60, stack["logs"])
+    text = _main_text(page)
+    assert text.count("answered approve by") == 1 and "waiting at dataset-2" not in text
+    shot("3-approvals-answered-dataset-2")
+
+    # live progress while a training runs (generated run folder, its log appended to meanwhile)
+    live = _generated_live_run(runs_dir)
+    _nav(page, "Runs")
+    _wait_text(page, _live_text(2), 30)
+    assert re.search(r"Now: model_trainer · \d+ min \d+ s so far", _main_text(page))  # counted from its start, not 0
+    _append_epoch(live, 3)
+    _wait_text(page, _live_text(3), 15)  # no click: the page refreshes itself
+    shot("4-runs-live-progress")
+    page.goto(f"{url}/run?run={live.run_id}")  # a reload, too: the user stays signed in
+    page.get_by_role("heading", name="Run detail").wait_for()
+    _sidebar(page).get_by_text(f"Signed in as {USER}").wait_for()
+    _wait_text(page, _live_text(3), 30)
+    _append_epoch(live, 4)
+    _wait_text(page, _live_text(4), 15)
+    assert "Now: model_trainer" in _main_text(page)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()  # the live training/validation curve
+    shot("5-run-detail-live-progress")
+    _no_exception(page)
+
+    # review gate: metrics, figures, then approve
+    _nav(page, "Approvals")
+    _wait_text(page, "review-0", 400, stack["logs"])
+    text = _main_text(page)
+    assert "Review of round 0" in text and "AUROC" in text, text[:3000]
+    assert "Prefect API not reachable" not in text  # paused runs were read from the API
+    page.locator('[data-testid="stImage"] img').first.wait_for()  # ROC / confusion / reliability
+    _settle(page)
+    shot("6-approvals-review-gate")
+    page.get_by_role("button", name="Submit answer to review-0").click()
+    _wait_text(page, f"gate review-0 answered approve by {USER}", 60)
+    _wait_text(page, "The run goes on: delivered", 180, stack["logs"])
+    shot("7-approvals-answered")
+
+    # runs
+    _nav(page, "Runs")
+    _wait_text(page, "delivered", 30)
+    assert REQUEST in _main_text(page)
+    shot("8-runs")
+    _no_exception(page)
+
+    # run detail
+    _nav(page, "Run detail")
+    _wait_text(page, "Status: delivered", 30)
+    text = _main_text(page)
+    assert "dataset br35h" in text and "AUROC" in text and "95% CI" in text
+    shot("9-run-detail")
+    page.get_by_role("tab", name="Evaluation").click()
+    page.get_by_text("Saliency gallery").wait_for()
+    shot("10-run-detail-evaluation")
+    page.get_by_role("tab", name="Model card").click()
+    page.wait_for_timeout(500)
+    shot("11-run-detail-model-card")
+    page.get_by_role("tab", name="Trajectories").click()
+    page.get_by_text("task_manager-1.json").first.wait_for()
+    shot("12-run-detail-trajectories")
+    _no_exception(page)
+
+    # datacards: an invalid card is refused inline and not saved
+    _nav(page, "Datacards")
+    assert "br35h" in _main_text(page)
+    page.get_by_label("Datacard (YAML)").fill("name: bad-card\ntitle: x\ntasks: [cooking]\n")
+    page.get_by_role("button", name="Validate and save").click()
+    page.get_by_text("Not saved.").wait_for()
+    shot("13-datacards-invalid")
+
+    # sign-out revokes the session: a reload then shows the user signed out
+    _sidebar(page).get_by_role("button", name="Sign out").click()
+    _sidebar(page).get_by_role("button", name="Sign in").wait_for()
+    _reload(page)
+    _sidebar(page).get_by_role("button", name="Sign in").wait_for()
+    assert _sidebar(page).get_by_text(f"Signed in as {USER}").count() == 0
+
+    # a user removed from the users file can no longer act in the session that is still open, nor after a reload
+    _sign_in(page)
+    _sidebar(page).get_by_text(f"Signed in as {USER}").wait_for()
+    (stack["base"] / "users.yaml").write_text(f'dr-okafor: "{auth.hash_password("another password")}"\n')
+    _nav(page, "New request")
+    _wait_text(page, f"{USER} is no longer in the users file: signed out.", 30)
+    _reload(page)
+    assert "Sign in (sidebar)" in _main_text(page)
+    shot("14-signed-out")
+
     assert not (stack["base"] / "cards" / "bad-card.yaml").exists()
-    run_dir = next(p for p in runs_dir.iterdir() if (p / "run.json").exists())
+    run_dir = next(p for p in runs_dir.iterdir() if (p / "run.json").exists() and p != live.root)
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "delivered" and (run_dir / "model_card.md").exists()
     correction = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())

@@ -38,7 +38,9 @@ def test_objective_measured_refined_and_reported(prefect_api, drain_small):
 
         wait_for(lambda: pending_gate_is(run_dir, "review-0"), 600, "the first review gate", log)
         first = (run_dir / "gates" / "review-0.md").read_text()
-        assert "Shortcut measures" in first and "chest drain" in first
+        assert "How much the model relies on the confounder" in first and "chest drain" in first
+        assert "missed" in first and "false alarms" in first and "Calibration error" in first
+        assert "`" not in first and str(run_dir) not in first  # no paths, no answer syntax in code font
         objective = json.loads((run_dir / "objective.json").read_text())
         assert (objective["confounder"], objective["measure"]) == ("chest drain", "counterfactual_flip_rate")
         summary = json.loads((run_dir / "report" / "round-0" / "summary.json").read_text())

@@ -100,6 +100,29 @@ def saliency_grid(predictor, cases: list[dict], title: str, path: Path) -> Path 
     return _save(fig, path)
 
 
+VIEWER_CASES = 40  # per category: the case viewer's true positives, false positives and false negatives
+
+
+def save_cases(predictor, samples: dict[str, list[dict]], folder: Path) -> list[dict]:
+    """For the dashboard's case viewer: each case's prepared image and GradCAM map (cases/<id>.npz, float16,
+    as displayed) and an index (cases/index.json) with the file's name, truth, answer and score."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = []
+    for category, cases in samples.items():
+        if not cases:
+            continue
+        images = shortcuts.prepare_all(predictor, [r["image"] for r in cases])
+        cams = saliency.gradcam(predictor, images)
+        for i, (r, x, cam) in enumerate(zip(cases, images, cams)):
+            case_id = f"{category}-{i:03d}"
+            np.savez_compressed(folder / f"{case_id}.npz", image=_display(saliency.as_numpy_2d(x)).astype(np.float16),
+                                gradcam=_display(cam.numpy()).astype(np.float16))
+            index.append({"id": case_id, "category": category, "name": Path(r["image"]).name,
+                          "label": r["label"], "prediction": r["prediction"], "score": r.get("score")})
+    (folder / "index.json").write_text(json.dumps(index, indent=1))
+    return index
+
+
 def reliability_png(calib: dict, path: Path) -> Path | None:
     rows = [b for b in calib["bins"] if b["n"]]
     if not rows:
@@ -242,6 +265,8 @@ def interpret_round(workspace: Path, index_dir: Path, out_dir: Path, objective: 
     for category, cases in samples.items():
         fig = saliency_grid(predictor, cases, f"{category} (most confident)", out_dir / f"saliency-{category}.png")
         figures["saliency"][category] = fig.name if fig else None
+    viewer = pick_samples(records, positive, VIEWER_CASES)
+    cases = save_cases(predictor, viewer, out_dir / "cases")
     fig = reliability_png(calib, out_dir / "reliability.png")
     figures["reliability"] = fig.name if fig else None
 
@@ -249,7 +274,7 @@ def interpret_round(workspace: Path, index_dir: Path, out_dir: Path, objective: 
               "roi": roi, "objective": objective, "measures": measures,
               "objective_status": objective_status(objective, measures), "calibration": calib,
               "subgroups": shortcuts.subgroup_metrics(records, positive), "figures": figures,
-              "samples": {k: [r["image"] for r in v] for k, v in samples.items()}}
+              "samples": {k: [r["image"] for r in v] for k, v in samples.items()}, "viewer_cases": len(cases)}
     report["seconds"] = round(time.time() - started, 2)
     markdown = render_markdown(report)
     (out_dir / "interpretability.md").write_text(markdown)
