@@ -63,6 +63,8 @@ def _banner(run_id: str, run: data.RunInfo | None, decision: dict) -> None:
     with st.container(border=True):
         st.success(f"`{run_id}`: gate **{gate}** answered **{decision['action']}** by {decision['who']}. "
                    f"The run goes on: {_status_after(run, gate)}")
+        if decision.get("action") == "refine" and run:
+            review_gate.show_reading(review_gate.written_reading(run.folder, gate) or decision.get("reading"))
         if run and run.status in data.ACTIVE and not run.pending:
             ui.now_line(run.folder)
         ui.run_link(run_id)
@@ -160,8 +162,9 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
         except Exception as err:  # Prefect refused (e.g. the API is down): say so, keep the form
             st.error(f"Prefect did not resume the run: {type(err).__name__}: {err}")
         else:
-            st.session_state.setdefault("answered", {})[run.run_id] = {"gate": gate, "action": values["action"],
-                                                                        "who": user}
+            st.session_state.setdefault("answered", {})[run.run_id] = {
+                "gate": gate, "action": values["action"], "who": user,
+                "reading": review_gate.reading_of(run.folder, gate, values) if values["action"] == "refine" else None}
             st.rerun()
 
 

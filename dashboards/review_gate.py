@@ -215,7 +215,30 @@ def read_with_corrections(folder: RunFolder, k: int, key: str, words: str) -> di
         return None
 
 
-def show_reading(reading: dict) -> None:
+def reading_of(folder: RunFolder, gate: str, values: dict) -> dict | None:
+    """How a refine answer's words are read (before the flow writes its own record of it)."""
+    from medbuilder.review.refine import read_feedback
+
+    k = int(gate.split("-", 1)[1])
+    try:
+        return read_feedback(folder, k + 1, values.get("feedback") or "", values)
+    except (ValueError, OSError):
+        return None
+
+
+def written_reading(folder: RunFolder, gate: str) -> dict | None:
+    """The reading the flow recorded for the round this refine answer started (refinements/round-<k+1>.json)."""
+    k = int(gate.split("-", 1)[1])
+    file = folder.root / "refinements" / f"round-{k + 1}.json"
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def show_reading(reading: dict | None) -> None:
+    if not reading:
+        return
     objective = reading.get("objective")
     lines = ["**How your words were read**"]
     if objective:

@@ -247,6 +247,35 @@ def _live_text(epoch: int) -> str:
            f"about {left // 60} min {left % 60} s left"
 
 
+FEEDBACK = "it must look at the brain, not at text on the image"
+
+
+def _view_a_case(page) -> None:
+    """Open a test case in the viewer, change its window and overlay: a full-size image with a colour scale."""
+    page.get_by_text("Case viewer").wait_for()
+    before = page.locator('[data-testid="stImage"] img').count()
+    sliders = page.locator('[data-testid="stSlider"] [role="slider"]')
+    for label in ("Window width", "Saliency opacity"):
+        slider = page.get_by_role("slider", name=label) if page.get_by_role("slider", name=label).count() \
+            else sliders.nth(1 if label == "Window width" else 2)
+        slider.focus()
+        slider.press("ArrowLeft")
+        _settle(page)
+    assert page.locator('[data-testid="stImage"] img').count() >= before
+    assert page.get_by_text("Level (window centre)").count() == 1
+
+
+def _check_operating_point(run_dir: Path) -> None:
+    """The approved target sensitivity became a threshold: stored, in the bundle's predictor, on the card."""
+    point = json.loads((run_dir / "operating_point.json").read_text())
+    assert point["round"] == 1 and point["how"] == "target sensitivity 0.95" and point["sensitivity"] >= 0.95
+    inference = json.loads((run_dir / "bundle" / "configs" / "inference.json").read_text())
+    assert inference["operating_point"]["threshold"] == point["threshold"]
+    assert inference["predictor"]["threshold"] == "@operating_point#threshold"
+    card = (run_dir / "model_card.md").read_text()
+    assert "## Operating point" in card and f"{point['threshold']:.4f}" in card
+
+
 def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     page, url = chromium, stack["url"]
     started = time.monotonic()
@@ -330,19 +359,43 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     shot("5-run-detail-live-progress")
     _no_exception(page)
 
-    # review gate: metrics, figures, then approve
+    # review gate: figures in plain words, the case viewer, the feedback's reading, then refine
     _nav(page, "Approvals")
-    _wait_text(page, "review-0", 400, stack["logs"])
+    _wait_text(page, "Submit answer to review-0", 400, stack["logs"])
+    _settle(page)
     text = _main_text(page)
     assert "Review of round 0" in text and "AUROC" in text, text[:3000]
+    assert "missed" in text and "false alarms" in text and "0.5 is chance" in text
     assert "Prefect API not reachable" not in text  # paused runs were read from the API
     page.locator('[data-testid="stImage"] img').first.wait_for()  # ROC / confusion / reliability
-    _settle(page)
     shot("6-approvals-review-gate")
+    _view_a_case(page)
+    shot("6b-case-viewer")
+    page.get_by_label("Feedback in plain words").fill(FEEDBACK)
+    page.get_by_role("button", name="Read my feedback").click()
+    _wait_text(page, "How your words were read", 30)
+    text = _main_text(page)
+    assert "confounder: burnt-in text and watermarks" in text and "keep only the head region" in text
+    shot("6c-feedback-reading")
+    page.locator('[data-testid="stRadio"]').get_by_text("refine", exact=True).click()
     page.get_by_role("button", name="Submit answer to review-0").click()
-    _wait_text(page, f"gate review-0 answered approve by {USER}", 60)
+    _wait_text(page, f"gate review-0 answered refine by {USER}", 60)
+    assert "How your words were read" in _main_text(page)  # echoed at once, before the round trains
+    shot("7-approvals-refine-echo")
+
+    # second review: before/after, met by construction; approve at a target sensitivity
+    _wait_text(page, "Submit answer to review-1", 400, stack["logs"])
+    _settle(page)
+    text = _main_text(page)
+    assert "Before and after" in text and "Met by construction" in text and "sensitivity" in text
+    page.locator('[data-testid="stRadio"]').get_by_text("target sensitivity", exact=True).click()
+    _wait_text(page, "Target sensitivity", 30)
+    _settle(page)
+    shot("7b-operating-point")
+    page.get_by_role("button", name="Submit answer to review-1").click()
+    _wait_text(page, f"gate review-1 answered approve by {USER}", 60)
     _wait_text(page, "The run goes on: delivered", 180, stack["logs"])
-    shot("7-approvals-answered")
+    shot("7c-approvals-answered")
 
     # runs
     _nav(page, "Runs")
@@ -358,7 +411,7 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     assert "dataset br35h" in text and "AUROC" in text and "95% CI" in text
     shot("9-run-detail")
     page.get_by_role("tab", name="Evaluation").click()
-    page.get_by_text("Saliency gallery").wait_for()
+    page.get_by_text("Saliency gallery").first.wait_for()
     shot("10-run-detail-evaluation")
     page.get_by_role("tab", name="Model card").click()
     page.wait_for_timeout(500)
@@ -400,9 +453,11 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     correction = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())
     assert (correction["action"], correction["who"], correction["via"]) == ("correct", USER, "dashboard")
     assert correction["layout"]["label"] == corrected["label"]
-    for gate in ("dataset-2", "review-0"):
+    for gate, action in (("dataset-2", "approve"), ("review-0", "refine"), ("review-1", "approve")):
         decision = json.loads((run_dir / "decisions" / f"{gate}.json").read_text())
-        assert (decision["action"], decision["who"], decision["via"]) == ("approve", USER, "dashboard")
+        assert (decision["action"], decision["who"], decision["via"]) == (action, USER, "dashboard")
         assert decision["os_user"]  # the account the dashboard runs as
+    assert (decision["target"], decision["target_value"]) == ("sensitivity", 0.95)
+    _check_operating_point(run_dir)
     assert "the clinician's correction" in (run_dir / "trajectories" / "data_engineer-2.json").read_text()
     print(f"browser test took {time.monotonic() - started:.0f} s")

@@ -181,6 +181,25 @@ def approve_gate(
         fail(str(err))
     then = f"`medbuilder resume {folder.run_id}` goes on from it" if stopped else "the run goes on"
     typer.echo(f"answered gate {gate} of run {folder.run_id}: {action}; {then}")
+    if action == "refine":
+        _echo_reading(folder, gate, values)
+
+
+def _echo_reading(folder, gate: str, values: dict) -> None:
+    """How the refine feedback is read: what the next round will change."""
+    from medbuilder.review.refine import read_feedback
+
+    try:
+        reading = read_feedback(folder, int(gate.split("-", 1)[1]) + 1, values.get("feedback") or "", values)
+    except (ValueError, OSError) as err:
+        typer.echo(f"(the feedback's reading could not be shown: {err})")
+        return
+    objective = reading["objective"]
+    if objective:
+        typer.echo(f"read as: confounder {objective['confounder']}; measure {objective['measure']} at most "
+                   f"{objective['max_reliance']:.2f}; metric, sensitivity and specificity at most "
+                   f"{objective['max_metric_drop']:.2f} below round 0")
+    typer.echo(f"next round: {reading['summary']}")
 
 
 def stage(
