@@ -32,12 +32,15 @@ STRATEGY_IDS = ("roi", "counterfactual_aug", "mask_confounder", "group_balanced"
 
 def _plain_optional_fields(schema: dict) -> None:
     """Show an optional field in the Prefect UI's form as its own type (a number box), not as a toggle between
-    the type and null; leaving it empty still means 'not given'."""
+    the type and null; leaving it empty still means 'not given' (the server checks answers against this schema,
+    so medbuilder's own channels leave out what is not given rather than send null)."""
     for prop in schema.get("properties", {}).values():
         kinds = prop.get("anyOf")
         if kinds and {"type": "null"} in kinds and len(kinds) == 2:
             prop.update(next(k for k in kinds if k != {"type": "null"}))
             del prop["anyOf"]
+            if prop.get("default", 0) is None:  # an empty box is left out of the answer, not sent as null
+                del prop["default"]
 
 
 class DatasetDecision(RunInput):
