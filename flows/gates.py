@@ -218,7 +218,7 @@ def _ask_terminal(model, description: str):
     typer.echo(description)
     fields = {}
     for name, field in model.model_fields.items():
-        default = "" if field.is_required() or field.default in (None, []) else field.default
+        default = "" if field.is_required() or field.default_factory or field.default is None else field.default
         fields[name] = typer.prompt(field.title or name, default=default, show_default=True) or None
         if name == "layout" and fields[name] and Path(fields[name]).expanduser().is_file():
             fields[name] = Path(fields[name]).expanduser().read_text()  # a corrected layout's file, on this console
