@@ -18,6 +18,7 @@ import yaml
 
 from medbuilder.dashboards import progress
 from medbuilder.flows.recovery import observed_status
+from medbuilder.protocol.licence import licence_restrictions
 from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
 from medbuilder.settings import get_settings
 
@@ -365,24 +366,6 @@ def duplicate_summary(run: RunFolder) -> Duplicates:
                       largest_examples=members.get(largest, [])[:4],
                       across=sorted(g for g, s in splits.items() if len(s) > 1),
                       patients=len(patients), patients_across=sorted(p for p, s in patients.items() if len(s) > 1))
-
-
-RESTRICTIONS = (
-    (r"research", "research use only"),
-    (r"teaching|education", "teaching use"),
-    (r"non[- ]?commercial|\bnc\b", "non-commercial"),
-    (r"no[t]?\s+(for\s+)?clinical|clinical use (is )?not", "no clinical use"),
-    (r"no[- ]derivative|\bnd\b", "no derivatives"),
-    (r"(do not|don't|no)\s+redistribut", "no redistribution"),
-    (r"not (clearly )?stated|unknown|unclear|not specified", "licence unclear"),
-)
-
-
-def licence_restrictions(text: str) -> list[str]:
-    """What a licence text restricts (research only, non-commercial, no clinical use, ...), in plain words."""
-    import re
-
-    return [what for pattern, what in RESTRICTIONS if re.search(pattern, text, re.IGNORECASE)]
 
 
 def licence(run: RunFolder) -> dict | None:

@@ -28,10 +28,6 @@ def dataset_question(run: RunFolder, plan: Plan) -> str:
     return "\n".join(lines)
 
 
-RESTRICTIVE_WORDS = {"research", "noncommercial", "nc", "academic", "unknown", "proprietary", "evaluation"}
-RESTRICTIVE_PHRASES = ("non-commercial", "non commercial", "no clinical", "not for clinical", "not stated")
-
-
 def score_meaning() -> str:
     from medbuilder.agents.matching import TERM_BONUS
 
@@ -41,16 +37,14 @@ def score_meaning() -> str:
 
 
 def licence_lines(licence: str | None) -> list[str]:
-    """The licence, with a warning when it restricts use (research only, non-commercial, unknown)."""
-    import re
+    """The licence, with a warning naming what it restricts (research only, non-commercial, unclear, ...)."""
+    from medbuilder.protocol.licence import licence_restrictions
 
-    text = (licence or "not stated").strip()
-    lower = text.lower()
-    restricted = bool(set(re.split(r"[^a-z]+", lower)) & RESTRICTIVE_WORDS) or any(
-        phrase in lower for phrase in RESTRICTIVE_PHRASES)
+    text = " ".join((licence or "not stated").split())
+    restricted = licence_restrictions(text)
     if restricted:
-        return [f"> **Licence: {text}.** This restricts use: check that your purpose (a clinical tool, a "
-                "commercial product, a publication) is allowed before you approve."]
+        return [f"> **Licence: {text}.** It restricts use ({', '.join(restricted)}): check that your purpose "
+                "(a clinical tool, a commercial product, a publication) is allowed before you approve."]
     return [f"Licence: {text}."]
 
 
