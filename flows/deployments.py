@@ -3,13 +3,19 @@
 - ``build_model/build``: what the dashboard starts with
   ``run_deployment("build_model/build", parameters={...}, timeout=0)``; gates pause for the dashboard
   or the Prefect UI (approve = "prefect").
-- ``reevaluate_delivered/nightly``: re-checks every delivered model at 02:00 UTC (``flows/reevaluate.py``).
+- ``reevaluate_delivered/nightly``: re-checks every delivered model at 02:00 UTC (``flows/reevaluate.py``); the
+  cron is ``MEDBUILDER_NIGHTLY_CRON`` (5 fields, or 6 with the seconds last); the Prefect server's scheduler
+  creates its runs (auto-scheduled, state Scheduled) and this process runs them.
 - ``build_model/on-datacard``: started by an automation (a DeploymentEventTrigger) on the event
   ``medbuilder.datacard.changed`` that `medbuilder watch` emits for a new or changed datacard; the
   dataset and request come from the event.
 
 `medbuilder up` starts this process against its Prefect server (PREFECT_API_URL). With ``--workers N`` it
 also registers ``build_model/pool`` (`pool_deployment`) on a process work pool that N workers poll.
+
+Before the deployments, `serve_all` registers the gate notifications (``medbuilder/stack/notify.py``): an
+automation on ``prefect.flow-run.Paused`` of build_model runs that notifies the webhook / e-mail set in
+``MEDBUILDER_NOTIFY_*``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ BUILD = "build_model/build"
 NIGHTLY = "reevaluate_delivered/nightly"
 ON_DATACARD = "build_model/on-datacard"
 DEPLOYMENT_NAMES = (BUILD, NIGHTLY, ON_DATACARD)
-NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_CRON = "0 2 * * *"  # the default of MEDBUILDER_NIGHTLY_CRON
 TRIGGER_NAME = "medbuilder: datacard changed -> build_model/on-datacard"
 
 
@@ -33,6 +39,7 @@ def deployments() -> list:
 
     from medbuilder.flows.build import build_model
     from medbuilder.flows.reevaluate import reevaluate_delivered
+    from medbuilder.settings import get_settings
     from medbuilder.stack.watch import DATACARD_EVENT, RESOURCE_PREFIX
 
     module = EntrypointType.MODULE_PATH  # runs load medbuilder.flows.*, whatever the working directory
@@ -42,10 +49,12 @@ def deployments() -> list:
         description="Build a model from a clinician's request: Task Manager -> dataset gate -> Data Engineer -> "
                     "Module Architect -> Model Trainer -> evaluation -> review gate -> delivery. Gates pause "
                     "(approve = prefect) until answered in the dashboard, the Prefect UI or `medbuilder approve`.")
+    cron = get_settings().nightly_cron
+    when = "Every night at 02:00 UTC" if cron == NIGHTLY_CRON else f"On the cron '{cron}' (UTC)"
     nightly = reevaluate_delivered.to_deployment(
         "nightly", entrypoint_type=module, tags=["medbuilder"],
-        schedules=[Cron(NIGHTLY_CRON, timezone="UTC")],
-        description="Every night at 02:00 UTC: predict each delivered run's test split again with its bundle, "
+        schedules=[Cron(cron, timezone="UTC")],
+        description=f"{when}: predict each delivered run's test split again with its bundle, "
                     "write reevaluations/<date>.json in the run folder, flag a metric drop of more than 0.05.")
     trigger = DeploymentEventTrigger(
         name=TRIGGER_NAME,
@@ -82,9 +91,12 @@ def pool_deployment(working_dir: str):
 
 
 def serve_all(limit: int | None = None) -> None:
-    """Register the deployments and run their flow runs until interrupted."""
+    """Register the gate notifications and the deployments, and run their flow runs until interrupted."""
     from prefect import serve
 
+    from medbuilder.stack.notify import register_notifications
+
+    register_notifications(echo=lambda line: print(line, flush=True))
     serve(*deployments(), limit=limit)
 
 

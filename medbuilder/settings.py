@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     training_limit: str = Field("medbuilder-training", description="Prefect global concurrency limit the Model Trainer "
                                 "holds a slot of while it works (no such limit on the server: not throttled; empty: off).")
     training_slots: int = Field(1, ge=1, description="Slots `medbuilder up` gives that limit: trainings at a time.")
+    nightly_cron: str = Field("0 2 * * *", description="Cron (UTC) of the deployment reevaluate_delivered/nightly: "
+                              "5 fields, or 6 with the seconds last (the Prefect server's scheduler makes its runs).")
+    dashboard_url: str = Field("", description="The dashboard's address, linked in gate notifications "
+                               "(`medbuilder up` sets it to the dashboard it starts).")
+    notify_webhook_url: str = Field("", description="When a gate waits (flow run Paused), POST a JSON notification "
+                                    "{subject, body, name} to this URL (empty: no webhook).")
 
     def resolve_data_path(self, path: Path) -> Path:
         """A datacard path: absolute as given, relative under ``data_dir``."""

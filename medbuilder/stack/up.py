@@ -7,7 +7,8 @@ Each part runs as its own process (its own session and process group) with its l
   (``medbuilder/stack/postgres.py``), data under ``<state>/postgres`` (or /var/tmp, see there);
 - ``prefect``: ``prefect server start --host 127.0.0.1 --port N``, SQLite under ``<state>/prefect`` (default) or
   that PostgreSQL; it creates the global concurrency limit on training (``medbuilder/stack/pool.py``);
-- ``serve``: ``python -m medbuilder.flows.deployments`` (the deployments and the runner of their runs);
+- ``serve``: ``python -m medbuilder.flows.deployments`` (the deployments and the runner of their runs; it also
+  registers the gate notifications of ``MEDBUILDER_NOTIFY_*``, ``medbuilder/stack/notify.py``);
 - ``dashboard``: ``streamlit run dashboards/app.py`` (skipped, saying so, while that file is missing);
 - ``worker-1`` .. ``worker-N`` (only with ``--workers N``): ``prefect worker start`` on the process work pool
   ``medbuilder-process``, which gets the deployment ``build_model/pool``;
@@ -249,22 +250,38 @@ def _start_workers(state: Path, api_url: str, count: int, limit: int | None, sta
     stack["pool"] = {"name": POOL, "deployment": POOL_DEPLOYMENT, "workers": names, "limit": limit}
 
 
-def _start_serve(state: Path, api_url: str, stack: dict, echo) -> None:
-    proc, info = launch("serve", [sys.executable, "-m", "medbuilder.flows.deployments"], _base_env(api_url), state)
+def _dashboard_url(stack: dict, wanted: list[str], port: int) -> str | None:
+    """The dashboard's address for gate notifications: the stack's running dashboard, or the one this call starts."""
+    if "dashboard" in stack["parts"]:
+        return stack["parts"]["dashboard"]["url"]
+    if "dashboard" in wanted and DASHBOARD_APP.exists():
+        return f"http://127.0.0.1:{port}"
+    return None
+
+
+def _start_serve(state: Path, api_url: str, stack: dict, echo, dashboard_url: str | None = None) -> None:
+    env = _base_env(api_url)
+    if dashboard_url:  # linked in gate notifications (medbuilder/stack/notify.py); an explicit setting wins
+        env.setdefault("MEDBUILDER_DASHBOARD_URL", dashboard_url)
+    proc, info = launch("serve", [sys.executable, "-m", "medbuilder.flows.deployments"], env, state)
     info["api_url"] = api_url
     stack["parts"]["serve"] = info
     write_stack(state, stack)
     echo(f"serve: starting the deployments (pid {proc.pid}, log {info['log']})")
     wait_until(proc, info, lambda: deployments_ready(api_url), 180, "the deployments serve process")
+    notes = [line for line in _tail(info["log"], 8000).splitlines() if line.startswith("gate notifications:")]
+    if notes:
+        echo(f"serve: {notes[-1]}")
 
 
 def _start_dashboard(state: Path, api_url: str, port: int, stack: dict, echo) -> bool:
     if not DASHBOARD_APP.exists():
         echo(f"dashboard: skipped, {DASHBOARD_APP} does not exist yet")
         return False
-    cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    proc, info = launch("dashboard", cmd, _base_env(api_url), state)
+    from medbuilder.dashboards import launch as dashboard_launch  # the flags (no Deploy button, no telemetry)
+
+    cmd = dashboard_launch.command(port)
+    proc, info = launch("dashboard", cmd, {**_base_env(api_url), **dashboard_launch.environment(state)}, state)
     info.update(port=port, url=f"http://127.0.0.1:{port}", api_url=api_url)
     stack["parts"]["dashboard"] = info
     write_stack(state, stack)
@@ -316,7 +333,7 @@ def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port
         if "prefect" in wanted:
             _start_prefect(folder, prefect_port, stack, echo, database_url)
         if "serve" in wanted:
-            _start_serve(folder, stack["api_url"], stack, echo)
+            _start_serve(folder, stack["api_url"], stack, echo, _dashboard_url(stack, wanted, dashboard_port))
         if "workers" in wanted:
             _start_workers(folder, stack["api_url"], workers, worker_limit, stack, echo)
         if "dashboard" in wanted:
