@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medbuilder.dashboards import data, review_gate, ui
+from medbuilder.dashboards import data, dataset_evidence as evidence, review_gate, ui
 from medbuilder.flows.gates import gate_kind, layout_from_text
 from medbuilder.flows.resume import GateInputError, NotWaiting
 
@@ -99,22 +99,22 @@ def _dataset_samples(folder) -> None:
     duplicate groups, and sample images per class."""
     _licence(folder)
     _candidate_scores(folder)
-    counts = data.split_counts(folder)
+    counts = evidence.split_counts(folder)
     if counts:
         st.markdown("**Images per class and split**")
         st.dataframe(pd.DataFrame(counts), hide_index=True)
-    duplicates = data.duplicate_summary(folder)
+    duplicates = evidence.duplicate_summary(folder)
     if duplicates.records:
         box = st.warning if duplicates.across or duplicates.patients_across else st.info
         box(f"**Duplicate groups.** {duplicates.text()}")
-    samples = data.sample_images(folder)
+    samples = evidence.sample_images(folder)
     for label, paths in samples.items():
         st.markdown(f"**Sample images: {label}**")
         ui.image_grid(paths, 6)
 
 
 def _licence(folder) -> None:
-    found = data.licence(folder)
+    found = evidence.licence(folder)
     if found is None:
         st.warning("**Licence:** the datacard states none. Check the terms before training on this data.")
     elif found["restrictions"]:
@@ -125,14 +125,14 @@ def _licence(folder) -> None:
 
 
 def _candidate_scores(folder) -> None:
-    rows = data.candidate_scores(folder)
+    rows = evidence.candidate_scores(folder)
     if not rows:
         return
-    chosen = data.chosen_score_text(folder, rows)
+    chosen = evidence.chosen_score_text(folder, rows)
     if chosen:
         st.markdown(f"**The Task Manager's score.** {chosen}")
     with st.expander("How the score is computed, for every datacard", expanded=False):
-        st.markdown(data.score_explained())
+        st.markdown(evidence.score_explained())
         st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
@@ -145,7 +145,7 @@ def _form(run: data.RunInfo, gate: str, kind: str, user: str | None) -> None:
             names = data.datacard_names()
             dataset = st.selectbox("Dataset (for pick)", [""] + names, key=f"dataset-{key}")
             layout = st.text_area("Corrected layout (for correct; JSON or YAML, starts from the inferred one)",
-                                  value=data.inferred_layout_text(run.folder), height=260, key=f"layout-{key}")
+                                  value=evidence.inferred_layout_text(run.folder), height=260, key=f"layout-{key}")
             reason = st.text_input("Reason (for reject)", key=f"reason-{key}")
             values = {"action": action, "dataset": dataset, "reason": reason, "layout_text": layout}
         else:
