@@ -8,8 +8,11 @@ a note, and ends the attempt with ``exit_format`` when it happens
 timeouts, HTTP 429 and 5xx) are retried with exponential backoff (at least the
 server's ``Retry-After``, up to a minute) and, when they persist, end the attempt
 with the named status ``exit_endpoint``; so does an answer that is not JSON.
-``max_steps`` bounds tool calls, as for the offline core: once they are spent, a
-reply that asks for more ends the attempt with ``exit_step_limit``.
+``max_steps`` bounds tool calls, parallel calls included, as for the offline core:
+the calls of one reply beyond what is left are not run but answered with a refusal,
+and a reply that asks for more once none is left ends the attempt with
+``exit_step_limit``. Every reply's tokens are counted (the endpoint's usage, or an
+estimate marked as one: ``MedbuilderChat``), including replies that could not be read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import ValidationError
 
 from medbuilder.agents.core import AgentCore, AgentExit, RoleJob
+from medbuilder.agents.llm_client import CHARS_PER_TOKEN, MedbuilderChat, ReplyUsage
 from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
 
@@ -40,7 +44,7 @@ class LlmCore(AgentCore):
 
     @classmethod
     def from_settings(cls, settings) -> "LlmCore":
-        chat = ChatOpenAI(base_url=settings.llm_base_url, model=settings.llm_model,
+        chat = MedbuilderChat(base_url=settings.llm_base_url, model=settings.llm_model,
                           api_key=settings.llm_api_key.get_secret_value(), max_retries=0,
                           timeout=settings.llm_timeout_s, temperature=0)
         return cls(chat, settings.llm_model, settings.max_steps, settings.llm_retries, settings.llm_backoff_s)
@@ -56,6 +60,7 @@ class LlmCore(AgentCore):
             try:
                 reply = self._invoke(bound, messages, trajectory)
             except ValidationError as err:  # e.g. tool-call arguments that are a JSON list, not an object
+                self._count_tokens(None, trajectory)
                 unreadable += 1
                 problem = " ".join(str(err).split())[:300]
                 if unreadable > self.format_retries:
@@ -66,13 +71,14 @@ class LlmCore(AgentCore):
                 trajectory.add_message("user", note)
                 continue
             unreadable = 0
+            _give_calls_ids(reply, len(messages))
             messages.append(reply)
             self._record(reply, trajectory)
             if not reply.tool_calls and not reply.invalid_tool_calls:
                 return str(reply.content or "")
             if trajectory.actions >= self.max_steps:
                 raise AgentExit("exit_step_limit", f"step limit {self.max_steps} reached")
-            messages.extend(self._observe(reply, toolbox, trajectory))
+            messages.extend(self._observe(reply, toolbox, trajectory, self.max_steps - trajectory.actions))
 
     def _invoke(self, bound, messages, trajectory: Trajectory) -> AIMessage:
         for attempt in range(self.endpoint_retries + 1):
@@ -102,28 +108,54 @@ class LlmCore(AgentCore):
             asked = 0.0
         return max(delay, min(asked, MAX_RETRY_AFTER_S))
 
-    @staticmethod
-    def _record(reply: AIMessage, trajectory: Trajectory) -> None:
-        usage = reply.usage_metadata or {}
-        trajectory.tokens.prompt += usage.get("input_tokens", 0)
-        trajectory.tokens.completion += usage.get("output_tokens", 0)
+    def _count_tokens(self, reply: AIMessage | None, trajectory: Trajectory) -> None:
+        """The reply's tokens: what the client kept of the endpoint's usage (or its estimate); for a streamed
+        reply, the usage that came with the stream; else an estimate from the reply's characters."""
+        taken = self.chat.take_usage() if isinstance(self.chat, MedbuilderChat) else None
+        if taken is None and reply is not None:
+            usage = reply.usage_metadata or {}
+            if usage:
+                taken = ReplyUsage(usage.get("input_tokens", 0), usage.get("output_tokens", 0), estimated=False)
+            else:
+                chars = len(str(reply.content or "")) + len(json.dumps(reply.tool_calls, default=str))
+                taken = ReplyUsage(0, chars // CHARS_PER_TOKEN, estimated=True)
+        if taken is not None:
+            trajectory.tokens.add(taken.prompt, taken.completion, taken.estimated)
+
+    def _record(self, reply: AIMessage, trajectory: Trajectory) -> None:
+        self._count_tokens(reply, trajectory)
         calls = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in reply.tool_calls]
         calls += [{"id": c["id"], "name": c["name"], "args": c.get("args"), "invalid": c.get("error")}
                   for c in reply.invalid_tool_calls]
         trajectory.add_message("assistant", str(reply.content or "") or None, tool_calls=calls)
 
-    @staticmethod
-    def _observe(reply: AIMessage, toolbox: Toolbox, trajectory: Trajectory) -> list[ToolMessage]:
+    def _observe(self, reply: AIMessage, toolbox: Toolbox, trajectory: Trajectory, left: int) -> list[ToolMessage]:
+        """Run the reply's calls, at most `left` of them; every call gets an answer (a refusal past the limit)."""
+        calls = [(bad, False) for bad in reply.invalid_tool_calls] + [(call, True) for call in reply.tool_calls]
+        refusal = (f"Error: not run: your reply asked for {len(calls)} tool calls and only {left} of the step limit "
+                   f"{self.max_steps} were left. Reply with a summary of what you did and no tool call.")
         answers = []
-        for bad in reply.invalid_tool_calls:
-            text = (f"Error: the arguments of your call to '{bad['name']}' are not valid JSON "
-                    f"({bad.get('error') or 'could not parse'}). Send the call again with a JSON object of arguments.")
-            trajectory.add_step(bad["name"] or "(unnamed)", {"raw": bad.get("args")}, False, text, 0.0)
-            answers.append(ToolMessage(text, tool_call_id=bad["id"], name=bad["name"] or "", status="error"))
-        for call in reply.tool_calls:
-            observation = toolbox.call(call["name"], call["args"])
-            answers.append(ToolMessage(observation.text, tool_call_id=call["id"], name=call["name"],
-                                       status="success" if observation.ok else "error"))
+        for number, (call, readable) in enumerate(calls):
+            name = call["name"] or ""
+            if number >= left:
+                trajectory.refused_calls += 1
+                text, ok = refusal, False
+            elif readable:
+                observation = toolbox.call(name, call["args"])
+                text, ok = observation.text, observation.ok
+            else:
+                problem = call.get("error") or "could not parse"
+                text, ok = (f"Error: the arguments of your call to '{name}' are not valid JSON ({problem}). "
+                            "Send the call again with a JSON object of arguments."), False
+                trajectory.add_step(name or "(unnamed)", {"raw": call.get("args")}, False, text, 0.0)
+            answers.append(ToolMessage(text, tool_call_id=call["id"], name=name, status="success" if ok else "error"))
         for answer in answers:
             trajectory.add_message("tool", answer.content, tool_call_id=answer.tool_call_id, name=answer.name)
         return answers
+
+
+def _give_calls_ids(reply: AIMessage, turn: int) -> None:
+    """Calls the endpoint sent without an id get one, so that their answers can name the call they answer."""
+    for number, call in enumerate([*reply.invalid_tool_calls, *reply.tool_calls]):
+        if not call.get("id"):
+            call["id"] = f"call_{turn}_{number}"

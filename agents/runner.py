@@ -82,6 +82,21 @@ def _give_up(run: RunFolder, name: str, attempt: int, trajectory: Trajectory, fe
     raise RoleGaveUp(name, attempt, "exit_no_alternative", problems)
 
 
+def attempt_history(run: RunFolder, role: str) -> list[str]:
+    """How each attempt of `role` ended, in order: its exit status and the first line of its error."""
+    files = sorted((run.root / "trajectories").glob(f"{role}-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    lines = []
+    for file in files:
+        trajectory = Trajectory.load(file)
+        why = (trajectory.error or "").splitlines()[0][:200] if trajectory.error else ""
+        failed = run.exists(f"feedback/{file.stem}.json") or file == files[-1]  # the last: the one being checked
+        ending = trajectory.status + (f" ({why})" if why else "")
+        if trajectory.status == "submitted":
+            ending += ", its check failed" if failed else ", passed its check"
+        lines.append(f"attempt {trajectory.attempt}: {ending}")
+    return lines
+
+
 def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None) -> RoleOutcome:
     role = ROLES[name]
     core = make_core(core_name or settings.core, settings)
@@ -114,7 +129,7 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
     if trajectory.status != "submitted":
         problems = [f"the agent stopped with {trajectory.status}: {trajectory.error}", *problems]
     if problems:
-        feedback = Feedback(role=name, attempt=attempt, problems=problems)
+        feedback = Feedback(role=name, attempt=attempt, problems=problems, attempts=attempt_history(run, name))
         run.write(f"feedback/{name}-{attempt}.json", feedback)
         raise RoleCheckFailed(feedback)
     role.publish(ctx)

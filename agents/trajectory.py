@@ -32,6 +32,13 @@ class Step(BaseModel):
 class Tokens(BaseModel):
     prompt: int = 0
     completion: int = 0
+    estimated_replies: int = Field(0, description="Replies whose counts are estimates from characters (the endpoint "
+                                                  "sent no usage for them); the counts include them.")
+
+    def add(self, prompt: int, completion: int, estimated: bool = False) -> None:
+        self.prompt += prompt
+        self.completion += completion
+        self.estimated_replies += int(estimated)
 
     @property
     def total(self) -> int:
@@ -56,6 +63,7 @@ class Trajectory(BaseModel):
     steps: list[Step] = []
     tokens: Tokens = Tokens()
     endpoint_retries: int = 0
+    refused_calls: int = Field(0, description="Tool calls not run because the step limit was reached.")
     path: Path | None = Field(None, exclude=True)
 
     @property

@@ -66,7 +66,8 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
         try:
             return _build(run, core, approve, settings)
         except Exception as err:  # a role that gave up, a stage that failed: a short answer, details in the log
-            get_run_logger().error("run %s stopped: %s", run.run_id, err, exc_info=True)
+            get_run_logger().error("run %s stopped: %s", run.run_id, str(err).splitlines()[0] if str(err) else
+                                   type(err).__name__, exc_info=True)
             return finish(run, "failed", failure=failure_of(run, err))
 
 

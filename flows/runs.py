@@ -77,24 +77,39 @@ def role_table(run: RunFolder) -> dict[str, dict]:
     return {role: table[role] for role in ROLES if role in table}
 
 
+def _last_failed_stage(run: RunFolder) -> StageRecord | None:
+    """The stage that failed last; a record that cannot be read is passed over (the failure is still reported)."""
+    for path in sorted((run.root / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            record = run.read(f"stages/{path.name}", StageRecord)
+        except (OSError, ValueError):
+            continue
+        if record.status == "failed":
+            return record
+    return None
+
+
 def failure_of(run: RunFolder, err: BaseException) -> dict:
     """What a person needs when a build stops: which role or stage, how many attempts, the findings, the fix."""
     from medbuilder.agents.roles.base import RoleCheckFailed, RoleGaveUp
+    from medbuilder.agents.runner import attempt_history
 
-    stages = sorted((run.root / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    failed = next((run.read(f"stages/{p.name}", StageRecord) for p in reversed(stages)
-                   if run.read(f"stages/{p.name}", StageRecord).status == "failed"), None)
+    failed = _last_failed_stage(run)
+    history: list[str] = []
     if isinstance(err, RoleCheckFailed):
         role, findings, status = err.feedback.role, err.feedback.problems, "its check failed on every attempt"
+        history = err.feedback.attempts
     elif isinstance(err, RoleGaveUp):
         role, findings = err.role, err.problems
         status = "another attempt would repeat the last one unchanged (no alternative left)"
+        history = attempt_history(run, err.role)
     else:
         role, findings, status = None, [f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"], \
             "it stopped with an error"
     stage = failed.stage if failed else role
     attempts = failed.attempts if failed else None
-    return {"role": role, "stage": stage, "attempts": attempts, "status": status, "findings": findings[:6],
+    return {"role": role, "stage": stage, "attempts": attempts, "status": status, "history": history,
+            "findings": findings[:6],
             "fix": "fix what the findings name (the dataset's files, the datacard, or the request), then resume; "
                    "answered gates and finished stages are not redone",
             "resume": f"medbuilder resume {run.run_id}", "log": str(run.path("logs/flow.log"))}

@@ -98,6 +98,7 @@ class Feedback(BaseModel):
     role: str
     attempt: int
     problems: list[str]
+    attempts: list[str] = []  # how every attempt so far ended, this one last ("attempt 2: exit_format (...)")
 
     def text(self) -> str:
         return "\n".join(f"- {p}" for p in self.problems)

@@ -11,7 +11,7 @@ SUBCOMMANDS = [
     [], ["datacards"], ["datacards", "list"], ["datacards", "show"], ["datacards", "validate"],
     ["datacards", "add"], ["data"], ["data", "list"], ["data", "prepare"], ["template"],
     ["template", "list"], ["template", "train"], ["build"], ["resume"], ["approve"], ["stage"], ["predict"],
-    ["runs"], ["bench"], ["bench", "shortcut"], ["up"], ["down"], ["status"], ["watch"],
+    ["runs"], ["bench"], ["bench", "shortcut"], ["llm", "check"], ["up"], ["down"], ["status"], ["watch"],
 ]
 
 

@@ -37,14 +37,33 @@ def test_write_file_creates_parents_and_reports_overwrite(ws, roots):
         write_file(ws, "a/b", "x")
 
 
-def test_read_files_cuts_long_file_with_a_way_to_read_more(ws):
-    write_file(ws, "long.txt", "".join(f"line {i}\n" for i in range(1, 2001)))
-    (text,) = read_files(ws, ["long.txt"])
-    assert text.total_lines == 2000 and text.lines_cut > 0
-    assert text.text.startswith("line 1\n") and text.text.endswith("line 2000")
-    assert "not shown; call read_files with start_line=" in text.text
-    (part,) = read_files(ws, "long.txt", start_line=1000, end_line=1002)
+def test_read_files_pages_through_a_long_file_without_losing_a_line(ws):
+    lines = [f"line {i}\n" for i in range(1, 2001)]
+    write_file(ws, "long.txt", "".join(lines))
+    pages, offset = [], 1
+    while True:
+        (page,) = read_files(ws, ["long.txt"], offset=offset)
+        pages.append(page)
+        if not page.lines_left:
+            break
+        assert f"call read_files with offset={page.last_line + 1}" in page.as_text()
+        assert page.lines_left == 2000 - page.last_line
+        assert page.chars_left == sum(len(line) for line in lines[page.last_line:])
+        offset = page.last_line + 1
+    assert len(pages) > 1 and all(len(p.text) <= ws.output_chars * 2 for p in pages)
+    assert "\n".join(p.text for p in pages) + "\n" == "".join(lines)
+    (part,) = read_files(ws, "long.txt", offset=1000, limit=3)
     assert part.text == "line 1000\nline 1001\nline 1002" and "lines 1000-1002" in part.as_text()
+    assert "998 more lines" in part.as_text()
+
+
+def test_files_read_together_share_the_page_and_say_what_is_left(ws):
+    for name in ("a.md", "b.md"):
+        write_file(ws, f"long-{name}", "".join(f"{name} line {i}\n" for i in range(800)))
+    alone = read_files(ws, ["long-a.md"])[0]
+    together = read_files(ws, ["long-a.md", "long-b.md"])
+    assert all(page.lines_left > alone.lines_left for page in together)
+    assert all("call read_files with offset=" in page.as_text() for page in together)
 
 
 def test_read_files_refuses_binary_and_bad_ranges(ws, roots):
@@ -53,7 +72,9 @@ def test_read_files_refuses_binary_and_bad_ranges(ws, roots):
         read_files(ws, ["blob.bin"])
     write_file(ws, "short.txt", "one\ntwo\n")
     with pytest.raises(ToolError, match="only 2 lines"):
-        read_files(ws, ["short.txt"], start_line=5)
+        read_files(ws, ["short.txt"], offset=5)
+    with pytest.raises(ToolError, match="limit 0"):
+        read_files(ws, ["short.txt"], limit=0)
     two = read_files(ws, ["short.txt", "short.txt"])
     assert len(two) == 2 and two[1].text == "one\ntwo"
 

@@ -24,7 +24,9 @@ class RoleCheckFailed(Exception):
 
     def __init__(self, feedback: Feedback):
         self.feedback = feedback
-        super().__init__(f"{feedback.role} attempt {feedback.attempt} failed its check:\n{feedback.text()}")
+        history = "".join(f"\n  {line}" for line in feedback.attempts)
+        super().__init__(f"{feedback.role} attempt {feedback.attempt} failed its check:\n{feedback.text()}"
+                         + (f"\nHow each attempt ended:{history}" if history else ""))
 
 
 class RoleGaveUp(Exception):

@@ -154,7 +154,7 @@ def nothing_indexed(report: IndexingReport, label_names: list[str]) -> list[str]
 ROLE = Role(
     name="data_engineer",
     tools=["list_files", "read_files", "preview_dirs", "preview_files", "apply_layout", "write_file", "edit_file",
-           "run_script", "load_med_data", "check_3D", "verify_report"],
+           "copy_files", "run_script", "load_med_data", "check_3D", "verify_report"],
     policy=policy,
     read_roots=lambda ctx: [ctx.dataset_root],
     check=check,

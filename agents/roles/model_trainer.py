@@ -7,7 +7,7 @@ import math
 
 from medbuilder.agents.core import Actor, RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
-from medbuilder.agents.roles.module_architect import TRAINING_KEYS
+from medbuilder.agents.roles.module_architect import TRAINING_KEYS, template_problems
 from medbuilder.protocol.index import DataIndex
 from medbuilder.protocol.templates import suggest_values
 from medbuilder.protocol.templates.spec import TEMPLATES_DIR
@@ -99,7 +99,7 @@ def check(ctx: RoleContext) -> list[str]:
         return [f"metrics.json cannot be read ({err}); run `{TRAIN}` again, it writes a plain JSON file"]
     if not isinstance(metrics, dict):
         return [f"metrics.json is not a JSON object; run `{TRAIN}` again"]
-    problems = []
+    problems = template_problems(ctx, "model_trainer")
     loss = metrics.get("final_train_loss")
     if loss is None or not math.isfinite(loss):
         problems.append(f"the final training loss is not finite ({loss}): lower the learning rate")

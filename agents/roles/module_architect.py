@@ -9,11 +9,14 @@ from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.index import DataIndex
 from medbuilder.protocol.templates import build_config, get_template, suggest_values
-from medbuilder.protocol.templates.fill import CONFIG, fill_record, planned_files
+from medbuilder.protocol.templates.complete import complete_config
+from medbuilder.protocol.templates.fill import CONFIG, FILL_RECORD
 from medbuilder.protocol.templates.spec import COMMON_DIR, TEMPLATES_DIR
 from medbuilder.protocol.tools import Workspace
 from medbuilder.protocol.tools.run import run_script
 from medbuilder.protocol.tools.sandbox import SandboxConfig
+from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
+from medbuilder.review.trusted_code import edited_files
 
 # Keys the Model Trainer chooses; the Module Architect leaves them at their defaults.
 TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s", "val_fraction"}
@@ -47,9 +50,6 @@ def policy(job: RoleJob, act: Actor) -> str:
     config, _, _ = build_config(get_template(values["task"]), filled)
     shown = ", ".join(f"{k}={v}" for k, v in filled.items() if k != "index_dir")
     act.expect("write_file", f"Fill the data keys: {shown}.", path=CONFIG, content=json.dumps(config, indent=1) + "\n")
-    spec = get_template(values["task"])
-    record = fill_record(spec, values["workspace"], filled, config, planned_files(spec, config))
-    act.expect("write_file", "Record the filling.", path="template_fill.json", content=record.model_dump_json(indent=1))
     check = act("run_script", "Check one batch.", command=values["batch_check"])
     return f"Filled the {values['task']} template ({shown}). Batch check: " + \
         ("passed" if check.ok else "FAILED\n" + check.text[-1500:])
@@ -60,13 +60,33 @@ def check(ctx: RoleContext) -> list[str]:
     missing = [f for f in ("dataloader.py", "model.py", "train.py", CONFIG) if not (workspace / f).exists()]
     if missing:
         return [f"the workspace lacks {missing}: copy the {ctx.plan.task} template and write config.json"]
-    reused = _agent_batch_check(ctx)
+    written = _config_bytes(workspace)
+    problems = template_problems(ctx, "module_architect")
+    reused = _agent_batch_check(ctx) if _config_bytes(workspace) == written else None  # filling changed nothing
     exit_code, output = (0, reused) if reused is not None else _run_batch_check(ctx)
     ran = "by the agent, its last action" if reused is not None else "by the check"
     ctx.run.write("batch_check.json", {"command": BATCH_CHECK, "exit_code": exit_code, "output": output, "ran": ran})
     if exit_code != 0 or "dataloader OK" not in output:
-        return [f"`{BATCH_CHECK}` failed (exit code {exit_code}); fix the config or the dataloader:\n{output}"]
-    return []
+        problems.append(f"`{BATCH_CHECK}` failed (exit code {exit_code}); fix config.json:\n{output}")
+    return problems
+
+
+def _config_bytes(workspace) -> bytes | None:
+    try:
+        return read_text_nofollow(workspace, CONFIG).encode()
+    except (OSError, UntrustedFileError):
+        return None
+
+
+def template_problems(ctx: RoleContext, role: str) -> list[str]:
+    """The workspace must hold the template's code unedited and a config.json that fills it: medbuilder then
+    completes the config from the template's defaults and records the fill (template_fill.json)."""
+    edited = edited_files(ctx.run.workspace, ctx.plan.task)
+    problems = [f"{', '.join(edited)} differ from the {ctx.plan.task} template: medbuilder evaluates and explains the "
+                f"model with its own template code, so copy those files from the template again (copy_files with "
+                f"overwrite) and put every choice in {CONFIG} (the template's keys)"] if edited else []
+    return problems + complete_config(ctx.plan.task, ctx.run.workspace, ctx.run.index_dir, ctx.run.root / FILL_RECORD,
+                                      role)
 
 
 def _agent_batch_check(ctx: RoleContext) -> str | None:

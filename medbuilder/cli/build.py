@@ -85,7 +85,10 @@ def _explain_end(summary: dict) -> None:
         failure = summary["failure"]
         who = f"{failure['role']} (stage {failure['stage']})" if failure.get("role") else f"stage {failure['stage']}"
         attempts = f" after {failure['attempts']} attempt(s)" if failure.get("attempts") else ""
-        lines = [f"error: {who} stopped{attempts}: {failure['status']}.", "What the last check found:",
+        lines = [f"error: {who} stopped{attempts}: {failure['status']}.",
+                 *(["How each attempt ended:"] + [f"  - {line}" for line in failure["history"]]
+                   if failure.get("history") else []),
+                 "What the last check found:",
                  *(f"  - {finding}" for finding in failure["findings"]),
                  f"Fix: {failure['fix']}: `{failure['resume']}`.", f"Details (tracebacks): {failure['log']}"]
         typer.secho("\n".join(lines), fg=typer.colors.RED, err=True)

@@ -188,8 +188,6 @@ def segmentation_section(info: dict) -> str:
 def interpretability_sections(run: RunFolder, summary: dict) -> list[str]:
     """The review's sections after the headline: measures, objective, before/after."""
     info = summary.get("interpretability") or {}
-    if "error" in info:
-        return [f"### Interpretability\n\nThe interpretability report failed: {info['error']}"]
     if info.get("kind") == "segmentation":
         return [segmentation_section(info)]
     earlier = earlier_summaries(run, summary["round"])
@@ -209,8 +207,6 @@ def card_sections(run: RunFolder, k: int) -> dict[str, str]:
     info = summaries[-1]["interpretability"]
     if info.get("kind") == "segmentation":
         return {"Interpretability": segmentation_section(info)}
-    if "measures" not in info:
-        return {"Interpretability": f"The interpretability report failed: {info.get('error')}"}
     drops = metric_drops(summaries[-1], summaries[0], max_drop_of(summaries[-1]))
     body = [f"Measured on round {k}, the delivered model (definitions: docs/shortcut_measures.md).", "",
             *measures_table(info), "", *objective_text(info, drops, summaries[-1].get("by_construction"))]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
-from prefect import get_run_logger
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
@@ -23,8 +23,12 @@ from medbuilder.review import operating_point, plots
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
-SNAPSHOT = ["metrics.json", "predictions.json", "config.json", "train_log.jsonl", "template_fill.json",
-            "checkpoints/model.pt"]
+SNAPSHOT = ["metrics.json", "predictions.json", "config.json", "train_log.jsonl", "checkpoints/model.pt"]
+FILL_RECORD = "template_fill.json"  # medbuilder's record of the fill, in the run folder (no agent writes it)
+
+
+class InterpretabilityError(RuntimeError):
+    """A round's saliency and shortcut measures could not be made: the review would lack what it needs."""
 
 
 def snapshot_round(run: RunFolder, k: int) -> Path:
@@ -37,6 +41,8 @@ def snapshot_round(run: RunFolder, k: int) -> Path:
             except UntrustedFileError as err:
                 raise ValueError(f"the round's {rel} cannot be kept: {err}. Write it as a plain file in the "
                                  "workspace (train.py does) and evaluate again") from None
+    if run.exists(FILL_RECORD):
+        shutil.copyfile(run.path(FILL_RECORD), target / FILL_RECORD)
     _put_in_medbuilders_figure(run, target, k)
     return target
 
@@ -86,7 +92,7 @@ def interpretation_kind(metrics: dict, snapshot: Path) -> str | None:
 
 
 def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -> dict:
-    """Run the interpretability report; a failure is reported in the summary, never hidden."""
+    """Run the interpretability report; when it cannot run, the evaluation fails (the stage says why)."""
     from medbuilder.review.interpret import interpret_round
     from medbuilder.review.segmentation_saliency import interpret_segmentation
 
@@ -98,9 +104,10 @@ def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -
                     "seconds": report["seconds"]}
         report = interpret_round(run.workspace, run.index_dir, folder, objective=objective, roi=roi,
                                  snapshot=snapshot)
-    except Exception as err:  # the round's model and metrics stand; the gate shows why this part is missing
-        get_run_logger().warning("interpretability of round %s failed: %s", k, err)
-        return {"kind": kind, "error": f"{type(err).__name__}: {err}"}
+    except Exception as err:
+        raise InterpretabilityError(f"the interpretability report of round {k} could not be made "
+                                    f"({type(err).__name__}: {err}); the round's model and metrics are kept in "
+                                    f"rounds/{k}/. Fix what this names and resume the run") from err
     return {"kind": kind, "measures": {name: m.get("value") for name, m in report["measures"].items()},
             "objective": objective, "objective_status": report["objective_status"],
             "ece": report["calibration"].get("ece"), "report": f"report/round-{k}/interpretability.md",

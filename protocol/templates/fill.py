@@ -19,7 +19,10 @@ _SKIP = {"__pycache__", ".pytest_cache"}
 
 
 class FillRecord(BaseModel):
-    """What fill_template wrote: the template, which keys came from values or defaults, file hashes."""
+    """What a fill wrote: the template, which keys came from values or defaults, file hashes.
+
+    `fill_template` writes it beside the config; after a role, medbuilder writes it in the run folder
+    (``template_fill.json``), where no agent can edit it (``complete.py``)."""
 
     format_version: int = 1
     template: str
@@ -31,7 +34,9 @@ class FillRecord(BaseModel):
     from_values: list[str]
     from_defaults: list[str]
     config: dict[str, Any]
-    files: dict[str, str]
+    files: dict[str, str]  # sha256 of the template's own files and of the config written: what "edited" is against
+    filled_by: str = "fill_template"  # or the role after which medbuilder filled the config it wrote
+    sources: dict[str, str] = {}  # key -> the role that chose its value, or "default" (filled from template.yaml)
 
     def write(self, workspace: Path) -> None:
         (workspace / FILL_RECORD).write_text(self.model_dump_json(indent=1))

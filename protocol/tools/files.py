@@ -92,43 +92,48 @@ class FileText:
     first_line: int
     last_line: int
     total_lines: int
-    lines_cut: int = 0
+    lines_left: int = 0  # lines after last_line that this page did not show
+    chars_left: int = 0
 
     def as_text(self) -> str:
         whole = (self.first_line, self.last_line) == (1, self.total_lines)
         span = "" if whole else f", showing lines {self.first_line}-{self.last_line}"
-        return f"===== {self.path} ({self.total_lines} lines{span}) =====\n{self.text}"
+        page = f"===== {self.path} ({self.total_lines} lines{span}) =====\n{self.text}"
+        if self.lines_left:
+            page += (f"\n[... {self.lines_left} more lines ({self.chars_left:,} characters) after line "
+                     f"{self.last_line}; call read_files with offset={self.last_line + 1} to read on ...]")
+        return page
 
 
-def read_files(
-    ctx: Workspace, paths: list[str] | str, start_line: int | None = None, end_line: int | None = None
-) -> list[FileText]:
-    """Read one or several short text files (code, configs, descriptions).
+def read_files(ctx: Workspace, paths: list[str] | str, offset: int | None = None,
+               limit: int | None = None) -> list[FileText]:
+    """Read one or several text files (code, configs, descriptions), a page at a time.
 
-    A long file is cut to its head and tail, with a note saying which lines were
-    left out; read those by calling again with start_line and end_line. The output
-    limit is shared by the files of one call. Binary
-    files (images, archives) are refused: use load_med_data for images and
+    Each file is shown from line `offset` for at most `limit` lines, and no more
+    characters than fit the output limit (shared by the files of one call: read a
+    long file alone to get the largest page). A page that does not reach the end
+    of the file says how many lines are left and the offset to read on from.
+    Binary files (images, archives) are refused: use load_med_data for images and
     preview_files for large tables or JSON. At most 10 files per call.
 
     Args:
         paths: File paths, relative to the workspace or absolute, e.g. ["train.py"].
-        start_line: First line to read (1-based). Applies to every file given.
-        end_line: Last line to read (inclusive).
+        offset: First line to show (1-based, default 1). Applies to every file given.
+        limit: Most lines to show per file (default: as many as fit).
     """
     paths = as_path_list(paths)
     if not paths:
         raise ToolError("no path given; pass a list of file paths, e.g. ['train.py']")
     if len(paths) > MAX_FILES_PER_READ:
         raise ToolError(f"{len(paths)} files asked for; read at most {MAX_FILES_PER_READ} per call")
-    first = max(1, int(start_line or 1))
-    if end_line is not None and int(end_line) < first:
-        raise ToolError(f"end_line {end_line} is before start_line {first}; give start_line <= end_line")
-    budget = max(ctx.output_chars // len(paths), 1500)
-    return [_read_one(ctx, p, first, end_line, budget) for p in paths]
+    first = max(1, int(offset or 1))
+    if limit is not None and int(limit) < 1:
+        raise ToolError(f"limit {limit} shows no line; give a limit of at least 1, or none")
+    budget = max(ctx.output_chars * 2 // len(paths), 1500)  # the toolbox cuts a call's output at twice the limit
+    return [_read_one(ctx, p, first, int(limit) if limit else None, budget) for p in paths]
 
 
-def _read_one(ctx: Workspace, path: str, first: int, last: int | None, budget: int) -> FileText:
+def _read_one(ctx: Workspace, path: str, first: int, limit: int | None, budget: int) -> FileText:
     file = ctx.existing(path, kind="file")
     with file.open("rb") as handle:
         if b"\0" in handle.read(8192):
@@ -136,38 +141,26 @@ def _read_one(ctx: Workspace, path: str, first: int, last: int | None, budget: i
                 f"'{path}' is a binary file ({human_size(file.stat().st_size)}); "
                 "use load_med_data for images and volumes, preview_files for tables and JSON"
             )
-    head: list[str] = []
-    tail: deque[str] = deque()
-    head_chars = tail_chars = total = 0
+    shown: list[str] = []
+    used = total = last = chars_left = 0
+    full = False
     with file.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             total = number
-            if number < first or (last is not None and number > last):
+            if number < first:
                 continue
-            if len(line) > budget // 3:
+            if not full and len(line) > budget // 3:
                 line = f"{line[: budget // 3]} [... this line is {len(line):,} characters long, cut ...]\n"
-            if head_chars + len(line) <= budget * 2 // 3 and not tail:
-                head.append(line)
-                head_chars += len(line)
+            full = full or (limit is not None and len(shown) >= limit) or (bool(shown) and used + len(line) > budget)
+            if full:
+                chars_left += len(line)
                 continue
-            tail.append(line)
-            tail_chars += len(line)
-            while tail_chars > budget // 3 and len(tail) > 1:
-                tail_chars -= len(tail.popleft())
+            shown.append(line)
+            used, last = used + len(line), number
     if first > max(total, 1):
-        raise ToolError(f"'{path}' has only {total} lines; start_line {first} is past the end")
-    stop = min(last, total) if last is not None else total
-    shown_lines = len(head) + len(tail)
-    missing = (stop - first + 1) - shown_lines
-    text = "".join(head)
-    if missing > 0:
-        cut_from, cut_to = first + len(head), first + len(head) + missing - 1
-        text += (
-            f"[... {missing} lines ({cut_from}-{cut_to}) not shown; call read_files with "
-            f"start_line={cut_from} and end_line={min(cut_to, cut_from + 150)} to read them ...]\n"
-        )
-    text += "".join(tail)
-    return FileText(ctx.show(file), text.rstrip("\n"), first, stop, total, max(missing, 0))
+        raise ToolError(f"'{path}' has only {total} lines; offset {first} is past the end")
+    last = last or first - 1
+    return FileText(ctx.show(file), "".join(shown).rstrip("\n"), first, last, total, total - last, chars_left)
 
 
 @dataclass
