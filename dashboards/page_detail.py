@@ -77,6 +77,8 @@ def _header(run: data.RunInfo) -> None:
     st.markdown(f"**Status: {ui.status_text(run.shown_status)}** · dataset `{run.dataset or '-'}` · "
                 f"created {run.created}")
     st.markdown(f"Request: *{run.request}*")
+    if run.shown_status == "failed":
+        _failure(run.folder)
     if run.flow_run_id and (url := data.ui_url(run.flow_run_id, run.api_url)):
         st.markdown(f"Flow run `{run.flow_run_id}` ([Prefect UI]({url}))")
     rounds = data.rounds(run.folder)
@@ -86,6 +88,19 @@ def _header(run: data.RunInfo) -> None:
             st.metric(f"Test {summary['metric'].upper()} (round {rounds[-1]})", f"{summary['value']:.3f}",
                       help=data.metric_line(summary))
             st.markdown(f"**{data.metric_line(summary)}**")
+
+
+def _failure(folder) -> None:
+    """What stopped a failed build: the role, how each attempt ended, what the last check found, the fix."""
+    failure = data.json_of(folder, "failure.json") or {}
+    who = failure.get("role") or failure.get("stage") or "the build"
+    lines = [f"**{who} stopped the build**: {failure.get('status', 'see the log')}."]
+    lines += [f"- {line}" for line in failure.get("history", [])]
+    if failure.get("findings"):
+        lines += ["", "What the last check found:", *[f"- {finding}" for finding in failure["findings"]]]
+    if failure.get("fix"):
+        lines += ["", f"Fix: {failure['fix']}; then `{failure.get('resume', '')}`."]
+    st.error("\n".join(lines))
 
 
 def _overview(folder) -> None:

@@ -118,6 +118,9 @@ def failure_of(run: RunFolder, err: BaseException) -> dict:
 def finish(run: RunFolder, status: str, round_k: int | None = None, failure: dict | None = None) -> dict:
     record = run.read("run.json", RunRecord)
     record.status = status
+    if failure is not None:
+        record.failed_role = failure.get("role") or failure.get("stage")
+        record.failure_reason = "; ".join([failure["status"], *failure["findings"][:1]])[:300]
     run.write("run.json", record)
     summary = {"run_id": run.run_id, "run_dir": str(run.root), "status": status, "round": round_k}
     if round_k is not None and run.exists(f"report/round-{round_k}/summary.json"):

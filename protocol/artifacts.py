@@ -33,6 +33,8 @@ class RunRecord(BaseModel):
     flow_run_id: str | None = None
     api_url: str | None = None
     status: str = "created"
+    failed_role: str | None = Field(None, description="status 'failed': the role (or stage) that stopped the build.")
+    failure_reason: str | None = Field(None, description="status 'failed': why, in one line (failure.json has more).")
 
 
 class Candidate(BaseModel):

@@ -234,6 +234,24 @@ def _generated_live_run(runs_dir: Path) -> RunFolder:
     return run
 
 
+FAILED_HISTORY = ["attempt 1: exit_step_limit (step limit 30 reached)",
+                  "attempt 2: exit_format (3 replies in a row could not be read)", "attempt 3: submitted, its check failed"]
+
+
+def _generated_failed_run(runs_dir: Path) -> RunFolder:
+    """A run folder made by the test (named generated-failed-build): the Task Manager failed three ways."""
+    run = RunFolder(runs_dir / "generated-failed-build")
+    run.root.mkdir(parents=True)
+    run.write("run.json", RunRecord(run_id=run.run_id, request="generated: a build that failed", core="llm",
+                                    approve="auto", status="failed", created="2000-01-01T00:00:00+00:00",
+                                    failed_role="task_manager", failure_reason="its check failed on every attempt"))
+    run.write("failure.json", {"role": "task_manager", "stage": "task_manager", "attempts": 3,
+                               "status": "its check failed on every attempt", "history": FAILED_HISTORY,
+                               "findings": ["write the plan to plan.json in the workspace"],
+                               "fix": "fix what the findings name", "resume": f"medbuilder resume {run.run_id}"})
+    return run
+
+
 def _append_epoch(run: RunFolder, epoch: int) -> None:
     line = {"epoch": epoch, "train_loss": round(1.0 / epoch, 4), "val_loss": round(1.2 / epoch, 4), "lr": 0.001,
             "seconds": 10.0, "images_per_second": 40.0}
@@ -358,6 +376,11 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()  # the live training/validation curve
     shot("5-run-detail-live-progress")
     _no_exception(page)
+    failed = _generated_failed_run(runs_dir)
+    page.goto(f"{url}/run?run={failed.run_id}")
+    _wait_text(page, "task_manager stopped the build: its check failed on every attempt", 30)
+    assert all(line in _main_text(page) for line in FAILED_HISTORY)
+    shot("5b-run-detail-failed-build")
 
     # review gate: figures in plain words, the case viewer, the feedback's reading, then refine
     _nav(page, "Approvals")
@@ -447,7 +470,7 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     shot("14-signed-out")
 
     assert not (stack["base"] / "cards" / "bad-card.yaml").exists()
-    run_dir = next(p for p in runs_dir.iterdir() if (p / "run.json").exists() and p != live.root)
+    run_dir = next(p for p in runs_dir.iterdir() if (p / "run.json").exists() and not p.name.startswith("generated-"))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "delivered" and (run_dir / "model_card.md").exists()
     correction = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())

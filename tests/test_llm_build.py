@@ -110,5 +110,9 @@ def test_broken_model_ends_failed_naming_every_attempt(prefect_api, br35h_small)
     assert (second.tokens.prompt, second.tokens.completion) == (9000, 75)  # three unreadable replies, counted
 
     listed = subprocess.run([MEDBUILDER, "runs"], env=env, capture_output=True, text=True, timeout=60)
-    row = next(line for line in listed.stdout.splitlines() if run_dir.name in line)
-    assert "failed" in row and "interrupted" not in row
+    lines = listed.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if run_dir.name in line)
+    assert "failed" in lines[row] and "interrupted" not in lines[row]
+    assert lines[row + 1].split()[:2] == ["task_manager:", "its"]  # the role and the reason, under the run
+    assert (record["failed_role"], record["failure_reason"].split(";")[0]) == ("task_manager",
+                                                                            "its check failed on every attempt")

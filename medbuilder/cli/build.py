@@ -259,3 +259,5 @@ def runs() -> None:
         record = RunRecord.model_validate_json(folder.read_text())
         status = observed_status(folder.parent, record.status)
         typer.echo(f"{record.run_id:40} {status:11} {record.request[:60]}")
+        if status == "failed" and record.failed_role:
+            typer.echo(f"{'':40} {record.failed_role}: {record.failure_reason}")
