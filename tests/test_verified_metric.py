@@ -22,8 +22,10 @@ def _run(tmp_path, n: int = 40, seed: int = 0) -> tuple[RunFolder, list[dict]]:
     records = [{"image": f"/data/img{i:03d}.jpg", "label": "yes" if i % 2 else "no"} for i in range(n)]
     run.index_dir.mkdir(parents=True)
     (run.index_dir / "test.json").write_text(json.dumps(records))
+    (run.index_dir / "train.json").write_text(json.dumps(records[:4]))
     (run.index_dir / "label_dict.json").write_text(json.dumps(LABELS))
-    (run.workspace / "config.json").write_text(json.dumps({"output_dir": ".", "seed": 0, "bootstrap": 200}))
+    (run.workspace / "config.json").write_text(json.dumps({"index_dir": str(run.index_dir), "output_dir": ".",
+                                                            "seed": 0, "bootstrap": 200}))
     predictions = []
     for r in records:
         p_yes = float(np.clip(rng.normal(0.65 if r["label"] == "yes" else 0.35, 0.2), 0, 1))
