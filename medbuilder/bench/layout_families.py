@@ -112,7 +112,7 @@ def distinct_scans(br35h_class: str, pool: int = 160) -> tuple[Path, ...]:
     byte-near copies on both sides. One file per group keeps every family's images distinct.
     """
     from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
-    from medbuilder.protocol.datasets.splits import group_by_keys
+    from medbuilder.protocol.splits import group_by_keys
 
     files = sorted((br35h_root() / br35h_class).iterdir(), key=_numbered)[:pool]
     seen, chosen = set(), []

@@ -15,7 +15,7 @@ from pathlib import Path
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, package_data
 from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
-from medbuilder.protocol.datasets.splits import group_by_keys, stratified_group_split
+from medbuilder.protocol.splits import group_by_keys, stratified_group_split
 from medbuilder.protocol.index import DataIndex, IndexRecord
 
 CLASSES = ("no", "yes")  # label_dict order: 0 = no (normal), 1 = yes (tumour)

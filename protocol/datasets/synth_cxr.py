@@ -22,7 +22,7 @@ import numpy as np
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, png
 from medbuilder.protocol.datasets.cxr_phantom import FINDINGS, draw, report
-from medbuilder.protocol.datasets.splits import stratified_group_split
+from medbuilder.protocol.splits import stratified_group_split
 from medbuilder.protocol.index import DataIndex, IndexRecord
 
 PER_CLASS = 75

@@ -20,7 +20,7 @@ import numpy as np
 
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, json_bytes, nifti_gz
-from medbuilder.protocol.datasets.splits import stratified_group_split
+from medbuilder.protocol.splits import stratified_group_split
 from medbuilder.protocol.index import DataIndex, IndexRecord
 
 CASES = 16

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from medbuilder.protocol.datasets.splits import group_by_keys, stratified_group_split
+from medbuilder.protocol.splits import group_by_keys, stratified_group_split
 from medbuilder.protocol.indexing.report import IndexingReport
 
 NEAR_DUPLICATE_LIMIT = 20000  # thumbnail comparison is quadratic; above this only sha256 groups
