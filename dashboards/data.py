@@ -236,7 +236,8 @@ def round_figures(run: RunFolder, k: int) -> dict[str, list[Path]]:
 def metric_line(summary: dict) -> str:
     ci = summary.get("ci95")
     interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci and None not in ci else ""
-    return f"{summary['metric'].upper()} {summary['value']:.3f}{interval}"
+    units = f", {summary['units_note']}" if summary.get("units_note") else ""
+    return f"{summary['metric'].upper()} {summary['value']:.3f}{interval}{units}"
 
 
 def train_log(run: RunFolder, k: int | None = None) -> list[dict]:

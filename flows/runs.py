@@ -125,7 +125,8 @@ def finish(run: RunFolder, status: str, round_k: int | None = None, failure: dic
     summary = {"run_id": run.run_id, "run_dir": str(run.root), "status": status, "round": round_k}
     if round_k is not None and run.exists(f"report/round-{round_k}/summary.json"):
         report = run.read_json(f"report/round-{round_k}/summary.json")
-        summary.update(metric=report["metric"], value=report["value"], ci95=report.get("ci95"))
+        summary.update(metric=report["metric"], value=report["value"], ci95=report.get("ci95"),
+                       units=report.get("units_note"))
     summary["roles"] = role_table(run)
     if status == "delivered":
         summary["bundle"] = str(run.root / "bundle")

@@ -45,7 +45,8 @@ def _run(case: str, value: float, ref: float, status: str = "delivered") -> dict
 
 def test_table_renders_each_case_with_completion_roles_and_ratios(tmp_path):
     results = {"core": "offline", "repeats": 2, "quick": True, "tolerance": 0.05, "cases": ["a", "b", "c"],
-               "seconds": 1.0, "runs": [_run("a", 0.96, 0.97), {**_run("a", 0.5, 0.97), "repeat": 2},
+               "seconds": 1.0, "runs": [{**_run("a", 0.96, 0.97), "units": "20 images from 14 independent duplicate groups"},
+                                        {**_run("a", 0.5, 0.97), "repeat": 2},
                                         _run("b", 0.7, 0.9, status="error"),
                                         {"case": "c", "task": "segmentation", "dataset": "brain-mask-3d",
                                          "provenance": "real", "status": "error", "error": "source missing",
@@ -55,7 +56,8 @@ def test_table_renders_each_case_with_completion_roles_and_ratios(tmp_path):
     assert "| b | real | 0/1 | 0/1 |" in table
     assert "| 50 | 40 | 10 | 10 | 5.00 | 4.00 | 1.20 |" in table and "QUICK" in table
     assert "met in 0 of 2 cases; the training run alone <= 1.10 x the reference in 0 of 2" in table
-    assert "| c | real | 0/1 | 0/1 | - / - |" in table  # a case that could not even start still gets its row
+    assert "| c | real | 0/1 | 0/1 | - / - |" in table
+    assert "- a: 20 images from 14 independent duplicate groups" in table  # a case that could not even start still gets its row
     files = write(results, tmp_path)
     assert json.loads(files["json"].read_text())["summary"][2]["completed"] == 0
     assert "![bench-metrics.png]" in files["markdown"].read_text() and "- c: source missing" in files["markdown"].read_text()

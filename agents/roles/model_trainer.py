@@ -12,6 +12,7 @@ from medbuilder.protocol.index import DataIndex
 from medbuilder.protocol.templates import suggest_values
 from medbuilder.protocol.templates.spec import TEMPLATES_DIR
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
+from medbuilder.review.clustered import independent_units
 from medbuilder.review.verified_metric import fix_test_split, verify
 
 TRAIN = "python train.py --config config.json"
@@ -32,8 +33,9 @@ MIN_GROUPS_FOR_VALIDATION = 1000
 
 def distinct_groups(index: DataIndex) -> int:
     """Training items that are not copies of one another (patients, duplicate groups, else images)."""
-    return len({r.patient_id or (f"dup:{r.duplicate_group}" if r.duplicate_group is not None else r.image)
-                for r in index.train})
+    _, units = independent_units([{"patient_id": r.patient_id, "duplicate_group": r.duplicate_group}
+                                  for r in index.train])
+    return len(set(units.tolist()))
 
 
 def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str | None,

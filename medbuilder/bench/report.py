@@ -52,6 +52,7 @@ def summarise(results: dict) -> list[dict]:
             "other_seconds": _mean(r.get("other_seconds") for r in runs),
             "training_ratio": _mean(r.get("training_ratio") for r in runs),
             "tokens": _mean(r.get("tokens") for r in runs), "roles": roles,
+            "units": next((r["units"] for r in runs if r.get("units")), None),
         })
     return rows
 
@@ -73,6 +74,9 @@ def render(results: dict) -> str:
     mode = "QUICK (small subsets, short training: not benchmark figures)" if results.get("quick") else "full"
     if results.get("train_epochs"):
         mode += f", every training {results['train_epochs']} epochs (--epochs)"
+    units = [f"- {row['case']}: {row['units']}" for row in summarise(results) if row.get("units")]
+    if units:
+        lines += ["", "Test sets (each interval resamples these independent units):", *units]
     lines += ["", time_target_line(results), "",
               f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
               f"metric within {results['tolerance']:.0%} (relative) of the reference pipeline's, or better. "

@@ -127,6 +127,7 @@ def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None]) ->
     run_dir = Path(summary["run_dir"]) if summary.get("run_dir") else _latest_run(runs_dir, started)
     row["run_dir"] = str(run_dir) if run_dir else None
     row.update(metric=summary.get("metric"), value=summary.get("value"), ci95=summary.get("ci95"),
+               units=summary.get("units"),
                round=summary.get("round"))
     if run_dir is None:
         return row

@@ -44,6 +44,20 @@ def _ci(ci) -> str:
     return f"95% CI {_num(float(ci[0]))} to {_num(float(ci[1]))}"
 
 
+def _over(m: dict) -> str:
+    """What the interval resamples: independent units where the index names them."""
+    if m.get("units_note"):
+        return f"{m.get('interval', 'percentile bootstrap')}: {m['units_note']}"
+    return f"percentile bootstrap over the {m.get('n_test')} test case(s), each counted as independent"
+
+
+def _proportion_ci(m: dict, key: str, successes: int, n: int) -> str:
+    """A rate's interval: over independent units when medbuilder computed one, else Wilson per image."""
+    if m.get(f"{key}_ci95"):
+        return _ci(m[f"{key}_ci95"]) + f" ({successes}/{n}; bootstrap over {m.get('unit')}s)"
+    return _ci(wilson(successes, n)) + f" (Wilson; {successes}/{n}, images counted as independent)"
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in row) + " |" for row in rows]
@@ -56,8 +70,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _metrics_section(m: dict) -> list[str]:
     name = METRIC_NAMES.get(m.get("metric"), m.get("metric"))
     lines = ["## Metrics (test set)", "",
-             f"**{name}: {_num(m.get('value'))}** ({_ci(m.get('ci95'))}; percentile bootstrap over the "
-             f"{m.get('n_test')} test case(s))", ""]
+             f"**{name}: {_num(m.get('value'))}** ({_ci(m.get('ci95'))}; {_over(m)})", ""]
     rows = []
     cm = m.get("confusion_matrix")
     labels = m.get("label_dict") or {}
@@ -66,17 +79,21 @@ def _metrics_section(m: dict) -> list[str]:
     if cm:
         total = sum(map(sum, cm))
         correct = sum(cm[i][i] for i in range(len(cm)))
-        rows.append(["accuracy", _num(m.get("accuracy")), _ci(wilson(correct, total)) + " (Wilson)"])
+        rows.append(["accuracy", _num(m.get("accuracy")), _proportion_ci(m, "accuracy", correct, total)])
         if pos is not None:
             tp, fn = cm[pos][pos], sum(cm[pos]) - cm[pos][pos]
             neg = [i for i in range(len(cm)) if i != pos]
             tn = sum(cm[i][j] for i in neg for j in neg)
             fp = sum(cm[i][pos] for i in neg)
             rows.append([f"sensitivity ({m.get('positive_label')} positive)", _num(m.get("sensitivity")),
-                         _ci(wilson(tp, tp + fn)) + f" (Wilson; {tp}/{tp + fn})"])
-            rows.append(["specificity", _num(m.get("specificity")), _ci(wilson(tn, tn + fp)) + f" (Wilson; {tn}/{tn + fp})"])
+                         _proportion_ci(m, "sensitivity", tp, tp + fn)])
+            rows.append(["specificity", _num(m.get("specificity")), _proportion_ci(m, "specificity", tn, tn + fp)])
         if m.get("balanced_accuracy") is not None:
             rows.append(["balanced accuracy", _num(m["balanced_accuracy"]), ""])
+    single = m.get("one_per_unit") or {}
+    if m.get("unit") not in (None, "image") and single.get("value") is not None:
+        rows.append([f"{name} on one image per {m['unit']}", _num(single["value"]),
+                     f"{single.get('n')} images, no two from one {m['unit']}"])
     for key in ("bleu1", "bleu2", "bleu3", "exact_match", "mean_generated_words", "vocab_size"):
         if m.get(key) is not None:
             rows.append([key.replace("_", " "), _num(m[key]), ""])

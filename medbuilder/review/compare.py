@@ -99,8 +99,9 @@ def objective_met(summary: dict, baseline: dict | None) -> bool | None:
 def headline(summary: dict) -> list[str]:
     """The test figures, each with its plain meaning."""
     name = summary["metric"].upper()
-    lines = [f"On **{summary.get('n_test')} test cases** the model never saw ({summary.get('n_train')} cases "
-             "were used for training):", "",
+    cases = summary.get("units_note") or f"{summary.get('n_test')} test cases"
+    lines = [f"On **{cases}** the model never saw ({summary.get('n_train')} cases were used for training; "
+             "each interval resamples whole units, so copies of one scan count once):", "",
              f"- **{name} {summary['value']:.3f}**{_ci(summary.get('ci95'))}: "
              + FIGURE_MEANING.get(summary["metric"], "the task's metric.")]
     point = summary.get("operating_point")

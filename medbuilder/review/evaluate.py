@@ -138,6 +138,7 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
     folder = run.root / "report" / f"round-{k}"
     summary = {"round": k, "metric": metrics["metric"], "value": metrics["value"], "ci95": metrics.get("ci95"),
                "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
+               **{key: metrics.get(key) for key in ("unit", "n_units", "units_note", "one_per_unit")},
                "extras": {key: metrics[key] for key in ("accuracy", "sensitivity", "specificity", "balanced_accuracy")
                           if key in metrics},
                "strategies": (metrics.get("strategies") or {}).get("active", []),

@@ -4,9 +4,10 @@ The test split is fixed, and hashed, when the clinician approves the dataset (``
 ``runs/<id>/fixed_split/`` holds copies of the index's test.json and label_dict.json, read without
 following links. A training script in the sandbox writes predictions.json; medbuilder reads it as
 data, checks that it covers exactly the fixed test images, and computes the metric and its bootstrap
-interval with medbuilder's own template functions (the same definitions training uses), taking the
-labels and reference reports from the fixed split, never from the script. A metrics.json whose figure
-differs fails the Model Trainer's check; the round's metrics.json shows medbuilder's figure.
+interval over independent units (patients or duplicate groups, see clustered.py) with medbuilder's own
+template functions (the same definitions training uses), taking the labels and reference reports from
+the fixed split, never from the script. A metrics.json whose figure differs fails the Model Trainer's
+check; the round's metrics.json shows medbuilder's figure.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import runpy
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.review.clustered import cluster_bootstrap, describe, independent_units, one_per_unit
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
 from medbuilder.review.trusted_code import TRUSTED_CODE, write_template_code
 
@@ -30,6 +33,7 @@ FIXED_FILES = ("test.json", "label_dict.json")
 TOLERANCE = 5e-4  # metrics.json rounds to 4 decimals
 SIBLINGS = ("common", "engine", "confounders", "dataloader", "model", "text", "predict", "train")
 MAX_BOOT = 10000
+Statistic = Callable[[np.ndarray], dict]
 
 
 def fix_test_split(run: RunFolder) -> dict:
@@ -124,7 +128,7 @@ def _number(value, what: str) -> float:
     return float(value)
 
 
-def _diagnosis(run, records, label_dict, predictions, cfg) -> dict:
+def _diagnosis(run, records, label_dict, predictions, cfg) -> tuple[dict, Statistic]:
     ns = template_namespace(run, "diagnosis", "train.py")
     names = [n for n, _ in sorted(label_dict.items(), key=lambda kv: kv[1])]
     probs = np.array([[_number((p.get("probabilities") or {}).get(n), f"the probability of '{n}' for {p.get('image')}")
@@ -133,41 +137,56 @@ def _diagnosis(run, records, label_dict, predictions, cfg) -> dict:
     positive = None
     if len(names) == 2:
         positive = label_dict[cfg["positive_label"]] if cfg.get("positive_label") in label_dict else 1
-    n_boot, seed = _boot(cfg)
-    scores = ns["evaluate"](probs, labels, positive, n_boot, seed)
-    return {**scores, "positive_label": names[positive] if positive is not None else None}
+
+    def figures(idx: np.ndarray) -> dict:
+        scores = ns["evaluate"](probs[idx], labels[idx], positive, 0, 0)
+        return {key: scores.get(key) for key in ("value", "accuracy", "sensitivity", "specificity")}
+
+    scores = ns["evaluate"](probs, labels, positive, 0, 0)
+    return {**scores, "positive_label": names[positive] if positive is not None else None}, figures
 
 
-def _anomaly(run, records, label_dict, predictions, cfg) -> dict:
+def _anomaly(run, records, label_dict, predictions, cfg) -> tuple[dict, Statistic]:
     ns = template_namespace(run, "anomaly_detection", "train.py")
     normal = cfg.get("normal_label")
     if normal not in label_dict:
         raise ValueError(f"config.json's normal_label {normal!r} is none of the labels {sorted(label_dict)}")
     y = np.array([str(r["label"]) != normal for r in records])
     s = np.array([_number(p.get("score"), f"the score of {p.get('image')}") for p in predictions])
-    n_boot, seed = _boot(cfg)
-    ci = ns["bootstrap_ci"](lambda idx: ns["auroc"](y[idx], s[idx]), len(y), n_boot, seed) if n_boot else None
-    return {"value": ns["auroc"](y, s), "ci95": ci, "normal_label": normal}
+    return {"value": ns["auroc"](y, s), "normal_label": normal}, lambda idx: {"value": ns["auroc"](y[idx], s[idx])}
 
 
-def _report(run, records, label_dict, predictions, cfg) -> dict:
+def _report(run, records, label_dict, predictions, cfg) -> tuple[dict, Statistic]:
     ns = template_namespace(run, "report_generation", "train.py")
     tokenize, stats_of, bleu = ns["tokenize"], ns["ngram_stats"], ns["bleu_from_stats"]
     stats = np.stack([stats_of(tokenize(str(p.get("generated", ""))), tokenize(str(r.get("report", ""))))
                       for p, r in zip(predictions, records)])
-    n_boot, seed = _boot(cfg)
-    ci = ns["bootstrap_ci"](lambda idx: bleu(stats[idx], 4), len(stats), n_boot, seed) if n_boot else None
-    return {"value": bleu(stats, 4), "ci95": ci, **{f"bleu{n}": bleu(stats, n) for n in (1, 2, 3, 4)}}
+    figures = {"value": bleu(stats, 4), **{f"bleu{n}": bleu(stats, n) for n in (1, 2, 3, 4)}}
+    return figures, lambda idx: {"value": bleu(stats[idx], 4)}
 
 
-def _segmentation(run, records, label_dict, predictions, cfg) -> dict:
+def _segmentation(run, records, label_dict, predictions, cfg) -> tuple[dict, Statistic]:
     """Dice per case is read from the predictions (its masks are in the training grid): the mean and the
     interval are medbuilder's, over the fixed cases; the per-case values are the script's."""
-    ns = template_namespace(run, "segmentation", "train.py")
     dice = np.array([_number(p.get("dice"), f"the Dice of {p.get('image')}") for p in predictions])
+    return ({"value": float(dice.mean()), "per_case_from": "the training script (masks not re-read)"},
+            lambda idx: {"value": float(dice[idx].mean())})
+
+
+def _intervals(records: list[dict], statistic: Statistic, cfg: dict) -> dict:
+    """Each figure's 95% interval over independent units, and the figures on one image per unit."""
+    unit, units = independent_units(records)
     n_boot, seed = _boot(cfg)
-    ci = ns["bootstrap_ci"](lambda idx: float(dice[idx].mean()), len(dice), n_boot, seed) if n_boot else None
-    return {"value": float(dice.mean()), "ci95": ci, "per_case_from": "the training script (masks not re-read)"}
+    intervals = cluster_bootstrap(statistic, units, n_boot, seed)
+    single = one_per_unit(units)
+    return {"ci95": intervals.get("value"), **{f"{k}_ci95": v for k, v in intervals.items() if k != "value"},
+            "interval": f"percentile bootstrap over independent {unit}s ({n_boot} resamples)",
+            "unit": unit, "n_units": int(len(single)), "units_note": describe(len(records), unit, len(single)),
+            "one_per_unit": {"n": int(len(single)), **{k: _finite(v) for k, v in statistic(single).items()}}}
+
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 COMPUTE = {"diagnosis": _diagnosis, "anomaly_detection": _anomaly, "report_generation": _report,
@@ -183,7 +202,8 @@ def verify(run: RunFolder, source: Path, task: str, reported: dict | None) -> di
         predictions, cfg = read_predictions(Path(source))
         ordered, result["problems"] = _coverage(records, predictions)
         if not result["problems"]:
-            result.update(COMPUTE[task](run, records, label_dict, ordered, cfg))
+            figures, statistic = COMPUTE[task](run, records, label_dict, ordered, cfg)
+            result.update({**figures, **_intervals(records, statistic, cfg)})
     except (ValueError, KeyError, FileNotFoundError, UntrustedFileError) as err:
         result["problems"].append(f"medbuilder could not compute the metric from the predictions: {err}")
     result["n_test"] = len(records) if "records" in locals() else None
