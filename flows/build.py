@@ -21,6 +21,8 @@ Run folder (``runs/<run-id>/``)::
       dataloader.py model.py train.py common.py engine.py config.json template_fill.json
       checkpoints/ metrics.json predictions.json train_log.jsonl train_output.log
     index_report.json           index checks: counts per split and class, problems
+    metadata_audit.json         classifiers: AUROC of a metadata-only model (size, borders, format, scanner), cross-
+                                validated on the training split by unit; shown at the dataset and review gates
     batch_check.json            the dataloader batch check
     trajectories/<role>-<n>.json  one per role attempt: messages, tool calls, tokens, timings
     feedback/<role>-<n>.json    why attempt n failed its check (attempt n+1 starts from it)
@@ -47,6 +49,7 @@ from medbuilder.flows.logs import run_log
 from medbuilder.flows.runs import failure_of, finish, open_run
 from medbuilder.protocol.artifacts import Plan, RunFolder
 from medbuilder.review.compare import objective_met
+from medbuilder.review.metadata_audit import AUDIT_FILE, audit_run
 from medbuilder.review.refine import write_refinement
 from medbuilder.review.verified_metric import fix_test_split
 from medbuilder.settings import get_settings
@@ -140,6 +143,7 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
                 run.write("objective.json", plan.objective)
             prepare_data.with_options(task_run_name=f"prepare_data{suffix}")(str(run.root), f"prepare_data{suffix}")
         role_task.with_options(retries=retries)(str(run.root), "data_engineer", core, f"data_engineer{suffix}")
+        audit_acquisition(run, plan.task)
         gate = f"dataset-{round_k}"
         questions = gate_questions(run)
         if approve == "auto" and questions and not run.exists(f"decisions/{gate}.json"):
@@ -157,6 +161,15 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
             request = run.read_json("request.json")
             run.write("request.json", {**request, "dataset": decision.dataset})
     return "rejected"
+
+
+def audit_acquisition(run: RunFolder, task: str) -> None:
+    """The metadata-only baseline for the dataset gate; a failure is written down and shown, not fatal."""
+    try:
+        audit_run(run, task)
+    except (OSError, ValueError, KeyError) as err:
+        get_run_logger().warning("acquisition shortcut check failed: %s", err)
+        run.write(AUDIT_FILE, {"task": task, "auroc": None, "note": f"the check could not run ({err})"})
 
 
 def _initial_layout(run: RunFolder) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medbuilder.protocol.artifacts import Plan, RunFolder
+from medbuilder.review.metadata_audit import audit_lines
 
 
 def dataset_question(run: RunFolder, plan: Plan) -> str:
@@ -18,6 +19,9 @@ def dataset_question(run: RunFolder, plan: Plan) -> str:
         lines += ["", "Other datacards:"]
         lines += [f"- {c.name} (score {c.score:.2f}, {'fits' if c.fits else 'does not fit'})" for c in others]
     lines += ["", *layout_section(run)]
+    lines += test_units_lines(run)
+    audit = audit_lines(run)
+    lines += ["", *audit] if audit else []
     questions = gate_questions(run)
     if questions:
         lines += ["", "### Questions: the layout needs your answer", ""]
@@ -26,6 +30,24 @@ def dataset_question(run: RunFolder, plan: Plan) -> str:
               "- **correct**: give a corrected layout (the form starts from the inferred one);",
               "- **pick**: use another datacard instead; - **reject**: stop, with your reason."]
     return "\n".join(lines)
+
+
+def test_units_lines(run: RunFolder) -> list[str]:
+    """How many independent units the test split holds: every interval resamples them."""
+    import json
+
+    from medbuilder.protocol.untrusted import read_text_nofollow
+    from medbuilder.review.clustered import describe, independent_units
+
+    try:
+        records = json.loads(read_text_nofollow(run.index_dir, "test.json"))
+        unit, units = independent_units([r for r in records if isinstance(r, dict)])
+    except (OSError, ValueError):  # an unreadable index is the index check's finding, shown above
+        return []
+    if not len(units):
+        return []
+    return ["", f"Test split: {describe(len(units), unit, len(set(units.tolist())))}; every interval resamples "
+                "these units, so copies of one scan count once."]
 
 
 def score_meaning() -> str:
@@ -125,6 +147,8 @@ def review_question(run: RunFolder, summary: dict, round_k: int) -> str:
     lines = [f"## Review of round {round_k}", "", *headline(summary)]
     for section in summary.get("sections", []):
         lines += ["", section]
+    audit = audit_lines(run)
+    lines += ["", *audit] if audit else []
     if summary.get("figures"):
         lines += ["", "The ROC curve, the confusion matrix and the saliency maps are shown with this page in the "
                       "dashboard, and kept in the run's report."]

@@ -50,6 +50,7 @@ def make_run(root: Path, task: str, train: bool = True):
     from medbuilder.protocol.templates import fill_template, run_training, suggest_values
     from medbuilder.review.evaluate import snapshot_round
     from medbuilder.review.verified_metric import METRIC as METRICS
+    from medbuilder.review.metadata_audit import audit_run
     from medbuilder.review.verified_metric import fix_test_split
 
     recipe, _, overrides = SETUPS[task]
@@ -66,6 +67,7 @@ def make_run(root: Path, task: str, train: bool = True):
                                                        who="dr test", via="auto"))
     run.write("plan.json", Plan(status="ok", request=REQUESTS[task], dataset=recipe, task=task,
                                 dimension=card.dimension, metric=METRICS[task]))
+    audit_run(run, task)  # as the flow does before the dataset gate
     fix_test_split(run)  # as the flow does when the dataset is approved
     if not train:
         return run, index

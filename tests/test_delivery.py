@@ -234,6 +234,7 @@ def test_model_card_has_request_metric_interval_and_limits(runs):
     lo, hi = metrics["ci95"]
     assert f"AUROC: {metrics['value']:.3f}** (95% CI {lo:.3f} to {hi:.3f}" in card
     assert f"percentile bootstrap over independent {metrics['unit']}s" in card and metrics["units_note"] in card
+    assert "## Acquisition shortcut check" in card and "metadata reaches AUROC" in card
     assert "sensitivity" in card and "specificity" in card and "NOT a medical device" in card
     assert f"test: {metrics['n_test']}" in card and "near-duplicate copies" in card
     assert "| review-0 | approve | dr test | auto |" in card

@@ -230,6 +230,19 @@ def _decisions(run_root: Path) -> list[str]:
     return lines + _table(["gate", "action", "who", "via", "when", "details"], rows) + [""]
 
 
+def _audit_section(run_root: Path) -> list[str]:
+    """The acquisition-shortcut check of the training data (metadata_audit.json), as the gates showed it."""
+    audit = _read(run_root / "metadata_audit.json")
+    if not audit:
+        return []
+    if audit.get("auroc") is None:
+        return ["## Acquisition shortcut check", "", f"Not measured: {audit.get('note', 'no result')}.", ""]
+    top = ", ".join(t["feature"] for t in audit.get("top_features", [])[:3])
+    return ["## Acquisition shortcut check", "", audit.get("summary", ""), "",
+            f"Leading features: {top}. The delivered model's own reliance on these properties is not yet "
+            "measured; a high figure here means the test metric may partly reflect them.", ""]
+
+
 def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | None = None) -> str:
     """Markdown model card of round ``round_k`` of the run in ``run_root``."""
     run_root = Path(run_root).resolve()
@@ -258,6 +271,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _data_section(card, m, _read(run_root / "index_report.json"), cfg)
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
+    lines += _audit_section(run_root)
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",
               "Research and teaching only. This is NOT a medical device: it is not cleared or approved for "

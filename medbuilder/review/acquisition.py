@@ -1,0 +1,135 @@
+"""What an image's file says about how it was acquired, apart from its anatomy.
+
+Numbers: original width and height (and depth for volumes), aspect ratio, the width of uniform borders,
+bits per sample, file size and intensity statistics. Categories: file format, image mode, and the DICOM
+tags that name the machine and the site (manufacturer, model, station, institution) when they are
+present. A classifier that separates the classes from these alone finds a shortcut in the data.
+
+Images are the dataset's files, read as data: a path that is a link is not followed (its features are
+missing, like those of an unreadable file).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+NUMERIC = ("width", "height", "depth", "aspect", "border", "bits", "file_kib", "mean", "std", "p01", "p99")
+DICOM_TAGS = ("Manufacturer", "ManufacturerModelName", "StationName", "InstitutionName")
+BORDER_TOLERANCE = 8  # grey levels (of 255) a border row may differ from the edge value
+THUMB = 256
+
+
+def features(path: Path) -> dict:
+    """The acquisition features of one image file or DICOM series folder; {"error": ...} if unreadable."""
+    path = Path(path)
+    try:
+        if path.is_symlink():
+            return {"error": "a link (not followed)"}
+        if path.is_dir():
+            return _dicom_series(path)
+        name = path.name.lower()
+        if name.endswith((".nii", ".nii.gz")):
+            return _nifti(path)
+        if name.endswith((".dcm", ".dicom")):
+            return _dicom(path)
+        return _picture(path)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a missing row, named in the audit
+        return {"error": f"{type(err).__name__}: {err}"[:200]}
+
+
+def _file_kib(path: Path) -> float:
+    return os.lstat(path).st_size / 1024.0
+
+
+def _intensity(pixels: np.ndarray) -> dict:
+    values = pixels.astype(np.float64).ravel()
+    lo, hi = np.percentile(values, [1, 99])
+    return {"mean": float(values.mean()), "std": float(values.std()), "p01": float(lo), "p99": float(hi)}
+
+
+def border_width(gray: np.ndarray) -> float:
+    """Mean, over the four edges, of the fraction of the image that is uniform from that edge inwards."""
+    gray = gray.astype(np.float64)
+    scale = 255.0 / max(float(gray.max() - gray.min()), 1e-6)
+    fractions = []
+    for view in (gray, gray[::-1], gray.T, gray.T[::-1]):
+        edge = np.median(view[0])
+        uniform = np.abs(view - edge).max(axis=1) * scale <= BORDER_TOLERANCE
+        depth = int(np.argmin(uniform)) if not uniform.all() else len(uniform)
+        fractions.append(depth / len(uniform))
+    return float(np.mean(fractions))
+
+
+def _picture(path: Path) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        width, height, mode, fmt = im.width, im.height, im.mode, (im.format or path.suffix.lstrip(".")).lower()
+        bits = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "I;16": 16, "I": 32, "F": 32}.get(mode, 8)
+        im.draft("L", (THUMB, THUMB))
+        gray = np.asarray(im.convert("L"))
+    return {"width": width, "height": height, "aspect": width / height, "border": border_width(gray),
+            "bits": bits, "file_kib": _file_kib(path), **_intensity(gray), "format": fmt, "mode": mode}
+
+
+def _dicom(path: Path) -> dict:
+    import pydicom
+
+    ds = pydicom.dcmread(str(path))
+    pixels = ds.pixel_array
+    gray = pixels if pixels.ndim == 2 else pixels.reshape(-1, *pixels.shape[-2:])[0]
+    out = {"width": int(ds.Columns), "height": int(ds.Rows), "aspect": int(ds.Columns) / int(ds.Rows),
+           "border": border_width(gray), "bits": int(getattr(ds, "BitsStored", 0) or 0),
+           "file_kib": _file_kib(path), **_intensity(pixels), "format": "dicom",
+           "mode": str(getattr(ds, "PhotometricInterpretation", ""))}
+    return {**out, **{tag: str(getattr(ds, tag, "") or "") for tag in DICOM_TAGS}}
+
+
+def _dicom_series(folder: Path) -> dict:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    if not files:
+        return {"error": "an empty series folder"}
+    first = _dicom(files[0])
+    return {**first, "depth": len(files), "file_kib": sum(_file_kib(p) for p in files)}
+
+
+def _nifti(path: Path) -> dict:
+    import nibabel
+
+    img = nibabel.load(str(path))
+    shape = tuple(int(s) for s in img.shape[:3]) + (1,) * max(0, 3 - len(img.shape))
+    data = np.asanyarray(img.dataobj)
+    middle = data[..., shape[2] // 2] if data.ndim >= 3 else data
+    return {"width": shape[0], "height": shape[1], "depth": shape[2], "aspect": shape[0] / shape[1],
+            "border": border_width(np.asarray(middle).reshape(shape[0], shape[1])),
+            "bits": int(img.get_data_dtype().itemsize * 8), "file_kib": _file_kib(path), **_intensity(data),
+            "format": "nifti", "mode": str(img.get_data_dtype())}
+
+
+def _number_or_nan(value) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else math.nan
+
+
+def feature_matrix(rows: list[dict]) -> tuple[np.ndarray, list[str]]:
+    """Numbers as columns (a missing number: the column's median), categories one-hot."""
+    numeric = [k for k in NUMERIC if any(isinstance(r.get(k), (int, float)) for r in rows)]
+    columns, names = [], []
+    for key in numeric:
+        values = np.array([_number_or_nan(r.get(key)) for r in rows])
+        values[np.isnan(values)] = np.nanmedian(values) if not np.isnan(values).all() else 0.0
+        columns.append(values)
+        names.append(key)
+    for key in ("format", "mode", *DICOM_TAGS):
+        seen = sorted({str(r[key]) for r in rows if r.get(key)})
+        if len(seen) < 2:
+            continue  # one value for every image says nothing
+        for value in seen:
+            columns.append(np.array([float(str(r.get(key)) == value) for r in rows]))
+            names.append(f"{key}={value}")
+    matrix = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
+    return matrix, names

@@ -1,0 +1,138 @@
+"""The acquisition-shortcut audit: how well the image files' metadata alone predict the label.
+
+Before any training, a random forest on the acquisition features (acquisition.py) of the training split is
+cross-validated with folds grouped by independent unit (patients or duplicate groups: copies of one scan
+never sit on both sides of a fold). Its out-of-fold AUROC is the baseline: near 0.5, size, borders, format
+and scanner say nothing about the label; high, the data itself carries a shortcut that any model can learn
+instead of the anatomy. The audit is written to ``metadata_audit.json`` in the run folder and shown at the
+dataset gate and again at the review gate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medbuilder.protocol.untrusted import read_text_nofollow
+from medbuilder.review.acquisition import feature_matrix, features
+from medbuilder.review.clustered import independent_units
+
+AUDIT_FILE = "metadata_audit.json"
+WARN_AUROC = 0.7
+MAX_FOLDS = 5
+MAX_IMAGES = 4000  # above this a seeded sample (the audit is a screen, not the figure a clinician approves)
+CLASSIFIER_TASKS = ("diagnosis", "anomaly_detection")
+
+
+def audit_records(records: list[dict], label_dict: dict, positive: str | None, seed: int = 0) -> dict:
+    """The metadata baseline on `records` (an index split): out-of-fold AUROC, folds, top features."""
+    if len(records) > MAX_IMAGES:
+        keep = np.sort(np.random.default_rng(seed).choice(len(records), MAX_IMAGES, replace=False))
+        records = [records[i] for i in keep]
+    rows = [features(Path(str(r["image"]))) for r in records]
+    unreadable = [str(r["image"]) for r, row in zip(records, rows) if "error" in row]
+    usable = [(r, row) for r, row in zip(records, rows) if "error" not in row]
+    base = {"n_images": len(records), "unreadable": len(unreadable), "unreadable_examples": unreadable[:3]}
+    if not usable:
+        return {**base, "auroc": None, "note": "no image could be read"}
+    positive = positive if positive in label_dict else _positive_of(label_dict)
+    y = np.array([str(r["label"]) == positive for r, _ in usable])
+    unit, units = independent_units([r for r, _ in usable])
+    folds = min(MAX_FOLDS, len(set(units[y].tolist())), len(set(units[~y].tolist())))
+    x, names = feature_matrix([row for _, row in usable])
+    if folds < 2 or x.shape[1] == 0:
+        return {**base, "auroc": None, "note": "too few independent units of each class to cross-validate"}
+    scores = _out_of_fold(x, y, units, folds, seed)
+    from sklearn.metrics import roc_auc_score
+
+    auroc = float(roc_auc_score(y, scores))
+    top = _top(x, y, names, seed)
+    return {**base, "auroc": round(auroc, 4), "positive_label": positive, "folds": folds, "unit": unit,
+            "n_units": int(len(set(units.tolist()))), "features": names, "top_features": top,
+            "warning": auroc >= WARN_AUROC, "summary": summary_line(auroc, folds, unit, top)}
+
+
+def _positive_of(label_dict: dict) -> str:
+    """The label numbered 1 (the template's positive class of a binary task), else the last."""
+    by_number = sorted(label_dict, key=label_dict.get)
+    return next((n for n in by_number if label_dict[n] == 1), by_number[-1])
+
+
+def _forest(seed: int):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    scores = np.zeros(len(y))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(x, y, units):
+        if len(set(y[train].tolist())) < 2:
+            scores[test] = y[train].mean()
+            continue
+        model = _forest(seed).fit(x[train], y[train])
+        scores[test] = model.predict_proba(x[test])[:, 1]
+    return scores
+
+
+def _top(x: np.ndarray, y: np.ndarray, names: list[str], seed: int, k: int = 5) -> list[dict]:
+    importance = _forest(seed).fit(x, y).feature_importances_
+    order = np.argsort(importance)[::-1][:k]
+    return [{"feature": names[i], "importance": round(float(importance[i]), 3)} for i in order]
+
+
+CONTENT_FEATURES = ("mean", "std", "p01", "p99", "file_kib")  # they also follow what the image shows
+
+
+def summary_line(auroc: float, folds: int, unit: str, top: list[dict]) -> str:
+    leading = [t["feature"] for t in top[:3]]
+    if auroc < WARN_AUROC:
+        verdict = "acquisition properties alone predict the label poorly"
+    else:
+        verdict = f"{', '.join(leading)} separate the classes without looking at anatomy"
+        if all(f in CONTENT_FEATURES for f in leading):
+            verdict += (" (intensity statistics and file size also change with a large finding, so part of this "
+                        "may be the finding itself)")
+        else:
+            verdict += ": the data carries an acquisition shortcut"
+    return (f"A model that sees only the image files' metadata reaches AUROC {auroc:.3f} ({folds}-fold cross-"
+            f"validation on the training split, folds grouped by {unit}): {verdict}.")
+
+
+def audit_run(run, task: str) -> dict | None:
+    """Audit the run's training split and write metadata_audit.json; None for tasks that are not classifiers."""
+    if task not in CLASSIFIER_TASKS:
+        return None
+    records = json.loads(read_text_nofollow(run.index_dir, "train.json"))
+    label_dict = json.loads(read_text_nofollow(run.index_dir, "label_dict.json"))
+    if task == "anomaly_detection":
+        records = records + json.loads(read_text_nofollow(run.index_dir, "test.json"))  # train holds normals only
+    positive = None
+    if run.exists("datacard.json"):
+        positive = (run.read_json("datacard.json").get("positive_label") or None)
+    result = {"task": task, "split": "train" if task != "anomaly_detection" else "train and test (normals-only "
+              "training split)", **audit_records(records, label_dict, positive)}
+    run.write(AUDIT_FILE, result)
+    return result
+
+
+def audit_lines(run) -> list[str]:
+    """The audit for a gate's text (empty when there is none)."""
+    if not run.exists(AUDIT_FILE):
+        return []
+    audit = run.read_json(AUDIT_FILE)
+    lines = ["### Acquisition shortcut check", ""]
+    if audit.get("auroc") is None:
+        return lines + [f"Not measured: {audit.get('note', 'no result')}."]
+    top = ", ".join(f"{t['feature']} ({t['importance']:.2f})" for t in audit.get("top_features", [])[:3])
+    lines.append(("> **Warning.** " if audit.get("warning") else "") + audit["summary"])
+    lines.append(f"Features that carry most of it: {top}. Chance is 0.5; at or above {WARN_AUROC} the data "
+                 "carries a shortcut worth fixing (re-pad, resample or crop to one size) before a model learns it.")
+    if audit.get("unreadable"):
+        lines.append(f"{audit['unreadable']} image(s) could not be read for this check.")
+    return lines
