@@ -14,6 +14,7 @@ import hashlib
 import os
 import runpy
 import shutil
+import threading
 from pathlib import Path
 
 from medbuilder.protocol.templates import fill
@@ -26,6 +27,8 @@ TRUSTED_CODE = "trusted_code"  # beside the workspace: runs/<id>/trusted_code/<t
 
 class EditedCodeError(RuntimeError):
     """The folder's code is not medbuilder's template code; the message names the files."""
+
+IMPORTING = threading.RLock()  # template code imports its siblings by name (common, engine): one folder at a time
 
 
 def template_code(task: str) -> dict[str, bytes]:
@@ -77,4 +80,5 @@ def write_template_code(task: str, target: Path) -> Path:
 def trusted_predict(task: str, folder: Path, target: Path) -> dict:
     """The namespace of medbuilder's own predict.py for `task` (load, Predictor, read_config, ...)."""
     code = stage_trusted_code(task, folder, target)
-    return runpy.run_path(str(code / "predict.py"), run_name="medbuilder_trusted_predict")
+    with IMPORTING:
+        return runpy.run_path(str(code / "predict.py"), run_name="medbuilder_trusted_predict")

@@ -26,7 +26,7 @@ import numpy as np
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.review.clustered import cluster_bootstrap, describe, independent_units, one_per_unit
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
-from medbuilder.review.trusted_code import TRUSTED_CODE, write_template_code
+from medbuilder.review.trusted_code import IMPORTING, TRUSTED_CODE, write_template_code
 
 FIXED = "fixed_split"
 FIXED_FILES = ("test.json", "label_dict.json")
@@ -67,15 +67,16 @@ def fixed_test_split(run: RunFolder) -> tuple[list[dict], dict]:
 def template_namespace(run: RunFolder, task: str, script: str) -> dict:
     """A module of medbuilder's own template for `task` (staged in the run folder), for its metric functions."""
     code = write_template_code(task, run.root / TRUSTED_CODE / f"metrics-{task}")
-    for name in SIBLINGS:
-        module = sys.modules.get(name)
-        if module is not None and Path(getattr(module, "__file__", "") or "").resolve().parent != code:
-            del sys.modules[name]
-    sys.path.insert(0, str(code))
-    try:
-        return runpy.run_path(str(code / script), run_name=f"medbuilder_metrics_{Path(script).stem}")
-    finally:
-        sys.path.remove(str(code))
+    with IMPORTING:  # sys.modules and sys.path are the process's: one template's siblings at a time
+        for name in SIBLINGS:
+            module = sys.modules.get(name)
+            if module is not None and Path(getattr(module, "__file__", "") or "").resolve().parent != code:
+                sys.modules.pop(name, None)
+        sys.path.insert(0, str(code))
+        try:
+            return runpy.run_path(str(code / script), run_name=f"medbuilder_metrics_{Path(script).stem}")
+        finally:
+            sys.path.remove(str(code))
 
 
 def read_predictions(source: Path) -> tuple[list[dict], dict]:
