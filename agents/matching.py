@@ -36,12 +36,12 @@ FINDING_SIMILARITY = 0.6
 GENERIC_LABELS = {"no", "yes", "normal", "abnormal", "background", "none", "other", "healthy", "negative",
                   "positive", "control", "n", "y"}
 # The mismatches that stop even a card the clinician named.
-HARD_FOR_NAMED = ("task", "images", "dimension")
+HARD_FOR_NAMED = ("task", "images", "dimension", "validation")
 
 
 @dataclass
 class Mismatch:
-    kind: str  # task, images, modality, anatomy, dimension, finding, similarity, no_task
+    kind: str  # task, images, modality, anatomy, dimension, finding, similarity, no_task, validation
     text: str
 
 
@@ -118,6 +118,9 @@ def _conflicts(terms: RequestTerms, card: Datacard) -> tuple[list[Mismatch], lis
             supporting.append(text)
         else:
             against.append(Mismatch("task", text))
+    if card.use == "validation":
+        against.append(Mismatch("validation", f"{card.name} is held out for external validation "
+                                              f"(`medbuilder evaluate RUN --dataset {card.name}`), never to train"))
     if not card.has_images:
         against.append(Mismatch("images", f"{card.name} holds no images (text only), "
                                           "so no image model can be trained on it"))

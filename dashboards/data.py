@@ -269,6 +269,13 @@ def json_of(run: RunFolder, name: str) -> Any:
     return read_json(run.path(name))
 
 
+def external_reports(run: RunFolder) -> list[dict]:
+    """The run's external validations (external/<name>/external_validation.json)."""
+    from medbuilder.review.external import external_reports as reports
+
+    return reports(run.root)
+
+
 # ---------------------------------------------------------------- datacards
 
 

@@ -168,6 +168,7 @@ def _evaluation(folder) -> None:
     if not rounds:
         st.info("Not evaluated yet.")
         return
+    _external(folder)
     for k in reversed(rounds):
         summary = data.round_summary(folder, k) or {}
         st.subheader(f"Round {k}")
@@ -187,6 +188,24 @@ def _evaluation(folder) -> None:
         report = data.text_of(folder, f"report/round-{k}/interpretability.md")
         if report:
             with st.expander("interpretability.md"):
+                st.markdown(report)
+
+
+def _external(folder) -> None:
+    """Each external validation of the delivered model (`medbuilder evaluate RUN --dataset NAME`)."""
+    from medbuilder.review.external_report import comparison_rows, headline
+
+    reports = data.external_reports(folder)
+    if not reports:
+        return
+    st.subheader("External validation")
+    for r in reports:
+        st.markdown(f"**{headline(r)}**")
+        st.dataframe(pd.DataFrame(comparison_rows(r), columns=["test set", "AUROC", "95% CI", "over"]),
+                     hide_index=True)
+        report = data.text_of(folder, f"external/{r['dataset']}/external_validation.md")
+        if report:
+            with st.expander(f"external_validation.md ({r['dataset']})"):
                 st.markdown(report)
 
 

@@ -59,6 +59,12 @@ class Datacard(BaseModel):
     licence: str
     provenance: Literal["real", "generated"]
     source: str = Field(description="Where the files come from (package, URL, generator).")
+    use: Literal["training", "validation"] = Field(
+        "training", description="validation: held out to validate models built on other cards "
+                                "(`medbuilder evaluate RUN --dataset NAME`); never chosen to train one.")
+    held_out_from: str | None = Field(
+        None, description="The datacard whose source this set was held out from (same source, disjoint scans): its "
+                          "external validation is a held-out test, not another site's.")
     prepare: str | None = Field(None, description="Name of the `medbuilder data prepare` recipe that lays this dataset out.")
     confounders: list[Confounder] = Field(default_factory=list)
     layout: Layout | None = Field(None, description="Where images, labels, masks, ids and splits are (see "

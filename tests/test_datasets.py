@@ -81,7 +81,8 @@ def test_unknown_name_lists_valid_names(tmp_path):
 
 
 def test_recipe_names_and_tasks():
-    assert set(RECIPES) == {"br35h", "iu-xray-reports", "brain-mask-3d", "synth-seg3d", "synth-cxr-reports", "synth-cxr-drain"}
+    assert set(RECIPES) == {"br35h", "br35h-heldout", "iu-xray-reports", "brain-mask-3d", "synth-seg3d",
+                            "synth-cxr-reports", "synth-cxr-drain"}
     with pytest.raises(ValueError, match="diagnosis, anomaly_detection"):
         RECIPES["br35h"].index(Path("."), "segmentation")
 
@@ -190,7 +191,7 @@ def br35h_full(tmp_path_factory):
 
 def test_br35h_subset_copies_source_unchanged(tmp_path):
     before = source_hashes("br35h")
-    assert len(before) == 3000
+    assert len(before) == 2700  # the sources it reads: 300 files are br35h-heldout's
     root = prepare("br35h", tmp_path / "br35h", limit=20)
     assert source_hashes("br35h") == before
     assert sorted(p.name for p in root.iterdir()) == [MANIFEST, "no", "yes"]
@@ -205,14 +206,14 @@ def test_br35h_subset_copies_source_unchanged(tmp_path):
 
 
 def test_br35h_full_prepare(br35h_full):
-    assert len(list((br35h_full / "yes").glob("*.jpg"))) == 1500
-    assert len(list((br35h_full / "no").glob("*.jpg"))) == 1500
-    assert read_manifest(br35h_full)["files"] == 3000
+    assert len(list((br35h_full / "yes").glob("*.jpg"))) == 1350  # 150 of each class are held out
+    assert len(list((br35h_full / "no").glob("*.jpg"))) == 1350
+    assert read_manifest(br35h_full)["files"] == 2700
 
 
 def test_br35h_reference_split(br35h_full, tmp_path):
     index = reference_index("br35h", br35h_full, "diagnosis")
-    assert len(index.train) + len(index.test) == 3000
+    assert len(index.train) + len(index.test) == 2700
     check_split(index, Task.diagnosis, tmp_path, pixels=True)
     check_stratified(index, 0.17, 0.23)
     train_groups = {r.duplicate_group for r in index.train}

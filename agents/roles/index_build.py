@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -58,10 +59,26 @@ def build_index(ctx: RoleContext, layout: Layout) -> IndexingReport | str:
     ctx.run.write(LAYOUT, job.layout)
     _clear_index(ctx)
     folder = ctx.run.path("indexer")
+    report = run_indexer(folder, ctx.dataset_root, job, ctx.settings)
+    if isinstance(report, str):
+        return report
+    ctx.run.write("indexing_report.json", report)
+    try:
+        for name in INDEX_FILES:
+            if os.path.lexists(folder / "index" / name):
+                copy_nofollow(folder, f"index/{name}", ctx.run.index_dir / name)
+    except UntrustedFileError as err:
+        return f"the indexer's output could not be read: {err}"
+    return report
+
+
+def run_indexer(folder: Path, dataset_root: Path, job: IndexJob, settings) -> IndexingReport | str:
+    """Run the shared indexer on `job` in the sandbox, in `folder` (emptied first; the index files land in
+    folder/index/); its report, or why it could not run."""
     shutil.rmtree(folder, ignore_errors=True)
-    workspace = Workspace.create(folder, [ctx.dataset_root], output_chars=ctx.settings.tool_output_chars,
-                                 script_timeout_s=ctx.settings.script_timeout_s,
-                                 sandbox=SandboxConfig.from_settings(ctx.settings))
+    workspace = Workspace.create(folder, [dataset_root], output_chars=settings.tool_output_chars,
+                                 script_timeout_s=settings.script_timeout_s,
+                                 sandbox=SandboxConfig.from_settings(settings))
     (folder / "index_job.json").write_text(job.model_dump_json(indent=1))
     ran = run_script(workspace, "python -m medbuilder.protocol.indexing index_job.json")
     if ran.exit_code != 0:
@@ -69,11 +86,6 @@ def build_index(ctx: RoleContext, layout: Layout) -> IndexingReport | str:
     try:
         report_name = "layout_preview.json" if os.path.lexists(folder / "index" / "layout_preview.json") \
             else "indexing_report.json"
-        report = IndexingReport.model_validate_json(read_text_nofollow(folder, f"index/{report_name}"))
-        ctx.run.write("indexing_report.json", report)
-        for name in INDEX_FILES:
-            if os.path.lexists(folder / "index" / name):
-                copy_nofollow(folder, f"index/{name}", ctx.run.index_dir / name)
+        return IndexingReport.model_validate_json(read_text_nofollow(folder, f"index/{report_name}"))
     except (UntrustedFileError, ValidationError) as err:
         return f"the indexer's output could not be read: {err}"
-    return report

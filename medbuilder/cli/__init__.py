@@ -14,7 +14,7 @@ load_for_commands()  # a server started by `medbuilder up` refuses calls without
 
 import typer  # noqa: E402
 
-from medbuilder.cli import bench, build, data, datacards, llm, stack, template  # noqa: E402
+from medbuilder.cli import bench, build, data, datacards, evaluate, llm, stack, template  # noqa: E402
 
 app = typer.Typer(
     help="Build, evaluate and explain medical-imaging models from a plain-language request.",
@@ -32,6 +32,7 @@ app.command("resume")(build.resume)
 app.command("approve")(build.approve_gate)
 app.command("stage")(build.stage)
 app.command("predict")(build.predict)
+app.command("evaluate")(evaluate.evaluate)
 app.command("runs")(build.runs)
 app.command("up")(stack.up)
 app.command("down")(stack.down)

@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from medbuilder.review.external import external_reports
+from medbuilder.review.external_report import card_lines
 from medbuilder.review.operating_point import wilson
 
 METRIC_NAMES = {"auroc": "AUROC", "dice": "Dice (mean foreground, per case)", "bleu4": "BLEU-4 (corpus)"}
@@ -272,6 +274,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
     lines += _audit_section(run_root)
+    lines += card_lines(external_reports(run_root))
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",
               "Research and teaching only. This is NOT a medical device: it is not cleared or approved for "

@@ -8,6 +8,7 @@ dataset has one datacard in ``datacards/`` whose ``prepare`` field names it.
 recipe               kind       layout
 ===================  =========  ==================================================
 br35h                real       yes/*.jpg, no/*.jpg (folder per class)
+br35h-heldout        real       labels.csv + images/*.jpg (300 Br35H files kept out of br35h)
 iu-xray-reports      real       reports.json + xml/*.xml (text only, no images)
 brain-mask-3d        real       images/*.nii.gz + masks/*.nii.gz (+ atlas/)
 synth-seg3d          generated  dataset.json + imagesTr/ + labelsTr/ (MSD style)
@@ -29,13 +30,14 @@ from pathlib import Path
 from typing import Callable
 
 from medbuilder.protocol.datacard import Task
-from medbuilder.protocol.datasets import brain_mask, br35h, iu_xray, synth_cxr, synth_cxr_drain, synth_seg3d
+from medbuilder.protocol.datasets import (brain_mask, br35h, br35h_heldout, iu_xray, synth_cxr, synth_cxr_drain,
+                                          synth_seg3d)
 from medbuilder.protocol.datasets.base import Item, NoImagesError, Recipe, SourceMissingError
 from medbuilder.protocol.datasets.engine import MANIFEST, read_manifest, run
 from medbuilder.protocol.index import DataIndex
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    br35h.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE,
+    br35h.RECIPE, br35h_heldout.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE,
     synth_cxr_drain.RECIPE)}
 
 __all__ = ["RECIPES", "Recipe", "Item", "prepare", "reference_index", "get_recipe", "read_manifest",

