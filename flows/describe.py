@@ -147,7 +147,7 @@ def review_question(run: RunFolder, summary: dict, round_k: int) -> str:
     lines = [f"## Review of round {round_k}", "", *headline(summary)]
     for section in summary.get("sections", []):
         lines += ["", section]
-    audit = audit_lines(run)
+    audit = audit_lines(run, (summary.get("interpretability") or {}).get("metadata_reliance"))
     lines += ["", *audit] if audit else []
     if summary.get("figures"):
         lines += ["", "The ROC curve, the confusion matrix and the saliency maps are shown with this page in the "

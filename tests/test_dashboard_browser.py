@@ -102,11 +102,27 @@ def stack(prefect_api, br35h_small):
     try:
         wait_for(lambda: _deployment_ready(prefect_api), 120, "deployment build_model/build", serve_log)
         wait_for(lambda: _http_ok(f"{url}/_stcore/health"), 90, "streamlit", app_log)
-        yield {"url": url, "base": base, "logs": (serve_log, app_log)}
+        yield {"url": url, "base": base, "logs": (serve_log, app_log), "env": env}
     finally:
         for proc in (app, serve):
             if proc.poll() is None:
                 kill_tree(proc)
+
+
+def _evaluate_external(stack, runs_dir: Path) -> str:
+    """`medbuilder evaluate` on the delivered run with 5 held-out Br35H images per class; its headline."""
+    from medbuilder.protocol.datasets import prepare
+
+    prepare("br35h-heldout", stack["base"] / "data" / "br35h-heldout", limit=5, echo=lambda *_: None)
+    delivered = [p.parent for p in runs_dir.glob("*/run.json") if json.loads(p.read_text())["status"] == "delivered"]
+    env = {**os.environ, **stack["env"]}
+    out = subprocess.run([str(Path(sys.executable).parent / "medbuilder"), "evaluate", str(delivered[0]), "--dataset",
+                          "br35h-heldout", "-m", "tumour=yes", "-m", "normal=no"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    headline = out.stdout.splitlines()[0]
+    assert headline.startswith("AUROC ") and "on br35h-heldout: 10 images" in headline, out.stdout
+    return "on br35h-heldout: 10 images"
 
 
 class Shots:
@@ -427,6 +443,9 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     shot("8-runs")
     _no_exception(page)
 
+    # external validation with the CLI, as a reviewer would run it; Run detail and the model card show it
+    external = _evaluate_external(stack, runs_dir)
+
     # run detail
     _nav(page, "Run detail")
     _wait_text(page, "Status: delivered", 30)
@@ -435,9 +454,11 @@ def test_dashboard_build_end_to_end(stack, chromium, tmp_path):
     shot("9-run-detail")
     page.get_by_role("tab", name="Evaluation").click()
     page.get_by_text("Saliency gallery").first.wait_for()
+    _wait_text(page, "External validation", 30)
+    assert external in _main_text(page)
     shot("10-run-detail-evaluation")
     page.get_by_role("tab", name="Model card").click()
-    page.wait_for_timeout(500)
+    _wait_text(page, "External validation", 30)
     shot("11-run-detail-model-card")
     page.get_by_role("tab", name="Trajectories").click()
     page.get_by_text("task_manager-1.json").first.wait_for()

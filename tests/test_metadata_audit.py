@@ -65,3 +65,75 @@ def test_the_audit_runs_on_shipped_data_and_shows_at_the_gate(tmp_path, name, li
     run.write(AUDIT_FILE, audit)
     text = "\n".join(audit_lines(run))
     assert "Acquisition shortcut check" in text and f"AUROC {audit['auroc']:.3f}" in text
+
+
+# ----------------------------------------------------------------------------- the model's own reliance
+
+
+def _padded_set(folder, n: int, seed: int) -> list[dict]:
+    """GENERATED noise slices: 'yes' files are padded with black borders to 4:3, 'no' files are square and
+    borderless; nothing else differs, so a model that separates them reads the padding."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        label = "yes" if i % 2 else "no"
+        pixels = rng.integers(60, 255, (96, 96), dtype=np.uint8)
+        if label == "yes":
+            pixels = np.pad(pixels, ((0, 0), (16, 16)))
+        path = folder / f"{seed}-{i:03d}.png"
+        Image.fromarray(pixels).save(path)
+        records.append({"image": str(path), "label": label, "duplicate_group": f"{seed}-{i}"})
+    return records
+
+
+def test_a_model_that_reads_the_padding_flips_when_re_padded(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    from medbuilder.protocol.templates import fill_template, run_training
+    from medbuilder.review import metadata_reliance
+    from medbuilder.review.verified_metric import fix_test_split
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_refine_strategies import FAST, SIBLINGS  # noqa: E402
+
+    saved = {name: sys.modules.pop(name) for name in SIBLINGS if name in sys.modules}
+    try:
+        run = RunFolder(tmp_path / "run")
+        for split, n, seed in (("train", 80, 1), ("test", 40, 2)):
+            run.write(f"workspace/index/{split}.json", _padded_set(tmp_path / "images", n, seed))
+        run.write("workspace/index/label_dict.json", {"no": 0, "yes": 1})
+        fix_test_split(run)
+        fill_template("diagnosis", run.workspace, {**FAST, "index_dir": str(run.index_dir), "epochs": 4,
+                                                    "image_size": [32, 32], "bootstrap": 10})
+        run_training(run.workspace, timeout_s=240, echo=False)
+        metrics = json.loads((run.workspace / "metrics.json").read_text())
+        assert metrics["value"] > 0.95  # it did learn the padding
+        reliance = metadata_reliance.for_round(run, run.workspace, tmp_path / "report")
+    finally:
+        for name in SIBLINGS:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+    print(json.dumps(reliance, default=str)[:600])
+    assert reliance["re-padded"]["n"] == 40 and reliance["re-padded"]["value"] >= 0.4, reliance
+    assert reliance["re-padded"]["made_from"] == {"positive": (128, 96), "negative": (96, 96)}
+    assert reliance["stratified"]["metadata_auroc_on_test"] == 1.0  # the metadata alone separate the classes
+    assert (tmp_path / "report" / "metadata_reliance.json").is_file()
+    assert any((tmp_path / "report" / "acquisition_counterfactuals" / "re-padded").iterdir())
+    line = metadata_reliance.summary_line(reliance)
+    assert "change class when re-padded" in line
+
+
+def test_within_strata_auroc_separates_a_metadata_reader_from_an_anatomy_reader():
+    from medbuilder.review.metadata_reliance import stratified_auroc
+
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.5
+    meta = np.where(y, rng.normal(0.7, 0.15, 400), rng.normal(0.3, 0.15, 400))  # metadata carry the label
+    reads_metadata = meta + rng.normal(0, 0.02, 400)
+    reads_anatomy = y + rng.normal(0, 0.6, 400)
+    shortcut, anatomy = stratified_auroc(y, reads_metadata, meta), stratified_auroc(y, reads_anatomy, meta)
+    assert shortcut["overall"] > 0.9 and shortcut["value"] < 0.65
+    assert anatomy["value"] > 0.75 and abs(anatomy["value"] - anatomy["overall"]) < 0.06

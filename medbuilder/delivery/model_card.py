@@ -232,17 +232,25 @@ def _decisions(run_root: Path) -> list[str]:
     return lines + _table(["gate", "action", "who", "via", "when", "details"], rows) + [""]
 
 
-def _audit_section(run_root: Path) -> list[str]:
-    """The acquisition-shortcut check of the training data (metadata_audit.json), as the gates showed it."""
+def _audit_section(run_root: Path, round_k: int) -> list[str]:
+    """The acquisition-shortcut check of the training data (metadata_audit.json), as the gates showed it, and
+    the delivered round's own reliance on those properties."""
+    from medbuilder.review.metadata_audit import acquisition_confounders
+    from medbuilder.review.metadata_reliance import summary_line
+
     audit = _read(run_root / "metadata_audit.json")
     if not audit:
         return []
     if audit.get("auroc") is None:
         return ["## Acquisition shortcut check", "", f"Not measured: {audit.get('note', 'no result')}.", ""]
     top = ", ".join(t["feature"] for t in audit.get("top_features", [])[:3])
-    return ["## Acquisition shortcut check", "", audit.get("summary", ""), "",
-            f"Leading features: {top}. The delivered model's own reliance on these properties is not yet "
-            "measured; a high figure here means the test metric may partly reflect them.", ""]
+    reliance = _read(run_root / "report" / f"round-{round_k}" / "metadata_reliance.json") or {}
+    named = acquisition_confounders(_read(run_root / "datacard.json"))
+    lines = ["## Acquisition shortcut check", "", audit.get("summary", ""), "", f"Leading features: {top}."
+             + (f" The datacard's {', '.join(repr(n) for n in named)} is measured by this check." if named else "")]
+    lines += ["", summary_line(reliance) or "The delivered model's own reliance on these properties was not "
+              "measured (binary classifiers of 2D images only).", ""]
+    return lines
 
 
 def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | None = None) -> str:
@@ -273,7 +281,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _data_section(card, m, _read(run_root / "index_report.json"), cfg)
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
-    lines += _audit_section(run_root)
+    lines += _audit_section(run_root, round_k)
     lines += card_lines(external_reports(run_root))
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",

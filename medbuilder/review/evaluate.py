@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
-from medbuilder.review import operating_point, plots
+from medbuilder.review import metadata_reliance, operating_point, plots
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
@@ -104,6 +104,7 @@ def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -
                     "seconds": report["seconds"]}
         report = interpret_round(run.workspace, run.index_dir, folder, objective=objective, roi=roi,
                                  snapshot=snapshot)
+        reliance = metadata_reliance.for_round(run, snapshot, folder)
     except Exception as err:
         raise InterpretabilityError(f"the interpretability report of round {k} could not be made "
                                     f"({type(err).__name__}: {err}); the round's model and metrics are kept in "
@@ -111,7 +112,7 @@ def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -
     return {"kind": kind, "measures": {name: m.get("value") for name, m in report["measures"].items()},
             "objective": objective, "objective_status": report["objective_status"],
             "ece": report["calibration"].get("ece"), "report": f"report/round-{k}/interpretability.md",
-            "seconds": report["seconds"]}
+            "metadata_reliance": reliance, "seconds": report["seconds"]}
 
 
 def met_by_construction(run: RunFolder, snapshot: Path, info: dict) -> str | None:

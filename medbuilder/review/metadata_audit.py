@@ -20,18 +20,23 @@ from medbuilder.review.acquisition import feature_matrix, features
 from medbuilder.review.clustered import independent_units
 
 AUDIT_FILE = "metadata_audit.json"
+FEATURES_FILE = "metadata_features.json"  # each audited image's features, for the model's reliance on them
 WARN_AUROC = 0.7
 MAX_FOLDS = 5
 MAX_IMAGES = 4000  # above this a seeded sample (the audit is a screen, not the figure a clinician approves)
 CLASSIFIER_TASKS = ("diagnosis", "anomaly_detection")
 
 
-def audit_records(records: list[dict], label_dict: dict, positive: str | None, seed: int = 0) -> dict:
-    """The metadata baseline on `records` (an index split): out-of-fold AUROC, folds, top features."""
+def audit_records(records: list[dict], label_dict: dict, positive: str | None, seed: int = 0,
+                  rows_by_image: dict | None = None) -> dict:
+    """The metadata baseline on `records` (an index split): out-of-fold AUROC, folds, top features.
+    Each image's feature row is also put in `rows_by_image` when given."""
     if len(records) > MAX_IMAGES:
         keep = np.sort(np.random.default_rng(seed).choice(len(records), MAX_IMAGES, replace=False))
         records = [records[i] for i in keep]
     rows = [features(Path(str(r["image"]))) for r in records]
+    if rows_by_image is not None:
+        rows_by_image.update({str(r["image"]): row for r, row in zip(records, rows)})
     unreadable = [str(r["image"]) for r, row in zip(records, rows) if "error" in row]
     usable = [(r, row) for r, row in zip(records, rows) if "error" not in row]
     base = {"n_images": len(records), "unreadable": len(unreadable), "unreadable_examples": unreadable[:3]}
@@ -115,14 +120,35 @@ def audit_run(run, task: str) -> dict | None:
     positive = None
     if run.exists("datacard.json"):
         positive = (run.read_json("datacard.json").get("positive_label") or None)
+    rows: dict[str, dict] = {}
     result = {"task": task, "split": "train" if task != "anomaly_detection" else "train and test (normals-only "
-              "training split)", **audit_records(records, label_dict, positive)}
+              "training split)", **audit_records(records, label_dict, positive, rows_by_image=rows)}
     run.write(AUDIT_FILE, result)
+    run.write(FEATURES_FILE, rows)
     return result
 
 
-def audit_lines(run) -> list[str]:
-    """The audit for a gate's text (empty when there is none)."""
+ACQUISITION_WORDS = ("size", "border", "padding", "aspect", "resolution", "scanner", "manufacturer", "vendor",
+                     "site", "institution", "hospital", "station", "file format", "bit depth", "compression")
+
+
+def acquisition_confounders(card: dict | None) -> list[str]:
+    """The datacard's confounders that are acquisition properties (no region, mask, presence or twin column
+    to measure them by): this check is how they are measured."""
+    named = []
+    for c in (card or {}).get("confounders") or []:
+        if any(c.get(k) for k in ("roi", "mask_column", "presence_column", "counterfactual_column")):
+            continue
+        text = " ".join([c.get("name", ""), *c.get("synonyms", []), c.get("how_to_find", "")]).lower()
+        if any(word in text for word in ACQUISITION_WORDS):
+            named.append(c["name"])
+    return named
+
+
+def audit_lines(run, reliance: dict | None = None) -> list[str]:
+    """The audit for a gate's text (empty when there is none); at the review gate, with the model's reliance."""
+    from medbuilder.review.metadata_reliance import summary_line as reliance_line
+
     if not run.exists(AUDIT_FILE):
         return []
     audit = run.read_json(AUDIT_FILE)
@@ -133,6 +159,12 @@ def audit_lines(run) -> list[str]:
     lines.append(("> **Warning.** " if audit.get("warning") else "") + audit["summary"])
     lines.append(f"Features that carry most of it: {top}. Chance is 0.5; at or above {WARN_AUROC} the data "
                  "carries a shortcut worth fixing (re-pad, resample or crop to one size) before a model learns it.")
+    named = acquisition_confounders(run.read_json("datacard.json") if run.exists("datacard.json") else None)
+    if named:
+        lines.append(f"The datacard names {', '.join(repr(n) for n in named)} as a possible shortcut: this check "
+                     "measures it" + (", and the line below the model's use of it." if reliance else "."))
+    if reliance and reliance_line(reliance):
+        lines.append(reliance_line(reliance))
     if audit.get("unreadable"):
         lines.append(f"{audit['unreadable']} image(s) could not be read for this check.")
     return lines
