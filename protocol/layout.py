@@ -222,6 +222,9 @@ class Layout(_Part):
     report: Source | None = Field(None, description="Report generation: where each image's report text is.")
     patient: Source | None = Field(None, description="The patient or subject id: images of one patient stay in one split.")
     group: Source | None = Field(None, description="A subgroup per image (site, scanner, sex) for subgroup metrics.")
+    attributes: dict[str, Source] = Field(default_factory=dict, description="Named per-image attributes for "
+                                          "subgroup metrics, e.g. {'site': ..., 'scanner': ..., 'sex': ..., 'age': "
+                                          "...}: a column or a DICOM tag each.")
     split: Source | None = Field(None, description="A predefined split (train/val/test values), kept as it is.")
     split_map: dict[str, str] = Field(default_factory=dict, description="Raw split value -> 'train' or 'test' for "
                                                                          "values other than train/val/test.")
@@ -269,6 +272,8 @@ class Layout(_Part):
             source = getattr(self, part)
             if source is not None:
                 lines.append(f"{part}: {source.describe()}")
+        for name, source in self.attributes.items():
+            lines.append(f"attribute {name}: {source.describe()}")
         if self.label_map:
             lines.append("label values: " + ", ".join(f"{k!r} -> {v!r}" for k, v in self.label_map.items()))
         for check in self.label_cross_checks:

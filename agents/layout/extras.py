@@ -81,6 +81,32 @@ def group_source(table: TableView | None, key: TableKey | None) -> tuple[object 
     return None, None
 
 
+ATTRIBUTE_COLUMNS = {"site": ("site", "centre", "center", "hospital", "institution", "institution_name"),
+                     "scanner": ("scanner", "vendor", "manufacturer", "scanner_model", "device", "machine"),
+                     "sex": ("sex", "gender", "patient_sex"),
+                     "age": ("age", "patient_age", "age_years", "age_at_scan")}
+ATTRIBUTE_TAGS = {"site": "InstitutionName", "scanner": "Manufacturer", "sex": "PatientSex", "age": "PatientAge"}
+
+
+def attribute_sources(survey: Survey, table: TableView | None, key: TableKey | None) -> tuple[dict, list[Choice]]:
+    """Site, scanner, sex and age for subgroup metrics: a table column named like one (2 to 20 values; age any
+    number of them), else a DICOM tag that is filled in the files previewed."""
+    found, notes = {}, []
+    for name, columns in ATTRIBUTE_COLUMNS.items():
+        column = _named(table.columns, columns) if table is not None and key is not None else None
+        if column and (name == "age" or 2 <= len(set(table.values(column))) <= 20):
+            found[name] = _from_table(table, key, column)
+            notes.append(Choice(part=f"attribute {name}", choice=f"column '{column}' of {table.rel}",
+                                evidence="named like it; for subgroup metrics"))
+            continue
+        tag = ATTRIBUTE_TAGS[name]
+        if any(tags.get(tag) for tags in survey.dicom_tags.values()):
+            found[name] = DicomTagSource(tag=tag)
+            notes.append(Choice(part=f"attribute {name}", choice=f"DICOM tag {tag}",
+                                evidence="filled in the files previewed; for subgroup metrics"))
+    return found, notes
+
+
 def confounder_source(table: TableView | None, key: TableKey | None, confounders: list[dict]) -> Confounder | None:
     if table is None or key is None:
         return None

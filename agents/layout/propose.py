@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from medbuilder.agents.layout.extras import (confounder_source, group_source, patient_source, report_source,
-                                             split_source)
+from medbuilder.agents.layout.extras import (attribute_sources, confounder_source, group_source, patient_source,
+                                             report_source, split_source)
 from medbuilder.agents.layout.label_sources import (LabelOption, dicom_tag_options, filename_options, folder_options,
                                                     table_label_options)
 from medbuilder.agents.layout.labels import LabelMatcher
@@ -59,6 +59,10 @@ def _extras(survey: Survey, facts: CardFacts, table: TableView | None, key: Tabl
         if source is not None:
             parts[part] = source
             notes.append(note)
+    attributes, attribute_notes = attribute_sources(survey, table, key)
+    if attributes:
+        parts["attributes"] = attributes
+        notes += attribute_notes
     confounder = confounder_source(table, key, facts.confounders)
     if confounder is not None:
         parts["confounder"] = confounder

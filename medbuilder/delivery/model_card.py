@@ -253,6 +253,16 @@ def _audit_section(run_root: Path, round_k: int) -> list[str]:
     return lines
 
 
+def _subgroup_section(run_root: Path, round_k: int) -> list[str]:
+    """Metrics per site, scanner, sex, age band or group of the test split, when the index carries them."""
+    from medbuilder.review.subgroups import markdown
+
+    summary = _read(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
+    if "subgroups" not in summary:
+        return []
+    return ["## Subgroups", "", *markdown(summary["subgroups"], summary.get("unit")), ""]
+
+
 def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | None = None) -> str:
     """Markdown model card of round ``round_k`` of the run in ``run_root``."""
     run_root = Path(run_root).resolve()
@@ -282,6 +292,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
     lines += _audit_section(run_root, round_k)
+    lines += _subgroup_section(run_root, round_k)
     lines += card_lines(external_reports(run_root))
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
-from medbuilder.review import metadata_reliance, operating_point, plots
+from medbuilder.review import metadata_reliance, operating_point, plots, subgroups
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
@@ -146,10 +146,15 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
                "figures": _figures(metrics, predictions, folder)}
     if metrics.get("task") == "diagnosis":
         summary["operating_point"] = operating_point.summary_block(run, k)
+    if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
+        summary["subgroups"] = subgroups.for_round(run, snapshot, metrics["positive_label"])
     kind = interpretation_kind(metrics, snapshot)
     if kind:
         summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
         summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
         summary["sections"] = interpretability_sections(run, summary)
+    if summary.get("subgroups"):
+        summary.setdefault("sections", []).append(
+            "### Subgroups\n\n" + "\n".join(subgroups.markdown(summary["subgroups"], summary.get("unit"))))
     run.write(f"report/round-{k}/summary.json", summary)
     return summary

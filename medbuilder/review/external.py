@@ -136,7 +136,7 @@ def _interpretability(run: RunFolder, folder: Path, model: Path) -> dict:
     return {"measures": {name: m.get("value") for name, m in report["measures"].items()},
             "measure_reasons": {name: m.get("reason") for name, m in report["measures"].items() if m.get("reason")},
             "objective_status": report["objective_status"], "calibration_ece": report["calibration"].get("ece"),
-            "subgroups": report["subgroups"], "report": f"{EXTERNAL}/{folder.name}/report/interpretability.md"}
+            "report": f"{EXTERNAL}/{folder.name}/report/interpretability.md"}
 
 
 def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | None = None,
@@ -179,6 +179,10 @@ def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | 
         _, units = independent_units(records)
         result["operating_point"] = _at_operating_point(records, predictions, result["positive_label"],
                                                         float(threshold), units, cfg)
+    if result["positive_label"]:
+        from medbuilder.review.subgroups import for_predictions
+
+        result["subgroups"] = for_predictions(records, predictions, result["positive_label"], cfg)
     model = _snapshot(run, round_k, folder, records, predictions)
     result["interpretability"] = _interpretability(run, folder, model)
     result["seconds"] = round(time.time() - started, 1)

@@ -83,6 +83,10 @@ def render_report(r: dict) -> str:
     if r["set_aside"]:
         lines += [f"Set aside: {len(r['set_aside'])} image(s), e.g. {r['set_aside'][0]['image']} "
                   f"({r['set_aside'][0]['why']}).", ""]
+    if r.get("subgroups") is not None:
+        from medbuilder.review.subgroups import markdown
+
+        lines += ["## Subgroups", "", *markdown(r["subgroups"], r.get("unit")), ""]
     info = r.get("interpretability") or {}
     lines += ["## Calibration", "", f"Expected calibration error on these cases: {_num(info.get('calibration_ece'))} "
               "(10 bins; 0 is perfect).", "", "## Shortcut measures on these cases", "", *_measures(r), "",

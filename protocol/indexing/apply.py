@@ -114,6 +114,9 @@ class _Builder:
                 value, _ = self.reader.value(item, source)
                 if value:
                     record["patient_id" if part == "patient" else "group"] = value
+        attributes = {name: self.reader.value(item, source)[0] for name, source in layout.attributes.items()}
+        if any(attributes.values()):
+            record["attributes"] = {name: value for name, value in attributes.items() if value}
         if layout.split is not None:
             raw, why = self.reader.value(item, layout.split)
             split = layout.split_map.get(raw, SPLIT_VOCABULARY.get((raw or "").strip().lower())) if raw else None
@@ -159,7 +162,7 @@ class _Builder:
     def table_sources(self) -> list[TableSource]:
         layout = self.layout
         sources = [layout.label, layout.report, layout.patient, layout.group, layout.split,
-                   *(layout.label_cross_checks),
+                   *(layout.label_cross_checks), *layout.attributes.values(),
                    layout.masks.table if layout.masks else None]
         if layout.confounder:
             sources += [layout.confounder.presence, layout.confounder.mask, layout.confounder.counterfactual]
