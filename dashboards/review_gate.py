@@ -275,6 +275,15 @@ def corrections(key: str) -> dict:
 # ----------------------------------------------------------------------------- the form
 
 
+def data_json(folder: RunFolder, gate: str, name: str) -> dict | None:
+    """A file of the gate's round report (review-<k>: report/round-<k>/<name>)."""
+    path = folder.path(f"report/round-{gate.split('-', 1)[1]}/{name}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def form_fields(folder: RunFolder, gate: str, key: str) -> dict:
     """The review answer's widgets (inside the page's form) and the values set above it."""
     action = st.radio("Your decision", ["approve", "refine", "reject"], horizontal=True, key=f"action-{key}",
@@ -291,6 +300,14 @@ def form_fields(folder: RunFolder, gate: str, key: str) -> dict:
     values = {"action": action, "max_reliance": max_reliance, "max_metric_drop": max_drop, "reason": reason}
     if action == "approve":
         values.update(chosen_operating_point(key))
+        calibration = data_json(folder, gate, "calibration.json")
+        if calibration:
+            values["calibrate"] = st.checkbox(
+                f"Calibrate: deliver with temperature {calibration['temperature']:.3f} (test ECE "
+                f"{calibration['test']['before']['ece']:.3f} -> {calibration['test']['after']['ece']:.3f})",
+                value=bool(calibration.get("offered")), key=f"calibrate-{key}",
+                help="Fitted on the validation split, never the test split; the same calls at the same operating "
+                     "point, probabilities closer to the observed rates.")
     if action == "refine":
         fixes = {k: v for k, v in corrections(key).items() if k in ("confounder", "measure", "strategies") and v}
         values.update({"feedback": st.session_state.get(f"feedback-{key}", ""), **fixes})

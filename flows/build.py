@@ -91,6 +91,7 @@ def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
                        auto_answer=auto_review(summary, baseline, round_k, settings.max_refine_rounds))
         if decision.action == "approve":
             store_operating_point(run, round_k, decision)
+            store_calibration(run, round_k, decision)
             deliver(str(run.root), round_k)
             return finish(run, "delivered", round_k)
         if decision.action == "reject":
@@ -113,6 +114,19 @@ def store_operating_point(run: RunFolder, round_k: int, decision) -> None:
                           decision.target, decision.target_value)
     if point:
         run.write("operating_point.json", {**point, "round": round_k, "who": decision.who, "when": decision.when})
+
+
+def store_calibration(run: RunFolder, round_k: int, decision) -> None:
+    """calibration.json: the temperature the approved model is delivered with, when the clinician asked for it."""
+    fitted = f"report/round-{round_k}/calibration.json"
+    if not decision.calibrate:
+        return
+    if not run.exists(fitted):
+        get_run_logger().warning("calibrate was asked for, but round %s has no fitted temperature (no validation "
+                                 "split of 10 images or more); delivered uncalibrated", round_k)
+        return
+    run.write("calibration.json", {**run.read_json(fitted), "round": round_k, "who": decision.who,
+                                   "when": decision.when})
 
 
 def auto_review(summary: dict, baseline: dict, round_k: int, max_rounds: int) -> ReviewDecision | None:

@@ -119,6 +119,9 @@ class ReviewDecision(RunInput):
         "sensitivity (miss fewer diseased cases) or specificity (fewer false alarms).")
     target_value: float | None = Field(None, ge=0, le=1, title="Target value (optional)",
                                        description="The rate to reach, e.g. 0.95.")
+    calibrate: bool = Field(False, title="Calibrate (for approve)", description="Deliver the model with the "
+                            "temperature fitted on the validation split (shown under Calibration): the same calls, "
+                            "probabilities that match observed rates better.")
     confounder: str = Field("", title="Confounder (for refine, optional)", description="Correct how your feedback "
                             "was read: the datacard's name of what the model must not rely on.")
     measure: Literal["", *MEASURES] = Field("", title="Measure (for refine, optional)", description="Correct how "

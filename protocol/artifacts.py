@@ -71,6 +71,8 @@ class GateDecision(BaseModel):
     threshold: float | None = Field(None, description="Review gate, approve: the operating threshold set.")
     target: str | None = Field(None, description="Review gate, approve: sensitivity or specificity to reach.")
     target_value: float | None = None
+    calibrate: bool | None = Field(None, description="Review gate, approve: deliver with the temperature fitted "
+                                                     "on the validation split (report/round-<k>/calibration.json).")
     confounder: str | None = Field(None, description="Review gate, refine: the reading of the feedback, corrected.")
     measure: str | None = None
     strategies: list[str] | None = None

@@ -87,43 +87,84 @@ def _padded_set(folder, n: int, seed: int) -> list[dict]:
     return records
 
 
-def test_a_model_that_reads_the_padding_flips_when_re_padded(tmp_path):
+@pytest.fixture(scope="module")
+def padded_round(tmp_path_factory):
+    """(run, report folder): a template model trained 4 epochs on the padded set (120 train, 40 test)."""
     import json
     import sys
     from pathlib import Path
 
     from medbuilder.protocol.templates import fill_template, run_training
-    from medbuilder.review import metadata_reliance
     from medbuilder.review.verified_metric import fix_test_split
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_refine_strategies import FAST, SIBLINGS  # noqa: E402
 
+    tmp_path = tmp_path_factory.mktemp("padded")
     saved = {name: sys.modules.pop(name) for name in SIBLINGS if name in sys.modules}
-    try:
-        run = RunFolder(tmp_path / "run")
-        for split, n, seed in (("train", 80, 1), ("test", 40, 2)):
-            run.write(f"workspace/index/{split}.json", _padded_set(tmp_path / "images", n, seed))
-        run.write("workspace/index/label_dict.json", {"no": 0, "yes": 1})
-        fix_test_split(run)
-        fill_template("diagnosis", run.workspace, {**FAST, "index_dir": str(run.index_dir), "epochs": 4,
-                                                    "image_size": [32, 32], "bootstrap": 10})
-        run_training(run.workspace, timeout_s=240, echo=False)
-        metrics = json.loads((run.workspace / "metrics.json").read_text())
-        assert metrics["value"] > 0.95  # it did learn the padding
-        reliance = metadata_reliance.for_round(run, run.workspace, tmp_path / "report")
-    finally:
-        for name in SIBLINGS:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    print(json.dumps(reliance, default=str)[:600])
+    run = RunFolder(tmp_path / "run")
+    for split, n, seed in (("train", 120, 1), ("test", 40, 2)):
+        run.write(f"workspace/index/{split}.json", _padded_set(tmp_path / "images", n, seed))
+    run.write("workspace/index/label_dict.json", {"no": 0, "yes": 1})
+    fix_test_split(run)
+    fill_template("diagnosis", run.workspace, {**FAST, "index_dir": str(run.index_dir), "epochs": 4,
+                                                "image_size": [32, 32], "bootstrap": 10})
+    run_training(run.workspace, timeout_s=240, echo=False)
+    assert json.loads((run.workspace / "metrics.json").read_text())["value"] > 0.95  # it did learn the padding
+    (tmp_path / "report").mkdir()
+    yield run, tmp_path / "report"
+    for name in SIBLINGS:
+        sys.modules.pop(name, None)
+    sys.modules.update(saved)
+
+
+def test_a_model_that_reads_the_padding_flips_when_re_padded(padded_round):
+    from medbuilder.review import metadata_reliance
+
+    run, report = padded_round
+    reliance = metadata_reliance.for_round(run, run.workspace, report)
     assert reliance["re-padded"]["n"] == 40 and reliance["re-padded"]["value"] >= 0.4, reliance
     assert reliance["re-padded"]["made_from"] == {"positive": (128, 96), "negative": (96, 96)}
     assert reliance["stratified"]["metadata_auroc_on_test"] == 1.0  # the metadata alone separate the classes
-    assert (tmp_path / "report" / "metadata_reliance.json").is_file()
-    assert any((tmp_path / "report" / "acquisition_counterfactuals" / "re-padded").iterdir())
-    line = metadata_reliance.summary_line(reliance)
-    assert "change class when re-padded" in line
+    assert (report / "metadata_reliance.json").is_file()
+    assert any((report / "acquisition_counterfactuals" / "re-padded").iterdir())
+    assert "change class when re-padded" in metadata_reliance.summary_line(reliance)
+
+
+def test_temperature_is_fitted_on_the_validation_split_and_keeps_the_calls(padded_round):
+    import json
+
+    from medbuilder.review import temperature
+    from medbuilder.review.interpret import load_predictor
+
+    run, report = padded_round
+    fitted = temperature.for_round(run, run.workspace, report)
+    assert fitted["n_validation"] == 12 and temperature.BOUNDS[0] <= fitted["temperature"] <= temperature.BOUNDS[1]
+    val = fitted["validation"]
+    assert val["after"]["log_loss"] <= val["before"]["log_loss"] + 1e-4  # T minimises it there (T = 1 is allowed)
+    assert json.loads((report / "calibration.json").read_text())["temperature"] == fitted["temperature"]
+    assert "Temperature T =" in temperature.section(fitted) and "never the test split" in temperature.section(fitted)
+    # the template's predictor with the temperature and the carried threshold makes the same calls
+    base = load_predictor(run.workspace, run.workspace)
+    scaled = type(base)(base.cfg, base.network, {"label_dict": {"no": 0, "yes": 1}}, "cpu",
+                        threshold=temperature.carried_threshold(0.3, fitted["temperature"]),
+                        temperature=fitted["temperature"])
+    base.threshold = 0.3
+    files = [r["image"] for r in json.loads((run.index_dir / "test.json").read_text())][:12]
+    before, after = base.predict(files), scaled.predict(files)
+    assert [p["prediction"] for p in before] == [p["prediction"] for p in after]
+    if abs(fitted["temperature"] - 1) > 0.05:
+        assert any(abs(a["score"] - b["score"]) > 1e-3 for a, b in zip(before, after))
+
+
+def test_fitting_recovers_a_known_temperature():
+    from medbuilder.review.temperature import fit
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (3000, 2))
+    shown = np.exp(logits / 2.0)
+    labels = (rng.random(3000) < shown[:, 1] / shown.sum(1)).astype(int)  # the labels follow softmax(logits / 2)
+    assert fit(logits, labels) == pytest.approx(2.0, rel=0.1)
 
 
 def test_within_strata_auroc_separates_a_metadata_reader_from_an_anatomy_reader():

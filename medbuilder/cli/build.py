@@ -161,6 +161,8 @@ def approve_gate(
     target: str = typer.Option(None, "--target", help="Review gate, approve: sensitivity or specificity, with "
                                                       "--target-value: the threshold that reaches it."),
     target_value: float = typer.Option(None, "--target-value", help="With --target: the rate to reach, e.g. 0.95."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Review gate, approve: deliver with the temperature "
+                                                              "fitted on the validation split (see Calibration)."),
     confounder: str = typer.Option(None, "--confounder", help="Review gate, refine: correct the confounder read "
                                                               "from the feedback (the datacard's name)."),
     measure: str = typer.Option(None, "--measure", help="Review gate, refine: correct the reliance measure."),
@@ -176,7 +178,8 @@ def approve_gate(
     values = {"action": action, "dataset": dataset, "reason": reason, "feedback": feedback, "who": who,
               "max_reliance": max_reliance, "max_metric_drop": max_metric_drop, "threshold": threshold,
               "target": target, "target_value": target_value, "confounder": confounder, "measure": measure,
-              "strategies": strategy or None, "layout": layout.read_text() if layout else None}
+              "strategies": strategy or None, "layout": layout.read_text() if layout else None,
+              "calibrate": calibrate or None}
     stopped = folder.exists("gates/unanswered.json") and not folder.exists("gates/pending.json")
     try:
         gate = answer_gate(folder, {k: v for k, v in values.items() if v is not None})

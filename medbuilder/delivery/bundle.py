@@ -50,9 +50,11 @@ def _read_json(path: Path, default=None):
     return json.loads(path.read_text()) if path.is_file() else default
 
 
-def inference_config(task: str, extras: dict, class_names: list[str], point: dict | None = None) -> dict:
+def inference_config(task: str, extras: dict, class_names: list[str], point: dict | None = None,
+                     calibration: dict | None = None) -> dict:
     """configs/inference.json: every object is built from scripts/ (the template's predict.py); a diagnosis
-    model's operating point (the threshold approved at review) goes to its predictor."""
+    model's operating point (the threshold approved at review) and temperature (when calibration was asked
+    for) go to its predictor: the threshold is carried onto the calibrated probabilities, so calls do not change."""
     network_def = {"_target_": "$@template['build_model']", "cfg": "@train_config"}
     if task == "report_generation":
         network_def["vocab_size"] = len(extras["vocab"])
@@ -81,6 +83,17 @@ def inference_config(task: str, extras: dict, class_names: list[str], point: dic
                                      "_desc_": f"a case is called {point['positive_label']} when its probability "
                                                "is at least the threshold (approved at the review gate)"}
         predictor["threshold"] = "@operating_point#threshold"
+    if task == "diagnosis" and calibration:
+        from medbuilder.review.temperature import carried_threshold
+
+        t = float(calibration["temperature"])
+        config["calibration"] = {"temperature": t, "fitted_on": calibration["fitted_on"],
+                                 "test_ece": calibration["test"],
+                                 "_desc_": "probabilities are softmax(logits / temperature)"}
+        predictor["temperature"] = "@calibration#temperature"
+        if point:
+            config["operating_point"]["threshold"] = carried_threshold(point["threshold"], t)
+            config["operating_point"]["threshold_before_calibration"] = point["threshold"]
     if task == "segmentation":
         config["output_dir"] = "$@bundle_root + '/eval'"
         predictor["output_dir"] = "@output_dir"
@@ -201,8 +214,10 @@ def export_bundle(run_root: Path, round_k: int, card_text: str) -> Path:
     validate_metadata(meta)
     (staging / "configs" / "metadata.json").write_text(json.dumps(meta, indent=1))
     point = approved_operating_point(run_root, round_k)
+    calibration = _read_json(run_root / "calibration.json")
+    calibration = calibration if calibration and calibration.get("round") == round_k else None
     (staging / "configs" / "inference.json").write_text(
-        json.dumps(inference_config(task, extras, class_names, point), indent=1))
+        json.dumps(inference_config(task, extras, class_names, point, calibration), indent=1))
     (staging / "docs" / "README.md").write_text(card_text)
 
     bundle = run_root / BUNDLE

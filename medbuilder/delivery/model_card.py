@@ -253,6 +253,24 @@ def _audit_section(run_root: Path, round_k: int) -> list[str]:
     return lines
 
 
+def _calibration_section(run_root: Path, round_k: int) -> list[str]:
+    """Whether the delivered probabilities are temperature-scaled, and the test figures before and after."""
+    fitted = _read(run_root / "report" / f"round-{round_k}" / "calibration.json")
+    if not fitted:
+        return []
+    applied = _read(run_root / "calibration.json")
+    applied = applied if applied and applied.get("round") == round_k else None
+    before, after = fitted["test"]["before"], fitted["test"]["after"]
+    how = (f"Delivered with temperature scaling (T = {fitted['temperature']:.3f}, asked for by {applied.get('who')})"
+           if applied else f"Delivered as trained: a temperature (T = {fitted['temperature']:.3f}) was fitted but "
+                           "not asked for")
+    return ["## Calibration", "",
+            f"{how}. T was fitted on the validation split ({fitted['n_validation']} images held out of training, "
+            f"never the test split). Test ECE {before['ece']:.3f} as trained, {after['ece']:.3f} with T; log loss "
+            f"{before['log_loss']:.3f} and {after['log_loss']:.3f}. Calls at the operating point are the same "
+            "either way.", ""]
+
+
 def _subgroup_section(run_root: Path, round_k: int) -> list[str]:
     """Metrics per site, scanner, sex, age band or group of the test split, when the index carries them."""
     from medbuilder.review.subgroups import markdown
@@ -292,6 +310,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
     lines += _audit_section(run_root, round_k)
+    lines += _calibration_section(run_root, round_k)
     lines += _subgroup_section(run_root, round_k)
     lines += card_lines(external_reports(run_root))
     lines += _training_section(task, cfg, m, fill)

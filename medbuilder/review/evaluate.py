@@ -19,7 +19,7 @@ from pathlib import Path
 
 from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
-from medbuilder.review import metadata_reliance, operating_point, plots, subgroups
+from medbuilder.review import metadata_reliance, operating_point, plots, subgroups, temperature
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
@@ -153,6 +153,10 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
         summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
         summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
         summary["sections"] = interpretability_sections(run, summary)
+    if kind == "classification" and metrics.get("positive_label"):
+        summary["calibration"] = temperature.for_round(run, snapshot, folder)
+        if temperature.section(summary["calibration"]):
+            summary.setdefault("sections", []).append(temperature.section(summary["calibration"]))
     if summary.get("subgroups"):
         summary.setdefault("sections", []).append(
             "### Subgroups\n\n" + "\n".join(subgroups.markdown(summary["subgroups"], summary.get("unit"))))

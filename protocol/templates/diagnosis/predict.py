@@ -123,11 +123,14 @@ class Predictor:
     task = "diagnosis"
 
     def __init__(self, cfg: dict, network: torch.nn.Module, checkpoint: dict | None = None,
-                 device: str | torch.device | None = None, preprocessing=None, threshold: float | None = None):
+                 device: str | torch.device | None = None, preprocessing=None, threshold: float | None = None,
+                 temperature: float | None = None):
         """threshold (binary models): call a case positive when its positive-class probability is at least
-        this; None: the class with the highest probability (the same as 0.5)."""
+        this; None: the class with the highest probability (the same as 0.5). temperature: probabilities are
+        softmax(logits / temperature) (temperature scaling, fitted on a validation split); None: 1."""
         checkpoint = checkpoint or {}
         self.threshold = None if threshold is None else float(threshold)
+        self.temperature = 1.0 if temperature is None else float(temperature)
         self.cfg = cfg
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.network = network.to(self.device).eval()
@@ -157,7 +160,7 @@ class Predictor:
         out = []
         for path, mask in zip(paths, masks):
             x = self.prepare(path, mask).unsqueeze(0).to(self.device)
-            p = torch.softmax(self.network(x).float(), dim=1)[0].cpu()
+            p = torch.softmax(self.network(x).float() / self.temperature, dim=1)[0].cpu()
             entry = {"file": str(path), "task": self.task, "prediction": self.names[int(p.argmax())],
                      "probabilities": {self.names[c]: round(float(p[c]), 6) for c in range(len(p))}}
             if self.positive is not None:
