@@ -1,6 +1,6 @@
 """Each template trains on its shipped dataset through the CLI and writes its metric.
 
-Small real subsets (Br35H) and the full generated sets, one or two epochs: this
+The shipped sets not trained elsewhere (Br35H is: test_templates_training.py), one or two epochs: this
 checks the wiring datacard -> prepare -> reference split -> fill -> train, not
 the figures (those are in the README, measured on full runs).
 """
@@ -17,9 +17,9 @@ from medbuilder.cli import app
 
 runner = CliRunner()
 
+# Diagnosis and anomaly detection on real Br35H are trained in test_templates_training.py (and through the
+# flow in test_flow.py); here the CLI path is checked on the other shipped sets.
 CASES = [
-    ("diagnosis", "br35h", 12, "auroc"),
-    ("anomaly_detection", "br35h", 12, "auroc"),
     ("segmentation", "synth-seg3d", None, "dice"),
     ("segmentation", "brain-mask-3d", None, "dice"),
     ("diagnosis", "synth-cxr-reports", None, "auroc"),

@@ -255,9 +255,14 @@ def _audit_section(run_root: Path, round_k: int) -> list[str]:
 
 def _calibration_section(run_root: Path, round_k: int) -> list[str]:
     """Whether the delivered probabilities are temperature-scaled, and the test figures before and after."""
-    fitted = _read(run_root / "report" / f"round-{round_k}" / "calibration.json")
+    summary = _read(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
+    fitted = summary.get("calibration")
     if not fitted:
         return []
+    if fitted.get("temperature") is None:
+        ece = (summary.get("interpretability") or {}).get("ece")
+        return ["## Calibration", "", f"Test ECE {_num(ece)} (10 bins). No temperature was fitted: {fitted['reason']}.",
+                ""]
     applied = _read(run_root / "calibration.json")
     applied = applied if applied and applied.get("round") == round_k else None
     before, after = fitted["test"]["before"], fitted["test"]["after"]

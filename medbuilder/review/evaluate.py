@@ -155,8 +155,9 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
         summary["sections"] = interpretability_sections(run, summary)
     if kind == "classification" and metrics.get("positive_label"):
         summary["calibration"] = temperature.for_round(run, snapshot, folder)
-        if temperature.section(summary["calibration"]):
-            summary.setdefault("sections", []).append(temperature.section(summary["calibration"]))
+        text = temperature.section(summary["calibration"], (summary.get("interpretability") or {}).get("ece"))
+        if text:
+            summary.setdefault("sections", []).append(text)
     if summary.get("subgroups"):
         summary.setdefault("sections", []).append(
             "### Subgroups\n\n" + "\n".join(subgroups.markdown(summary["subgroups"], summary.get("unit"))))

@@ -62,11 +62,11 @@ def external_set(run: RunFolder, dataset: str, given_map: dict[str, str], settin
     if not root.is_dir():
         how = f"`medbuilder data prepare {card.prepare}`" if card.prepare else "set the datacard's path"
         raise ExternalDataError(f"the folder of {card.name}, {root}, does not exist: {how}")
-    records, layout = index_external(card, root, task, run.root / EXTERNAL / card.name / "indexer", settings)
     _, label_dict = fixed_test_split(run)
     model_names = sorted(label_dict, key=label_dict.get)
     normals = (LabelMatcher(card.label_names).normal, LabelMatcher(model_names).normal)
     mapping = resolve_label_map(card.label_names, model_names, given_map, card.name, normals)
+    records, layout = index_external(card, root, task, run.root / EXTERNAL / card.name / "indexer", settings)
     for r in records:
         r["external_label"], r["label"] = r["label"], mapping[r["label"]]
     copies, _ = copies_of_run_images([r["image"] for r in records], run_images(run, dataset_root(run)))

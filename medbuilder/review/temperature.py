@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 OFFER_ECE = 0.05
+MIN_VALIDATION = 10
 BOUNDS = (0.05, 20.0)
 EPS = 1e-6
 
@@ -69,6 +70,10 @@ def carried_threshold(threshold: float, t: float) -> float:
     return 1.0 / (1.0 + math.exp(-math.log(threshold / (1 - threshold)) / t))
 
 
+def _val_fraction(snapshot: Path):
+    return json.loads((Path(snapshot) / "config.json").read_text()).get("val_fraction")
+
+
 def _host_index(run, folder: Path) -> Path:
     """train.json from the workspace index, test.json and label_dict.json from the fixed split, copied without
     following links into a folder of medbuilder's."""
@@ -93,7 +98,8 @@ def validation_items(run, snapshot: Path) -> list[dict]:
 
 
 def for_round(run, snapshot: Path, out_dir: Path) -> dict | None:
-    """Fit T on the validation split and give the test figures before and after; None without a validation split."""
+    """Fit T on the validation split and give the test figures before and after; {"temperature": None, "reason"}
+    without a validation split of MIN_VALIDATION images of both classes; None for a model that is not binary."""
     from medbuilder.review.interpret import load_predictor
     from medbuilder.review.verified_metric import fixed_test_split, read_predictions
 
@@ -102,8 +108,11 @@ def for_round(run, snapshot: Path, out_dir: Path) -> dict | None:
         return None
     val = validation_items(run, snapshot)
     val_labels = np.array([int(item["label"]) for item in val])
-    if len(val) < 10 or len(set(val_labels.tolist())) < 2:
-        return None
+    if len(val) < MIN_VALIDATION or len(set(val_labels.tolist())) < 2:
+        return {"temperature": None, "n_validation": len(val), "offer_ece": OFFER_ECE,
+                "reason": f"the round has no validation split of {MIN_VALIDATION} images or more with both classes "
+                          f"({len(val)} held out of training: val_fraction {_val_fraction(snapshot)}); fitting on "
+                          "the test split would make the test figures optimistic, so no temperature is fitted"}
     names = [predictor.names[i] for i in sorted(predictor.names)]
     val_probs = np.array([[p["probabilities"][n] for n in names] for p in predictor.predict([i["image"] for i in val])])
     t = fit(_log_probs(val_probs), val_labels)
@@ -125,10 +134,15 @@ def for_round(run, snapshot: Path, out_dir: Path) -> dict | None:
     return result
 
 
-def section(c: dict | None) -> str | None:
-    """The review gate's calibration section (None when nothing was fitted)."""
+def section(c: dict | None, ece_now: float | None = None) -> str | None:
+    """The review gate's calibration section: the offer, or why there is none when the ECE is high."""
     if not c:
         return None
+    if c.get("temperature") is None:
+        if ece_now is None or ece_now <= c["offer_ece"]:
+            return None
+        return "\n".join(["### Calibration", "", f"The test ECE, {ece_now:.3f}, is above {c['offer_ece']}, but "
+                           f"temperature scaling cannot be offered: {c['reason']}."])
     before, after = c["test"]["before"], c["test"]["after"]
     verdict = (f"The test ECE is above {c['offer_ece']}: medbuilder offers temperature scaling. Answer approve with "
                "**calibrate** to deliver the model with it (the same calls at the same operating point; only the "
