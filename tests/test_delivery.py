@@ -5,7 +5,8 @@ on generated 3D spheres, report generation on generated chest X-ray reports) is 
 for one epoch, snapshotted, carded and exported once for the module. Every bundle is
 then loaded with MONAI's ConfigParser in ONE fresh Python process, with the run's
 workspace moved away (so nothing but the bundle can be used), and its predictions are
-compared with the ones train.py made for the same test files.
+compared with the ones train.py made for the same test files. At the end, the diagnosis bundle is
+validated externally (`medbuilder evaluate`) on held-out Br35H scans laid out another way.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ print("DECISION", one_gate(sys.argv[1]))
 
 def test_terminal_gate_asks_on_the_console(prefect_api, tmp_path):
     # one line per ReviewDecision field: action, feedback, reason, max_reliance, max_metric_drop, threshold,
-    # target, target_value, confounder, measure, strategies, who
-    answers = "refine\nuse larger images\n\n0.2\n" + "\n" * 7 + "Dr Lee\n"
+    # target, target_value, calibrate, confounder, measure, strategies, who
+    answers = "refine\nuse larger images\n\n0.2\n" + "\n" * 8 + "Dr Lee\n"
     done = subprocess.run([os.sys.executable, "-c", TERMINAL_GATE, str(tmp_path)], input=answers, text=True,
                           capture_output=True, env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -83,3 +83,32 @@ def test_no_gap_without_two_eligible_subgroups(values):
                for i, v in enumerate(values)]
     result = subgroup_metrics(records, [0.5] * len(values), [True] * len(values), "yes", n_boot=20)
     assert (result.get("site") or {}).get("gap") is None
+
+
+def test_dicom_tags_give_site_scanner_and_sex(tmp_path):
+    """Real DICOM files (pydicom's test data) in class folders: the tags that vary become attributes."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medbuilder.protocol.datacard import Datacard
+    from medbuilder.protocol.indexing import DatasetFacts, IndexJob, apply_layout
+    from medbuilder.review.external_data import card_layout
+
+    files = {"no": ["CT_small.dcm", "MR_small.dcm"], "yes": ["JPEG2000.dcm", "MR2_J2KI.dcm"]}
+    for label, names in files.items():
+        (tmp_path / "set" / label).mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(get_testdata_file(name), tmp_path / "set" / label / name)
+    card = Datacard(name="dicoms", title="t", path=tmp_path / "set", tasks=["diagnosis"], modality="CT",
+                    dimension="2D", anatomy="chest", label_names=["no", "yes"], file_formats=["dcm"],
+                    licence="test", provenance="real", source="pydicom test files",
+                    description="Real DICOM test files from pydicom-data, one folder per class (no, yes).")
+    facts = DatasetFacts(root=str(tmp_path / "set"), task="diagnosis", dimension="2D", label_names=["no", "yes"],
+                         normal_class="no")
+    layout = card_layout(card, facts, tmp_path / "work")
+    assert {"site", "scanner", "sex"} <= set(layout.attributes)
+    assert layout.attributes["scanner"].tag == "Manufacturer"
+    records, _ = apply_layout(IndexJob.of(facts, layout))
+    by_name = {r["image"].rsplit("/", 1)[1]: r["attributes"] for r in records}
+    assert by_name["CT_small.dcm"]["site"] == "JFK IMAGING CENTER" and by_name["MR_small.dcm"]["sex"] == "F"

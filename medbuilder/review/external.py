@@ -31,6 +31,7 @@ from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.review.clustered import cluster_bootstrap, independent_units
 from medbuilder.review.external_data import (ExternalDataError, ExternalSet, check_card, copies_of_run_images,
                                              index_external, resolve_label_map, run_images)
+from medbuilder.review.external_report import render_report
 
 EXTERNAL = "external"
 REPORT = "external_validation"
@@ -139,10 +140,36 @@ def _interpretability(run: RunFolder, folder: Path, model: Path) -> dict:
             "report": f"{EXTERNAL}/{folder.name}/report/interpretability.md"}
 
 
+def _figures_of(run: RunFolder, data: ExternalSet, records: list[dict], predictions: list[dict], internal: dict,
+                cfg: dict) -> dict:
+    """The report's figures: the metric and rates with intervals over units, the operating point, subgroups."""
+    from medbuilder.review.subgroups import for_predictions
+    from medbuilder.review.verified_metric import _diagnosis, _intervals, fixed_test_split
+
+    _, label_dict = fixed_test_split(run)
+    figures, statistic = _diagnosis(run, records, label_dict, predictions, cfg)
+    positive = figures.get("positive_label")
+    result = {"dataset": data.card.name, "title": data.card.title, "provenance": data.card.provenance,
+              "held_out_from": data.card.held_out_from, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "root": str(data.root), "layout": data.layout, "label_map": data.label_map,
+              "n_indexed": len(data.records) + len(data.set_aside), "n": len(records),
+              "per_class": {n: sum(r["label"] == n for r in records) for n in label_dict},
+              **{k: figures.get(k) for k in ("value", "accuracy", "sensitivity", "specificity", "positive_label")},
+              "metric": internal.get("metric"), **_intervals(records, statistic, cfg),
+              "internal": {k: internal.get(k) for k in ("value", "ci95", "unit", "n_units", "units_note",
+                                                         "sensitivity", "specificity", "n_test")}}
+    threshold = predictions[0].get("threshold")  # the bundle's own (on its calibrated scores, when it has a temperature)
+    if positive and threshold is not None:
+        _, units = independent_units(records)
+        result["operating_point"] = _at_operating_point(records, predictions, positive, float(threshold), units, cfg)
+    if positive:
+        result["subgroups"] = for_predictions(records, predictions, positive, cfg)
+    return result
+
+
 def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | None = None,
                       settings=None) -> dict:
     """Validate the run's delivered model on datacard `dataset`; write and return the report's figures."""
-    from medbuilder.review.verified_metric import _diagnosis, _intervals, fixed_test_split
     from medbuilder.settings import get_settings
 
     started = time.time()
@@ -161,33 +188,11 @@ def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | 
     if not records:
         raise ExternalDataError(f"the model could read none of the {len(data.records)} images of {dataset}: "
                                 f"{unreadable[0]['why']}")
-    _, label_dict = fixed_test_split(run)
-    figures, statistic = _diagnosis(run, records, label_dict, predictions, cfg)
-    result = {"dataset": dataset, "title": data.card.title, "provenance": data.card.provenance,
-              "held_out_from": data.card.held_out_from,
-              "run_id": run.run_id, "round": round_k, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "root": str(data.root), "layout": data.layout, "label_map": data.label_map,
-              "n_indexed": len(data.records) + len(data.set_aside), "n": len(records),
-              "set_aside": data.set_aside + unreadable,
-              "per_class": {n: sum(r["label"] == n for r in records) for n in label_dict},
-              **{k: figures.get(k) for k in ("value", "accuracy", "sensitivity", "specificity", "positive_label")},
-              "metric": internal.get("metric"), **_intervals(records, statistic, cfg),
-              "internal": {k: internal.get(k) for k in ("value", "ci95", "unit", "n_units", "units_note",
-                                                         "sensitivity", "specificity", "n_test")}}
-    threshold = (run.read_json("operating_point.json") if run.exists("operating_point.json") else {}).get("threshold")
-    if result["positive_label"] and threshold is not None:
-        _, units = independent_units(records)
-        result["operating_point"] = _at_operating_point(records, predictions, result["positive_label"],
-                                                        float(threshold), units, cfg)
-    if result["positive_label"]:
-        from medbuilder.review.subgroups import for_predictions
-
-        result["subgroups"] = for_predictions(records, predictions, result["positive_label"], cfg)
+    result = {"run_id": run.run_id, "round": round_k, **_figures_of(run, data, records, predictions, internal, cfg),
+              "set_aside": data.set_aside + unreadable}
     model = _snapshot(run, round_k, folder, records, predictions)
     result["interpretability"] = _interpretability(run, folder, model)
     result["seconds"] = round(time.time() - started, 1)
-    from medbuilder.review.external_report import render_report
-
     run.write(f"{EXTERNAL}/{dataset}/{REPORT}.json", result)
     (folder / f"{REPORT}.md").write_text(render_report(result))
     rewrite_model_card(run, round_k)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from medbuilder.review.shortcuts import DEFINITIONS
-
 
 
 def held_out_note(r: dict) -> str:
@@ -62,6 +60,8 @@ def _rates(r: dict) -> list[str]:
 
 
 def _measures(r: dict) -> list[str]:
+    from medbuilder.review.shortcuts import DEFINITIONS
+
     info = r.get("interpretability") or {}
     measures, reasons = info.get("measures") or {}, info.get("measure_reasons") or {}
     rows = [[name, _num(value), reasons.get(name, "") if value is None else "", DEFINITIONS.get(name, "")]

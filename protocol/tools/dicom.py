@@ -89,10 +89,12 @@ def _pixels(dataset: pydicom.Dataset, path: Path) -> np.ndarray:
     return pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels
 
 
-# Descriptive header fields a label, a patient id or a modality may be read from (no names or birth dates).
+# Descriptive header fields a label, a patient id, a modality or a subgroup may be read from (no names or birth
+# dates).
 TEXT_TAGS = ("Modality", "BodyPartExamined", "StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments",
              "PatientID", "StudyID", "SeriesNumber", "Laterality", "ViewPosition", "ImageType", "Manufacturer",
-             "InstitutionName", "ContrastBolusAgent", "ScanningSequence", "SeriesInstanceUID")
+             "InstitutionName", "ContrastBolusAgent", "ScanningSequence", "SeriesInstanceUID", "PatientSex",
+             "PatientAge")
 
 
 def text_tags(dataset: pydicom.Dataset) -> dict[str, str]:
