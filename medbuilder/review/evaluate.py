@@ -146,20 +146,26 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
                "figures": _figures(metrics, predictions, folder)}
     if metrics.get("task") == "diagnosis":
         summary["operating_point"] = operating_point.summary_block(run, k)
-    if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
-        summary["subgroups"] = subgroups.for_round(run, snapshot, metrics["positive_label"])
     kind = interpretation_kind(metrics, snapshot)
     if kind:
         summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
         summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
         summary["sections"] = interpretability_sections(run, summary)
-    if kind == "classification" and metrics.get("positive_label"):
-        summary["calibration"] = temperature.for_round(run, snapshot, folder)
-        text = temperature.section(summary["calibration"], (summary.get("interpretability") or {}).get("ece"))
-        if text:
-            summary.setdefault("sections", []).append(text)
-    if summary.get("subgroups"):
-        summary.setdefault("sections", []).append(
-            "### Subgroups\n\n" + "\n".join(subgroups.markdown(summary["subgroups"], summary.get("unit"))))
+    if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
+        calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
     run.write(f"report/round-{k}/summary.json", summary)
     return summary
+
+
+def calibration_and_subgroups(run: RunFolder, snapshot: Path, folder: Path, summary: dict, positive: str,
+                              kind: str | None) -> None:
+    """A binary diagnosis round's subgroup metrics and (2D) calibration offer, added to the summary and its
+    review sections."""
+    summary["subgroups"] = subgroups.for_round(run, snapshot, positive)
+    sections = summary.setdefault("sections", [])
+    if kind == "classification":
+        summary["calibration"] = temperature.for_round(run, snapshot, folder)
+        text = temperature.section(summary["calibration"], (summary.get("interpretability") or {}).get("ece"))
+        sections += [text] if text else []
+    if summary["subgroups"]:
+        sections.append("### Subgroups\n\n" + "\n".join(subgroups.markdown(summary["subgroups"], summary.get("unit"))))

@@ -150,7 +150,8 @@ def _figures_of(run: RunFolder, data: ExternalSet, records: list[dict], predicti
     figures, statistic = _diagnosis(run, records, label_dict, predictions, cfg)
     positive = figures.get("positive_label")
     result = {"dataset": data.card.name, "title": data.card.title, "provenance": data.card.provenance,
-              "held_out_from": data.card.held_out_from, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "held_out_from": data.card.held_out_from,
+              "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "root": str(data.root), "layout": data.layout, "label_map": data.label_map,
               "n_indexed": len(data.records) + len(data.set_aside), "n": len(records),
               "per_class": {n: sum(r["label"] == n for r in records) for n in label_dict},
@@ -158,7 +159,7 @@ def _figures_of(run: RunFolder, data: ExternalSet, records: list[dict], predicti
               "metric": internal.get("metric"), **_intervals(records, statistic, cfg),
               "internal": {k: internal.get(k) for k in ("value", "ci95", "unit", "n_units", "units_note",
                                                          "sensitivity", "specificity", "n_test")}}
-    threshold = predictions[0].get("threshold")  # the bundle's own (on its calibrated scores, when it has a temperature)
+    threshold = predictions[0].get("threshold")  # the bundle's own: on calibrated scores when it has a temperature
     if positive and threshold is not None:
         _, units = independent_units(records)
         result["operating_point"] = _at_operating_point(records, predictions, positive, float(threshold), units, cfg)

@@ -12,8 +12,8 @@ says whether the model uses them, two ways:
 - **Counterfactual flips.** Each test image (up to ``MAX_CASES``, a seeded sample) is changed only in an
   acquisition property, at the file's own resolution, before the model's own preprocessing: *re-padded*
   with dark borders to the other class's typical aspect ratio, and *resampled* to the other class's
-  typical original size (width and height of its most common file in the training split). The share whose predicted class changes, and the mean change in the
-  positive-class score.
+  typical original size (width and height of its most common file in the training split). The share
+  whose predicted class changes, and the mean change in the positive-class score.
 
 Images are written as PNG (lossless) to a temporary folder; a few examples are kept in
 ``report/round-<k>/acquisition_counterfactuals/``.
@@ -67,8 +67,9 @@ def stratified_auroc(y: np.ndarray, model_score: np.ndarray, meta_score: np.ndar
     strata, pooled, pairs = [], 0.0, 0
     for members in np.array_split(order, int(np.clip(len(y) // PER_STRATUM, 1, STRATA))):
         pos, neg = int(y[members].sum()), int((~y[members]).sum())
-        row = {"n": int(len(members)), "positives": pos, "metadata_score": [round(float(meta_score[members].min()), 3),
-                                                                             round(float(meta_score[members].max()), 3)]}
+        scores = meta_score[members]
+        row = {"n": int(len(members)), "positives": pos,
+               "metadata_score": [round(float(scores.min()), 3), round(float(scores.max()), 3)]}
         if pos and neg:
             row["auroc"] = round(float(roc_auc_score(y[members], model_score[members])), 4)
             pooled += row["auroc"] * pos * neg
@@ -142,7 +143,8 @@ def _flips(predictor, pairs: list[tuple[str, str]]) -> dict:
     p1 = saliency.class_probabilities(predictor, shortcuts.prepare_all(predictor, [b for _, b in pairs]))
     flips = (p0.argmax(1) != p1.argmax(1)).float()
     delta = (p0[:, predictor.positive] - p1[:, predictor.positive]).abs()
-    out = {"value": round(float(flips.mean()), 4), "n": len(pairs), "mean_abs_score_change": round(float(delta.mean()), 4)}
+    out = {"value": round(float(flips.mean()), 4), "n": len(pairs),
+           "mean_abs_score_change": round(float(delta.mean()), 4)}
     if len(set(p0.argmax(1).tolist()) | set(p1.argmax(1).tolist())) == 1:
         out.update(value=None, reason="the model gives one class to every image and its changed copy: no flip "
                                       "could show")

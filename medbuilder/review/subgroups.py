@@ -113,7 +113,8 @@ def markdown(subgroups: dict, unit: str | None = None) -> list[str]:
         return ["The test records carry no site, scanner, sex, age or group with two values or more."]
     lines = [f"Intervals resample whole independent units ({unit or 'images'}) inside each subgroup."]
     for name, block in subgroups.items():
-        lines += ["", f"**{name}**" + (f" ({block['missing']} test images without a value)" if block["missing"] else ""),
+        missing = f" ({block['missing']} test images without a value)" if block["missing"] else ""
+        lines += ["", f"**{name}**{missing}",
                   "", "| value | images | units | AUROC | 95% CI | sensitivity | specificity |",
                   "|---|---|---|---|---|---|---|"]
         for value, row in block["values"].items():
@@ -124,8 +125,9 @@ def markdown(subgroups: dict, unit: str | None = None) -> list[str]:
         gap = block.get("gap")
         if gap:
             ci = gap.get("ci95")
-            lines += ["", f"Largest gap: AUROC {gap['between'][0]} minus {gap['between'][1]} = {gap['auroc_gap']:.3f}"
-                      + (f" (95% CI {ci[0]:.3f} to {ci[1]:.3f}; an interval that holds 0 is no clear gap)" if ci else "")]
+            interval = f" (95% CI {ci[0]:.3f} to {ci[1]:.3f}; an interval that holds 0 is no clear gap)" if ci else ""
+            lines += ["", f"Largest gap: AUROC {gap['between'][0]} minus {gap['between'][1]} = "
+                          f"{gap['auroc_gap']:.3f}{interval}"]
         else:
             lines += ["", f"No gap computed: fewer than two values hold {MIN_IMAGES} images of both classes."]
     return lines
