@@ -293,6 +293,9 @@ def delivered(runs):
 
 @pytest.fixture
 def settings_for(delivered, monkeypatch):
+    """cards(extra_card=None): settings with the module's data folder and a copy of the datacards (+ one)."""
+    from medbuilder.settings import get_settings
+
     root = delivered[0]
     monkeypatch.setenv("MEDBUILDER_DATA_DIR", str(root / "data"))
 
@@ -303,9 +306,11 @@ def settings_for(delivered, monkeypatch):
         if extra:
             (folder / f"{extra['name']}.yaml").write_text(yaml.safe_dump(extra, sort_keys=False))
         monkeypatch.setenv("MEDBUILDER_DATACARDS_DIR", str(folder))
+        get_settings.cache_clear()  # settings are read once per process otherwise
         return folder
 
-    return cards
+    yield cards
+    get_settings.cache_clear()
 
 
 def test_heldout_set_is_disjoint_from_br35h():
