@@ -92,3 +92,24 @@ def test_the_reading_of_feedback_can_be_corrected_before_the_round_trains(br35h_
                                                              "measure": "attribution_share"})
     assert br35h_run.read_json("objective.json")["measure"] == "attribution_share"
     assert br35h_run.read_json("refinements/round-1.json") == record and "roi" in record["config"]
+
+
+def test_rates_at_the_threshold_resample_whole_units():
+    """Ten copies of each of 20 scans: the interval over duplicate groups is much wider than Wilson's over
+    200 images, which counts every copy as new evidence."""
+    from medbuilder.review.operating_point import clustered_rates
+
+    rng = random.Random(0)
+    records, labels, scores = [], [], []
+    for scan in range(20):
+        positive, score = scan % 2 == 0, rng.random()
+        for copy in range(10):
+            records.append({"image": f"{scan}-{copy}.png", "duplicate_group": f"g{scan}"})
+            labels.append(positive)
+            scores.append(score)
+    clustered = clustered_rates(records, labels, scores, 0.5)
+    wilson = at_threshold(labels, scores, 0.5)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert clustered["unit"] == "duplicate group" and clustered["interval"] == "bootstrap over independent duplicate groups"
+    assert width(clustered["sensitivity_ci95"]) > 2 * width(wilson["sensitivity_ci95"])
+    assert clustered_rates(records[:10], labels[:10], scores[:10], 0.5)["interval"].startswith("Wilson")

@@ -128,10 +128,11 @@ def _operating_point_section(run_root: Path, round_k: int) -> list[str]:
              f"A case is called **{point['positive_label']}** when its probability is at least "
              f"**{point['threshold']:.4f}** ({point['how']}; set at the review gate by {point.get('who')}). The "
              "bundle's predictor applies it (configs/inference.json, operating_point).", ""]
+    over = point.get("interval", "Wilson, per image")
     rows = [["sensitivity", _num(point.get("sensitivity")), _ci(point.get("sensitivity_ci95")) +
-             f" (Wilson; {point['tp']}/{point['tp'] + point['fn']}; {point['missed']} missed)"],
+             f" ({over}; {point['tp']}/{point['tp'] + point['fn']}; {point['missed']} missed)"],
             ["specificity", _num(point.get("specificity")), _ci(point.get("specificity_ci95")) +
-             f" (Wilson; {point['tn']}/{point['tn'] + point['fp']}; {point['false_alarms']} false alarms)"],
+             f" ({over}; {point['tn']}/{point['tn'] + point['fp']}; {point['false_alarms']} false alarms)"],
             ["positive predictive value", _num(point.get("ppv")), ""],
             ["negative predictive value", _num(point.get("npv")), ""]]
     lines += _table(["at the operating point (test set)", "value", "interval"], rows) + [""]

@@ -3,7 +3,8 @@
 The template calls a case positive when its positive-class probability is at least 0.5 (the arg-max of
 two classes). A clinician may instead ask for a target sensitivity ("miss at most 1 tumour in 20") or
 specificity; ``threshold_for`` finds the threshold that reaches it and ``at_threshold`` gives the counts
-there (missed cases, false alarms) with Wilson intervals. Scores and labels come from medbuilder's own
+there (missed cases, false alarms) with intervals (``summary_block``: bootstrap over independent units;
+``at_threshold`` alone: Wilson, per image). Scores and labels come from medbuilder's own
 reading of the round: the fixed test split's labels and the predictions' probabilities
 (``round_scores``), never the script's metrics.
 
@@ -81,30 +82,59 @@ def round_scores(run, round_k: int) -> tuple[list[bool], list[float], str | None
     """(label is positive, positive-class probability, positive class) of round k on the fixed test split;
     empty for a model that is not binary. Labels are the fixed split's, scores the round's predictions
     (read as data, no link followed)."""
+    labels, scores, positive, _ = scored_records(run, round_k)
+    return labels, scores, positive
+
+
+def scored_records(run, round_k: int) -> tuple[list[bool], list[float], str | None, list[dict]]:
+    """round_scores and the fixed split's records they belong to."""
     from medbuilder.review.verified_metric import fixed_test_split, read_predictions
 
     records, label_dict = fixed_test_split(run)
     predictions, cfg = read_predictions(Path(run.root) / "rounds" / str(round_k))
     if len(label_dict) != 2:
-        return [], [], None
+        return [], [], None, []
     positive = cfg.get("positive_label")
     if positive not in label_dict:  # the template's default: the class with index 1
         positive = next((n for n, i in label_dict.items() if i == 1), None)
     by_image = {str(p.get("image")): p for p in predictions}
-    labels, scores = [], []
+    labels, scores, kept = [], [], []
     for r in records:
         p = by_image.get(str(r["image"]))
         value = ((p or {}).get("probabilities") or {}).get(positive)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             labels.append(str(r["label"]) == positive)
             scores.append(float(value))
-    return labels, scores, positive
+            kept.append(r)
+    return labels, scores, positive, kept
+
+
+def clustered_rates(records: list[dict], labels: list[bool], scores: list[float], threshold: float,
+                    n_boot: int = 1000) -> dict:
+    """Sensitivity and specificity intervals at `threshold`, resampling whole independent units."""
+    import numpy as np
+
+    from medbuilder.review.clustered import cluster_bootstrap, independent_units
+
+    unit, units = independent_units(records)
+    y, called = np.array(labels, dtype=bool), np.array(scores) >= threshold
+
+    def rates(idx):
+        pos, neg = y[idx], ~y[idx]
+        return {"sensitivity": float(called[idx][pos].mean()) if pos.any() else None,
+                "specificity": float((~called[idx][neg]).mean()) if neg.any() else None}
+
+    found = cluster_bootstrap(rates, units, n_boot)
+    if not found:
+        return {"interval": "Wilson, per image (too few independent units to resample)"}
+    return {"sensitivity_ci95": found.get("sensitivity"), "specificity_ci95": found.get("specificity"),
+            "interval": f"bootstrap over independent {unit}s", "unit": unit}
 
 
 def summary_block(run, round_k: int, threshold: float = DEFAULT_THRESHOLD, target: str | None = None,
                   target_value: float | None = None) -> dict | None:
     """The operating point shown at review and stored at approval: threshold, how it was chosen, counts."""
-    labels, scores, positive = round_scores(run, round_k)
+    labels, scores, positive, records = scored_records(run, round_k)
     if not labels:
         return None
     if target is not None and target_value is not None:
@@ -112,6 +142,8 @@ def summary_block(run, round_k: int, threshold: float = DEFAULT_THRESHOLD, targe
         how = f"target {target} {target_value:.2f}"
     else:
         how = "default (probability 0.5)" if threshold == DEFAULT_THRESHOLD else "set by the clinician"
+    point = at_threshold(labels, scores, threshold)
+    clustered = clustered_rates(records, labels, scores, threshold)
     return {"positive_label": positive, "how": how, "target": target, "target_value": target_value,
             "chosen_on": "test" if how != "default (probability 0.5)" else None,
-            **at_threshold(labels, scores, threshold)}
+            **point, **{k: v for k, v in clustered.items() if v is not None}}
