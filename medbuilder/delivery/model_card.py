@@ -14,8 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from medbuilder.review.external import external_reports
-from medbuilder.review.external_report import card_lines
+from medbuilder.delivery.card_checks import check_sections
 from medbuilder.review.operating_point import wilson
 
 METRIC_NAMES = {"auroc": "AUROC", "dice": "Dice (mean foreground, per case)", "bleu4": "BLEU-4 (corpus)"}
@@ -233,60 +232,6 @@ def _decisions(run_root: Path) -> list[str]:
     return lines + _table(["gate", "action", "who", "via", "when", "details"], rows) + [""]
 
 
-def _audit_section(run_root: Path, round_k: int) -> list[str]:
-    """The acquisition-shortcut check of the training data (metadata_audit.json), as the gates showed it, and
-    the delivered round's own reliance on those properties."""
-    from medbuilder.review.metadata_audit import acquisition_confounders
-    from medbuilder.review.metadata_reliance import summary_line
-
-    audit = _read(run_root / "metadata_audit.json")
-    if not audit:
-        return []
-    if audit.get("auroc") is None:
-        return ["## Acquisition shortcut check", "", f"Not measured: {audit.get('note', 'no result')}.", ""]
-    top = ", ".join(t["feature"] for t in audit.get("top_features", [])[:3])
-    reliance = _read(run_root / "report" / f"round-{round_k}" / "metadata_reliance.json") or {}
-    named = acquisition_confounders(_read(run_root / "datacard.json"))
-    lines = ["## Acquisition shortcut check", "", audit.get("summary", ""), "", f"Leading features: {top}."
-             + (f" The datacard's {', '.join(repr(n) for n in named)} is measured by this check." if named else "")]
-    lines += ["", summary_line(reliance) or "The delivered model's own reliance on these properties was not "
-              "measured (binary classifiers of 2D images only).", ""]
-    return lines
-
-
-def _calibration_section(run_root: Path, round_k: int) -> list[str]:
-    """Whether the delivered probabilities are temperature-scaled, and the test figures before and after."""
-    summary = _read(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
-    fitted = summary.get("calibration")
-    if not fitted:
-        return []
-    if fitted.get("temperature") is None:
-        ece = (summary.get("interpretability") or {}).get("ece")
-        return ["## Calibration", "", f"Test ECE {_num(ece)} (10 bins). No temperature was fitted: {fitted['reason']}.",
-                ""]
-    applied = _read(run_root / "calibration.json")
-    applied = applied if applied and applied.get("round") == round_k else None
-    before, after = fitted["test"]["before"], fitted["test"]["after"]
-    how = (f"Delivered with temperature scaling (T = {fitted['temperature']:.3f}, asked for by {applied.get('who')})"
-           if applied else f"Delivered as trained: a temperature (T = {fitted['temperature']:.3f}) was fitted but "
-                           "not asked for")
-    return ["## Calibration", "",
-            f"{how}. T was fitted on the validation split ({fitted['n_validation']} images held out of training, "
-            f"never the test split). Test ECE {before['ece']:.3f} as trained, {after['ece']:.3f} with T; log loss "
-            f"{before['log_loss']:.3f} and {after['log_loss']:.3f}. Calls at the operating point are the same "
-            "either way.", ""]
-
-
-def _subgroup_section(run_root: Path, round_k: int) -> list[str]:
-    """Metrics per site, scanner, sex, age band or group of the test split, when the index carries them."""
-    from medbuilder.review.subgroups import markdown
-
-    summary = _read(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
-    if "subgroups" not in summary:
-        return []
-    return ["## Subgroups", "", *markdown(summary["subgroups"], summary.get("unit")), ""]
-
-
 def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | None = None) -> str:
     """Markdown model card of round ``round_k`` of the run in ``run_root``."""
     run_root = Path(run_root).resolve()
@@ -315,10 +260,7 @@ def render_card(run_root: Path, round_k: int, extra_sections: dict[str, str] | N
     lines += _data_section(card, m, _read(run_root / "index_report.json"), cfg)
     lines += _metrics_section(m)
     lines += _operating_point_section(run_root, round_k)
-    lines += _audit_section(run_root, round_k)
-    lines += _calibration_section(run_root, round_k)
-    lines += _subgroup_section(run_root, round_k)
-    lines += card_lines(external_reports(run_root))
+    lines += check_sections(run_root, round_k)
     lines += _training_section(task, cfg, m, fill)
     lines += ["## Intended use", "",
               "Research and teaching only. This is NOT a medical device: it is not cleared or approved for "
