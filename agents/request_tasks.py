@@ -21,7 +21,7 @@ import numpy as np
 
 from medbuilder.agents.embeddings import embed, embed_fixed
 from medbuilder.agents.request_language import STOP_WORDS
-from medbuilder.agents.request_terms import ANATOMY_WORDS, DIMENSION_WORDS, FINDING_WORDS, MODALITY_WORDS
+from medbuilder.agents.request_words import ANATOMY_WORDS, DIMENSION_WORDS, FINDING_WORDS, MODALITY_WORDS
 
 PROTOTYPES: dict[str, list[str]] = {
     "diagnosis": [

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from medbuilder.agents.core import AgentExit, RoleJob, make_core
+from medbuilder.agents.core import AgentCore, AgentExit, RoleJob
 from medbuilder.agents.roles import ROLES
 from medbuilder.agents.roles.base import Role, RoleCheckFailed, RoleContext, RoleGaveUp
+from medbuilder.agents.scripted import OfflineCore
 from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.artifacts import Feedback, RunFolder
+from medbuilder.protocol.artifacts import Feedback
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.tools import Workspace
 from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.settings import Settings
@@ -35,6 +37,16 @@ class RoleOutcome(BaseModel):
     actions: int
     tokens: int
     final: str | None = None
+
+
+def make_core(name: str, settings: Settings) -> AgentCore:
+    if name == "offline":
+        return OfflineCore(settings.max_steps)
+    if name == "llm":
+        from medbuilder.agents.llm_core import LlmCore  # langchain-openai only when an LLM is used
+
+        return LlmCore.from_settings(settings)
+    raise ValueError(f"unknown agent core '{name}'; use 'offline' or 'llm'")
 
 
 def next_attempt(run: RunFolder, role: str) -> int:
@@ -129,7 +141,8 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
     if trajectory.status != "submitted":
         problems = [f"the agent stopped with {trajectory.status}: {trajectory.error}", *problems]
     if problems:
-        feedback = Feedback(role=name, attempt=attempt, problems=problems, attempts=attempt_history(run, name))
+        feedback = Feedback(role=name, attempt=attempt, problems=problems, kinds=role.diagnose(ctx),
+                            attempts=attempt_history(run, name))
         run.write(f"feedback/{name}-{attempt}.json", feedback)
         raise RoleCheckFailed(feedback)
     role.publish(ctx)

@@ -7,7 +7,6 @@ A failed call is an observation starting with "Error:", never an exception.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.tools import TOOLS, ToolError, Workspace, langchain_tools, render
+from medbuilder.agents.work_tools import WORK_TOOLS
+from medbuilder.protocol.tools import TOOLS, Workspace, as_langchain_tool, call_tool, invalid_arguments
 
-log = logging.getLogger(__name__)
+SPECS = {**TOOLS, **WORK_TOOLS}
 
 
 @dataclass
@@ -30,7 +30,10 @@ class Observation:
 class Toolbox:
     def __init__(self, workspace: Workspace, names: list[str], trajectory: Trajectory):
         self.workspace, self.names, self.trajectory = workspace, list(names), trajectory
-        self._schemas = {tool.name: tool for tool in langchain_tools(workspace, self.names)}
+        unknown = [n for n in self.names if n not in SPECS]
+        if unknown:
+            raise ValueError(f"unknown tool name(s) {unknown}; valid: {list(SPECS)}")
+        self._schemas = {name: as_langchain_tool(workspace, SPECS[name]) for name in self.names}
 
     def langchain_tools(self):
         return list(self._schemas.values())
@@ -38,7 +41,8 @@ class Toolbox:
     def call(self, name: str, args: dict[str, Any] | None) -> Observation:
         started = time.monotonic()
         observation = self._execute(name, args or {})
-        self.trajectory.add_step(name, args or {}, observation.ok, observation.text, time.monotonic() - started)
+        self.trajectory.add_step(name, args or {}, observation.ok, observation.text, time.monotonic() - started,
+                                 limit=getattr(observation.result, "limit", None))
         return observation
 
     def _execute(self, name: str, args: dict[str, Any]) -> Observation:
@@ -47,15 +51,7 @@ class Toolbox:
         try:
             checked = self._schemas[name].args_schema.model_validate(args)
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in err.errors())
-            return Observation(f"Error: invalid arguments for {name}: {problems}.", False)
+            return Observation(invalid_arguments(name, err), False)
         kwargs = {k: v for k, v in checked.model_dump().items() if k in args}
-        try:
-            result = TOOLS[name].function(self.workspace, **kwargs)
-        except ToolError as err:
-            return Observation(f"Error: {err}", False)
-        except Exception as err:  # a tool bug must not end the agent; the model gets the message
-            log.exception("tool %s failed", name)
-            return Observation(f"Error: {name} failed unexpectedly ({type(err).__name__}: {err}).", False)
-        ok = getattr(result, "exit_code", 0) == 0 and not getattr(result, "timed_out", False)
-        return Observation(self.workspace.cut(render(result), self.workspace.output_chars * 2), ok, result)
+        outcome = call_tool(self.workspace, SPECS[name], kwargs)
+        return Observation(outcome.text, outcome.ok, outcome.result)

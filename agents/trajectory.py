@@ -27,6 +27,8 @@ class Step(BaseModel):
     ok: bool
     observation_chars: int
     seconds: float
+    limit: str | None = Field(None, description="run_script: the sandbox limit that ended the command (memory, "
+                                                 "time, ...), None when it ended by itself.")
 
 
 class Tokens(BaseModel):
@@ -74,9 +76,10 @@ class Trajectory(BaseModel):
         self.messages.append({"role": role, "content": content, **extra})
         self.save()
 
-    def add_step(self, tool: str, args: dict, ok: bool, observation: str, seconds: float) -> None:
-        self.steps.append(Step(index=len(self.steps), tool=tool, args=args, ok=ok,
-                               observation_chars=len(observation), seconds=round(seconds, 3)))
+    def add_step(self, tool: str, args: dict, ok: bool, observation: str, seconds: float,
+                 limit: str | None = None) -> None:
+        self.steps.append(Step(index=len(self.steps), tool=tool, args=args, ok=ok, observation_chars=len(observation),
+                               seconds=round(seconds, 3), limit=limit))
         self.save()
 
     def finish(self, status: Status, final: str | None = None, error: str | None = None) -> None:

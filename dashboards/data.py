@@ -17,12 +17,14 @@ from typing import Any
 import yaml
 
 from medbuilder.dashboards import progress
-from medbuilder.flows.recovery import observed_status
-from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
+from medbuilder.lifecycle.recovery import observed_status
+from medbuilder.protocol.artifacts import RunRecord, StageRecord
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import get_settings
+from medbuilder.stages.registry import ROLES
+from medbuilder.stages.registry import role_of as stage_role
 
 DEPLOYMENT = "build_model/build"
-ROLES = ("task_manager", "data_engineer", "module_architect", "model_trainer")
 ACTIVE = {"created", "running"}
 
 
@@ -113,7 +115,7 @@ def stage_records(run: RunFolder) -> list[StageRecord]:
 
 
 def role_of(stage: str) -> str:
-    return next((r for r in ROLES if stage == r or stage.startswith(f"{r}-")), "other")
+    return stage_role(stage) or "other"
 
 
 def stage_seconds(record: StageRecord) -> float:
@@ -374,7 +376,7 @@ def start_build(request: str, dataset: str | None = None, core: str | None = Non
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from medbuilder.flows.runs import check_request
+    from medbuilder.lifecycle.request import check_request
 
     text = check_request(request)
     parameters = {"request": text, "dataset": dataset or None, "approve": "prefect"}
@@ -414,22 +416,9 @@ def paused_flow_runs() -> tuple[list[dict], str | None]:
             for r in found], None
 
 
-def flow_run_state(flow_run_id: str) -> str | None:
-    try:
-        from uuid import UUID
-
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(flow_run_id))
-        return run.state.name if run.state else None
-    except Exception:
-        return None
-
-
 def answer(run: RunFolder, values: dict, who: str) -> str:
-    """Answer the run's pending gate as `who` (medbuilder.flows.resume.answer_gate); returns the gate id."""
-    from medbuilder.flows.resume import answer_gate
+    """Answer the run's pending gate as `who` (medbuilder.lifecycle.answer.answer_gate); returns the gate id."""
+    from medbuilder.lifecycle.answer import answer_gate
 
     clean = {k: v for k, v in values.items() if v not in (None, "")}
     return answer_gate(run, {**clean, "who": who}, via="dashboard")

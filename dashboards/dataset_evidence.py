@@ -14,8 +14,8 @@ from typing import Any
 
 from medbuilder.dashboards import progress
 from medbuilder.dashboards.data import read_json
-from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.licence import licence_restrictions
+from medbuilder.protocol.run_folder import RunFolder
 
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from medbuilder.dashboards import data, dataset_evidence as evidence, review_gate, ui
-from medbuilder.flows.gates import gate_kind, layout_from_text
-from medbuilder.flows.resume import GateInputError, NotWaiting
+from medbuilder.lifecycle.answer import GateInputError, NotWaiting
+from medbuilder.lifecycle.gate_forms import gate_kind, layout_from_text
 
 
 REFRESH_S = 3

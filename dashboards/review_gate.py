@@ -14,7 +14,7 @@ import re
 import streamlit as st
 
 from medbuilder.dashboards import data, ui
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 
 CATEGORY_NAMES = {"true-positive": "found (true positives)", "false-positive": "false alarms (false positives)",
                   "false-negative": "missed (false negatives)", "correct": "correct", "wrong": "wrong"}
@@ -255,7 +255,7 @@ def show_reading(reading: dict | None) -> None:
 
 
 def _correction_widgets(reading: dict, key: str) -> None:
-    from medbuilder.flows.gates import MEASURES
+    from medbuilder.lifecycle.gate_forms import MEASURES
 
     with st.expander("Correct this reading", expanded=False):
         st.selectbox("Confounder", ["(as read)", *reading["confounders"]], key=f"fix-confounder-{key}")

@@ -4,59 +4,32 @@ The flow body is only the sequence and the gates; every stage is a thin task
 over a plain function, and skips itself when its record in ``stages/`` says it
 completed, so `medbuilder resume RUN` continues where a run stopped.
 
-Run folder (``runs/<run-id>/``)::
-
-    run.json                    run id, request, core, gate mode, flow run id, API URL, status
-    request.json                the clinician's request and optional dataset name
-    plan.json                   Task Manager: chosen dataset, task, metric, reasons, candidates
-    datacard.json               the chosen datacard, as it was when chosen
-    decisions/<gate>.json       each gate's answer: action, who, via (auto/terminal/prefect/cli), when
-    gates/<gate>.md             the question each gate showed; gates/pending.json while one waits;
-                                gates/unanswered.json when automatic approval stopped at a question
-    layout.json                 Data Engineer: the submitted layout (where images, labels, masks, ids, split are)
-    indexing_report.json        what the shared indexer found with it: counts, samples, unmatched files, questions
-    indexer/                    the shared indexer's own folder (medbuilder runs it here, sandboxed)
-    workspace/                  where the agents work (the only place they write)
-      layout.json index/        Data Engineer's submitted layout; index/{train,test,label_dict}.json
-      dataloader.py model.py train.py common.py engine.py config.json template_fill.json
-      checkpoints/ metrics.json predictions.json train_log.jsonl train_output.log
-    index_report.json           index checks: counts per split and class, problems
-    metadata_audit.json         classifiers: AUROC of a metadata-only model (size, borders, format, scanner), cross-
-                                validated on the training split by unit; shown at the dataset and review gates
-    batch_check.json            the dataloader batch check
-    trajectories/<role>-<n>.json  one per role attempt: messages, tool calls, tokens, timings
-    feedback/<role>-<n>.json    why attempt n failed its check (attempt n+1 starts from it)
-    logs/<role>-<n>.log         the output of the scripts each attempt ran
-    stages/<stage>.json         status, attempts, actions, tokens, seconds per stage
-    rounds/<k>/                 round k's model: metrics, predictions, config, checkpoints/model.pt
-    objective.json              what the model must not rely on: confounder, measure, limits (editable at review)
-    report/round-<k>/           summary.json, figures (ROC, confusion matrix, Dice), interpretability.md/.json,
-                                saliency-*.png, reliability.png, counterfactuals/ (roi confounders)
-    refinements/round-<k>.json  the feedback that started round k and the changes made
-    bundle/                     MONAI bundle of the approved round (configs/, models/, scripts/, docs/)
-    model_card.md               data and split, metrics with 95% CIs, intended use, limits, decisions
-    failure.json                when a role gave up or a stage failed: what, why, the fix, the resume command
-    logs/flow.log               the flow's log with every traceback (the console shows one line per error)
+Every stage and what it reads and writes are in ``medbuilder/stages/registry.py``; the run folder's tree
+is the docstring of ``protocol/run_folder.py``.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
 
 from medbuilder.flows.describe import dataset_question, gate_questions, review_question
-from medbuilder.flows.gates import ReviewDecision, ask, stop_at_question
+from medbuilder.flows.gates import ask, stop_at_question
 from medbuilder.flows.logs import run_log
-from medbuilder.flows.runs import failure_of, finish, open_run
-from medbuilder.protocol.artifacts import Plan, RunFolder
+from medbuilder.lifecycle.finish import failure_of, finish
+from medbuilder.lifecycle.gate_forms import ReviewDecision
+from medbuilder.lifecycle.open import open_run
+from medbuilder.protocol.artifacts import Plan
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.compare import objective_met
 from medbuilder.review.metadata_audit import AUDIT_FILE, audit_run
 from medbuilder.review.refine import write_refinement
 from medbuilder.review.verified_metric import fix_test_split
 from medbuilder.settings import get_settings
-from medbuilder.tasks.roles import role_task
-from medbuilder.tasks.steps import deliver, evaluate, prepare_data
+from medbuilder.stages.registry import BUILD_ROLES
+from medbuilder.tasks.stage_tasks import stage_task
 
-BUILD_ROLES = ("module_architect", "model_trainer")
 
 
 @flow(name="build_model", log_prints=True, persist_result=False)
@@ -64,7 +37,7 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
                 approve: str | None = None, run_dir: str | None = None) -> dict:
     """Build a model for `request` (or continue the run in `run_dir`); returns the run's summary."""
     settings = get_settings()
-    run, core, approve = open_run(settings, request, dataset, core, approve, run_dir)
+    run, core, approve = open_run(settings, request, dataset, core, approve, run_dir, *_this_flow_run())
     with run_log(run):
         try:
             return _build(run, core, approve, settings)
@@ -74,17 +47,23 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
             return finish(run, "failed", failure=failure_of(run, err))
 
 
+def _this_flow_run() -> tuple[str, str]:
+    """This flow run's id and the API it reports to (recorded in run.json: the CLI and dashboard resume it there)."""
+    with get_client(sync_client=True) as client:
+        return str(get_run_context().flow_run.id), str(client.api_url).rstrip("/")
+
+
 def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
     retries = settings.max_debug_loops
     outcome = choose_dataset(run, core, approve, retries)
     if isinstance(outcome, str):
         return finish(run, outcome)
     for role in BUILD_ROLES:
-        role_task.with_options(retries=retries)(str(run.root), role, core, role)
+        stage_task(role, retries)(str(run.root), role, core)
 
     round_k, baseline = 0, None
     while True:
-        summary = evaluate(str(run.root), round_k)
+        summary = stage_task("evaluate")(str(run.root), f"evaluate-{round_k}", round_k=round_k)
         baseline = baseline or summary
         decision = ask(run, f"review-{round_k}", review_question(run, summary, round_k), approve,
                        timeout_s=settings.gate_timeout_s, poll_s=settings.gate_poll_s,
@@ -92,13 +71,13 @@ def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
         if decision.action == "approve":
             store_operating_point(run, round_k, decision)
             store_calibration(run, round_k, decision)
-            deliver(str(run.root), round_k)
+            stage_task("deliver")(str(run.root), "deliver", round_k=round_k)
             return finish(run, "delivered", round_k)
         if decision.action == "reject":
             return finish(run, "rejected", round_k)
         round_k += 1
         write_refinement(run, round_k, decision.feedback or "", reading_edits(decision))
-        role_task.with_options(retries=retries)(str(run.root), "model_trainer", core, f"model_trainer-{round_k}")
+        stage_task("model_trainer", retries)(str(run.root), f"model_trainer-{round_k}", core)
 
 
 def reading_edits(decision) -> dict:
@@ -148,15 +127,15 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
     for round_k in range(1, settings.max_dataset_rounds + 1):
         suffix = "" if round_k == 1 else f"-{round_k}"
         if ask_task_manager:
-            role_task.with_options(retries=retries)(str(run.root), "task_manager", core, f"task_manager{suffix}")
+            stage_task("task_manager", retries)(str(run.root), f"task_manager{suffix}", core)
             plan = run.read("plan.json", Plan)
             if plan.status == "no_fit":
                 get_run_logger().warning("no dataset fits: %s", "; ".join(plan.reasons))
                 return "no_fit"
             if plan.objective and not run.exists("objective.json"):
                 run.write("objective.json", plan.objective)
-            prepare_data.with_options(task_run_name=f"prepare_data{suffix}")(str(run.root), f"prepare_data{suffix}")
-        role_task.with_options(retries=retries)(str(run.root), "data_engineer", core, f"data_engineer{suffix}")
+            stage_task("prepare_data")(str(run.root), f"prepare_data{suffix}")
+        stage_task("data_engineer", retries)(str(run.root), f"data_engineer{suffix}", core)
         audit_acquisition(run, plan.task)
         gate = f"dataset-{round_k}"
         questions = gate_questions(run)
@@ -172,8 +151,7 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
             return "rejected"
         ask_task_manager = decision.action == "pick"
         if ask_task_manager:
-            request = run.read_json("request.json")
-            run.write("request.json", {**request, "dataset": decision.dataset})
+            run.ask_for_dataset(decision.dataset)
     return "rejected"
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from medbuilder.protocol.artifacts import Plan, RunFolder
+from medbuilder.protocol.artifacts import Plan
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.metadata_audit import audit_lines
 
 

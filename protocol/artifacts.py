@@ -1,18 +1,16 @@
-"""Typed artifacts of a build run, and the run folder that holds them.
+"""Typed artifacts of a build run.
 
-Every stage reads and writes these as JSON under ``runs/<run-id>/``; the tree is
-documented once, in ``medbuilder.flows.build`` (the flow's docstring).
+Every stage reads and writes these as JSON under ``runs/<run-id>/``, through the run folder
+(``run_folder.py``, whose docstring is the tree of the folder).
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from medbuilder.protocol.objective import Objective
 
@@ -30,11 +28,21 @@ class RunRecord(BaseModel):
     dataset_hint: str | None = None
     core: str
     approve: str
+    data_dir: str | None = Field(None, description="The data folder when the run was created: datacard paths "
+                                                   "resolve under it for the life of the run.")
+    dataset_root: str | None = Field(None, description="The chosen dataset's folder, resolved when it was chosen.")
     flow_run_id: str | None = None
     api_url: str | None = None
     status: str = "created"
     failed_role: str | None = Field(None, description="status 'failed': the role (or stage) that stopped the build.")
     failure_reason: str | None = Field(None, description="status 'failed': why, in one line (failure.json has more).")
+
+
+class Request(BaseModel):
+    """What the clinician asked for: the request's words and the dataset they named, if any."""
+
+    text: str
+    dataset: str | None = None
 
 
 class Candidate(BaseModel):
@@ -96,70 +104,65 @@ class StageRecord(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict, description="What the stage returned (reused on resume).")
 
 
+FeedbackKind = Literal["loss_not_finite", "out_of_memory"]
+
+
 class Feedback(BaseModel):
     """Why a role's output failed its check; the next attempt starts from it."""
 
     role: str
     attempt: int
     problems: list[str]
+    kinds: list[FeedbackKind] = Field(default_factory=list, description="What made the attempt fail, typed: what "
+                                      "the next attempt adjusts (the problems say it in words).")
     attempts: list[str] = []  # how every attempt so far ended, this one last ("attempt 2: exit_format (...)")
 
     def text(self) -> str:
         return "\n".join(f"- {p}" for p in self.problems)
 
 
-class RunFolder:
-    """Paths and typed reads/writes for one run; creates folders on write."""
+class Refinement(BaseModel):
+    """How review feedback was read for round k: what the Model Trainer changes in that round."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root).resolve()
+    model_config = ConfigDict(extra="allow")
 
-    @classmethod
-    def new(cls, runs_dir: Path, slug: str = "build") -> "RunFolder":
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run = cls(Path(runs_dir) / f"{stamp}-{slug}-{secrets.token_hex(2)}")
-        run.root.mkdir(parents=True)
-        return run
+    round: int
+    feedback: str = ""
+    objective: dict[str, Any] | None = None
+    strategies: list[str] = []
+    config: dict[str, Any] = Field(default_factory=dict, description="Template keys the round sets.")
+    summary: str = ""
 
-    @property
-    def run_id(self) -> str:
-        return self.root.name
 
-    @property
-    def workspace(self) -> Path:
-        return self.root / "workspace"
+class RoundSummary(BaseModel):
+    """report/round-<k>/summary.json: round k's figure with its interval, and what the review gate shows."""
 
-    @property
-    def index_dir(self) -> Path:
-        return self.workspace / "index"
+    model_config = ConfigDict(extra="allow")
 
-    def path(self, name: str) -> Path:
-        return self.root / name
+    round: int
+    metric: str
+    value: float | None
+    ci95: list[float] | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    unit: str | None = None
+    n_units: int | None = None
+    units_note: str | None = None
+    interpretability: dict[str, Any] | None = None
+    sections: list[str] = []
 
-    def exists(self, name: str) -> bool:
-        return (self.root / name).exists()
 
-    def write(self, name: str, artifact: BaseModel | dict | list) -> Path:
-        target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = artifact.model_dump(mode="json") if isinstance(artifact, BaseModel) else artifact
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(target)
-        return target
+class Failure(BaseModel):
+    """failure.json: which role or stage stopped the build, what it found, the fix and the resume command."""
 
-    def read(self, name: str, model: type[T]) -> T:
-        return model.model_validate_json((self.root / name).read_text())
+    model_config = ConfigDict(extra="allow")
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.root / name).read_text())
-
-    def stage(self, name: str) -> StageRecord:
-        file = f"stages/{name}.json"
-        return self.read(file, StageRecord) if self.exists(file) else StageRecord(stage=name)
-
-    def save_stage(self, record: StageRecord) -> None:
-        self.write(f"stages/{record.stage}.json", record)
-
-    def stage_done(self, name: str) -> bool:
-        return self.stage(name).status == "completed"
+    role: str | None = None
+    stage: str | None = None
+    attempts: int | None = None
+    status: str
+    history: list[str] = []
+    findings: list[str] = []
+    fix: str
+    resume: str
+    log: str

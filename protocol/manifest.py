@@ -30,7 +30,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from medbuilder.protocol.artifacts import RunFolder, StageRecord, now
+from medbuilder.protocol.artifacts import StageRecord, now
+from medbuilder.protocol.run_folder import RunFolder
 
 MANIFEST_FILE = "dataset_manifest.json"
 VIOLATION_FILE = "dataset_violation.json"
@@ -135,13 +136,10 @@ def read_manifest(run: RunFolder) -> DatasetManifest | None:
 
 def dataset_root(run: RunFolder) -> Path | None:
     """The run's chosen dataset folder, once the datacard is chosen and the folder exists."""
-    if not run.exists("datacard.json"):
+    card, root = run.datacard(), run.dataset_root
+    if card is None or root is None:
         return None
-    from medbuilder.protocol.datacard import Datacard
-    from medbuilder.settings import get_settings
-
-    card = Datacard.model_validate(run.read_json("datacard.json"))
-    root = get_settings().resolve_data_path(card.path).resolve()
+    root = root.resolve()
     return root if root.is_dir() and card.has_images else None
 
 

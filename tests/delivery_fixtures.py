@@ -43,14 +43,15 @@ def prepare_data(root: Path, task: str) -> Path:
 
 def make_run(root: Path, task: str, train: bool = True):
     """A run folder under ``root/runs`` for ``task``, with round 0 trained and snapshotted."""
-    from medbuilder.protocol.artifacts import GateDecision, Plan, RunFolder
+    from medbuilder.protocol.artifacts import GateDecision, Plan
     from medbuilder.protocol.checks import check_index
     from medbuilder.protocol.datasets import reference_index
     from medbuilder.protocol.registry import Registry
+    from medbuilder.protocol.run_folder import RunFolder
     from medbuilder.protocol.templates import fill_template, run_training, suggest_values
     from medbuilder.review.evaluate import snapshot_round
-    from medbuilder.review.verified_metric import METRIC as METRICS
     from medbuilder.review.metadata_audit import audit_run
+    from medbuilder.review.verified_metric import METRIC as METRICS
     from medbuilder.review.verified_metric import fix_test_split
 
     recipe, _, overrides = SETUPS[task]

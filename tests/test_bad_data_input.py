@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from flow_helpers import BR35H, kill_tree, only_run, start, wait_for, write_card
-from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.checks import check_index
 from medbuilder.protocol.index import DataIndex, IndexRecord
 from medbuilder.protocol.manifest import compare, read_manifest, take_manifest
 from medbuilder.protocol.registry import DatacardError, load_card
+from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
 COLIN = "/usr/share/mricron/templates/ch2.nii.gz"
@@ -102,7 +102,7 @@ def _run_with(settings_env, card) -> RunFolder:
 
 @pytest.mark.parametrize("state, problem", [("missing", "does not exist"), ("empty", "is empty (no files)")])
 def test_a_dataset_folder_missing_or_empty_stops_the_run_at_prepare_data(settings_env, state, problem):
-    from medbuilder.tasks.steps import prepare_stage
+    from medbuilder.stages.prepare import prepare_stage
 
     root = settings_env / "data" / "scans"
     if state == "empty":

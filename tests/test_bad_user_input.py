@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import medbuilder.flows.build  # noqa: F401  Prefect binds its log handlers to the real streams, not CliRunner's
 from medbuilder.cli import app
-from medbuilder.protocol.artifacts import RunFolder, RunRecord
+from medbuilder.protocol.artifacts import RunRecord
+from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
 runner = CliRunner()

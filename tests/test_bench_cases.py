@@ -103,11 +103,12 @@ def test_quick_case_through_the_cli(tmp_path):
 
 def test_bench_epochs_override_the_model_trainers_choice_and_the_cap_still_holds(tmp_path):
     import template_data
-    from medbuilder.agents.roles.model_trainer import choose_hyperparameters
+    from medbuilder.agents.hyperparameters import choose_hyperparameters
+    from medbuilder.protocol.index import DataIndex
 
-    index = template_data.br35h_index(tmp_path, per_class=6)
-    own, _ = choose_hyperparameters("diagnosis", index, "2D", None, None)
-    forced, reasons = choose_hyperparameters("diagnosis", index, "2D", None, None, epochs=own["epochs"] + 7)
+    index = DataIndex.read(template_data.br35h_index(tmp_path, per_class=6), "diagnosis")
+    own, _ = choose_hyperparameters("diagnosis", index, "2D")
+    forced, reasons = choose_hyperparameters("diagnosis", index, "2D", epochs=own["epochs"] + 7)
     assert forced["epochs"] == own["epochs"] + 7 and any("MEDBUILDER_TRAIN_EPOCHS" in r for r in reasons)
-    capped, _ = choose_hyperparameters("diagnosis", index, "2D", None, None, max_epochs=3, epochs=50)
+    capped, _ = choose_hyperparameters("diagnosis", index, "2D", max_epochs=3, epochs=50)
     assert capped["epochs"] == 3

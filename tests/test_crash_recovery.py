@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import template_data
 from flow_helpers import MEDBUILDER, descendants, kill_tree, only_run, start, wait_for
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_sigkill_during_training_resumes_from_last_checkpoint(prefect_api, br35h
             kill_tree(proc)
     last_logged = max(e["epoch"] for e in _epochs(run_dir))
     run = RunFolder(run_dir)
-    from medbuilder.flows.recovery import observed_status
+    from medbuilder.lifecycle.recovery import observed_status
 
     assert run.read_json("run.json")["status"] == "running"
     assert observed_status(run_dir, "running") == "interrupted"
@@ -172,6 +172,8 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
         run_dir = only_run(br35h_small / "runs")
         wait_for(lambda: _pending(run_dir).get("gate") == "dataset-1", 180, "the dataset gate", log)
         old_flow_run = _pending(run_dir)["flow_run_id"]
+        # gates/pending.json is written just before the pause: kill once the flow run is paused
+        wait_for(lambda: _flow_run_state(old_flow_run) == "PAUSED", 60, "the paused flow run", log)
         _kill_leader(proc)
     finally:
         if proc.poll() is None:
@@ -302,7 +304,7 @@ def test_engine_resumes_only_an_unfinished_training_of_the_same_config(tmp_path,
 
 
 def test_resume_stops_a_process_left_in_the_workspace(tmp_path):
-    from medbuilder.flows.recovery import stop_workspace_processes, workspace_processes
+    from medbuilder.lifecycle.recovery import stop_workspace_processes, workspace_processes
 
     leftover = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
     assert workspace_processes(tmp_path) == [leftover.pid]

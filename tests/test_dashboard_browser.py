@@ -32,7 +32,8 @@ import pytest
 from conftest import REPO
 from flow_helpers import kill_tree, wait_for
 from medbuilder.dashboards import auth, launch
-from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
+from medbuilder.protocol.artifacts import RunRecord, StageRecord
+from medbuilder.protocol.run_folder import RunFolder
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from medbuilder.dashboards import auth, data, dataset_evidence as evidence, progress
-from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
+from medbuilder.protocol.artifacts import RunRecord, StageRecord
 from medbuilder.protocol.registry import DatacardError
+from medbuilder.protocol.run_folder import RunFolder
 
 GOOD_CARD = """name: tiny-mri
 title: A tiny MRI set

@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from flow_helpers import BR35H
-from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.checks import check_index
 from medbuilder.protocol.index import DataIndex, IndexRecord
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.manifest import (MANIFEST_FILE, VIOLATION_FILE, DatasetModified, compare, read_manifest,
                                           take_manifest)
-from medbuilder.tasks.stages import run_stage
+from medbuilder.stages.record import run_stage
 
 COLIN = "/usr/share/mricron/templates/ch2.nii.gz"
 

@@ -325,11 +325,11 @@ def test_heldout_set_is_disjoint_from_br35h():
 def test_external_report_on_the_heldout_set(delivered, settings_for):
     from sklearn.metrics import roc_auc_score
 
-    from medbuilder.review.external import evaluate_external
+    from medbuilder.stages.external import validate_external
 
     _, run, _ = delivered
     settings_for()
-    result = evaluate_external(run, "br35h-heldout", MAP)
+    result = validate_external(run, "br35h-heldout", MAP)
     folder = run.root / "external" / "br35h-heldout"
     assert result["n"] == 20 and result["per_class"] == {"no": 10, "yes": 10} and result["set_aside"] == []
     assert result["label_map"] == {"normal": "no", "tumour": "yes"}
@@ -355,21 +355,21 @@ def test_external_report_on_the_heldout_set(delivered, settings_for):
 
 
 def test_label_names_that_differ_need_a_map(delivered, settings_for):
-    from medbuilder.review.external import evaluate_external
     from medbuilder.review.external_data import ExternalDataError
+    from medbuilder.stages.external import validate_external
 
     _, run, _ = delivered
     settings_for()
     with pytest.raises(ExternalDataError, match="--label-map normal=no --label-map tumour=yes"):
-        evaluate_external(run, "br35h-heldout", {})
+        validate_external(run, "br35h-heldout", {})
     with pytest.raises(ExternalDataError, match="are not classes of the model"):
-        evaluate_external(run, "br35h-heldout", {"tumour": "maybe", "normal": "no"})
+        validate_external(run, "br35h-heldout", {"tumour": "maybe", "normal": "no"})
     with pytest.raises(ExternalDataError, match="the dataset the model was built on"):
-        evaluate_external(run, "br35h", {})
+        validate_external(run, "br35h", {})
 
 
 def test_copies_of_the_runs_own_images_are_set_aside(delivered, settings_for):
-    from medbuilder.review.external import evaluate_external
+    from medbuilder.stages.external import validate_external
 
     root, run, index = delivered
     site = root / "data" / "other-site"
@@ -387,7 +387,7 @@ def test_copies_of_the_runs_own_images_are_set_aside(delivered, settings_for):
                   "tasks": ["diagnosis"], "modality": "MRI", "dimension": "2D", "anatomy": "brain",
                   "label_names": ["no", "yes"], "file_formats": ["jpg"], "licence": "test data",
                   "provenance": "real", "source": "copies of Br35H files", "use": "validation"})
-    result = evaluate_external(run, "other-site")
+    result = validate_external(run, "other-site")
     aside = {Path(a["image"]).name: a["why"] for a in result["set_aside"]}
     assert set(aside) == {"same-bytes.jpg", "mirrored.jpg"}, aside
     assert all("a copy of the run's own image" in why for why in aside.values())
@@ -395,7 +395,7 @@ def test_copies_of_the_runs_own_images_are_set_aside(delivered, settings_for):
 
 
 def test_validation_cards_are_never_chosen_to_train():
-    from medbuilder.agents.roles.task_manager import _plan
+    from medbuilder.agents.planning import draft_plan as _plan
     from medbuilder.protocol.registry import Registry
 
     cards = list(Registry(REPO / "datacards").cards().values())

@@ -11,7 +11,7 @@ from prefect import flow
 
 from flow_helpers import make_csv_dataset, write_card
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_data_engineer_reads_both_columns_and_a_bad_correction_ends_with_no_alte
     from medbuilder.agents.roles.base import RoleGaveUp
     from medbuilder.protocol.layout import Layout
     from medbuilder.settings import get_settings
-    from medbuilder.tasks.roles import role_task
+    from medbuilder.tasks.stage_tasks import stage_task
 
     write_card(data_env / "cards", make_csv_dataset(data_env / "mri-csv"))
     monkeypatch.setenv("MEDBUILDER_DATACARDS_DIR", str(data_env / "cards"))
@@ -47,7 +47,7 @@ def test_data_engineer_reads_both_columns_and_a_bad_correction_ends_with_no_alte
     @flow
     def index_only(run_dir: str) -> None:
         for role in ("task_manager", "data_engineer"):
-            role_task.with_options(retries=2)(run_dir, role, "offline", role)
+            stage_task(role, 2)(run_dir, role, "offline")
 
     index_only(str(run.root))
     layout = Layout.model_validate_json(run.path("layout.json").read_text())
@@ -66,7 +66,7 @@ def test_data_engineer_reads_both_columns_and_a_bad_correction_ends_with_no_alte
 
     @flow
     def engineer_again(run_dir: str) -> None:
-        role_task.with_options(retries=2)(run_dir, "data_engineer", "offline", "data_engineer-2")
+        stage_task("data_engineer", 2)(run_dir, "data_engineer-2", "offline")
 
     with pytest.raises(RoleGaveUp) as gave_up:
         engineer_again(str(run.root))
@@ -81,7 +81,7 @@ TERMINAL_GATE = """
 import sys
 from prefect import flow
 from medbuilder.flows.gates import ask
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 
 @flow
 def one_gate(run_dir: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
 
 SECRET = "FAKE-PRIVATE-KEY-0451"

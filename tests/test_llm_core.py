@@ -27,7 +27,7 @@ from medbuilder.agents.roles.base import RoleCheckFailed
 from medbuilder.agents.runner import RoleOutcome, run_role
 from medbuilder.agents.toolbox import Toolbox
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.tools import TOOLS, Workspace
 from medbuilder.protocol.tools.langchain_layer import model_description
 from medbuilder.settings import Settings, get_settings

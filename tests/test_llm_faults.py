@@ -40,9 +40,9 @@ from prefect import flow
 
 from medbuilder.agents.roles.base import RoleCheckFailed
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import get_settings
-from medbuilder.tasks.roles import role_task
+from medbuilder.tasks.stage_tasks import stage_task
 
 pytestmark = pytest.mark.slow
 
@@ -298,8 +298,8 @@ CASES = [
 # -- running one case ------------------------------------------------------------------
 @flow(name="llm-fault-case", persist_result=False)
 def index_flow(run_dir: str, retries: int) -> dict:
-    role_task.with_options(retries=0)(run_dir, "task_manager", "offline", "task_manager")
-    return role_task.with_options(retries=retries)(run_dir, "data_engineer", "llm", "data_engineer")
+    stage_task("task_manager")(run_dir, "task_manager", "offline")
+    return stage_task("data_engineer", retries)(run_dir, "data_engineer", "llm")
 
 
 def _alive(pid: int) -> bool:
@@ -350,7 +350,7 @@ def template_run(tmp_path_factory) -> tuple[Path, Path]:
     stage (as on resume), and the encoder that ranks datacards loads once for the module.
     """
     from medbuilder.protocol.datasets import prepare
-    from medbuilder.tasks.roles import role_stage
+    from medbuilder.stages.roles import role_stage
 
     base = tmp_path_factory.mktemp("llm-faults")
     prepare("br35h", base / "data" / "br35h", limit=8, echo=lambda *_: None)

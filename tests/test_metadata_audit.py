@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.acquisition import border_width, features
 from medbuilder.review.metadata_audit import AUDIT_FILE, audit_lines, audit_records
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from medbuilder.agents.roles.base import RoleContext
 from medbuilder.agents.roles.module_architect import BATCH_CHECK, check
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import get_settings
 
 DATALOADER = """

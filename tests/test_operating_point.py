@@ -9,9 +9,9 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from medbuilder.flows.gates import DatasetDecision, ReviewDecision
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.lifecycle.gate_forms import DatasetDecision, ReviewDecision
 from medbuilder.protocol.registry import Registry
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.operating_point import at_threshold, threshold_for
 from medbuilder.review.refine import read_feedback, write_refinement
 from medbuilder.settings import REPO_ROOT

@@ -45,7 +45,8 @@ def test_occlusion_sees_a_shortcut_outside_the_structure():
 
 def test_report_on_a_trained_2d_model_at_the_review_gate(tmp_path):
     """A trained 2D segmentation round evaluated as the flow does: report files, gate section, card section."""
-    from medbuilder.protocol.artifacts import Plan, RunFolder
+    from medbuilder.protocol.artifacts import Plan
+    from medbuilder.protocol.run_folder import RunFolder
     from medbuilder.review.compare import card_sections
     from medbuilder.review.evaluate import evaluate_round
     from medbuilder.review.verified_metric import fix_test_split

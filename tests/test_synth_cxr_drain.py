@@ -96,7 +96,7 @@ def test_reference_index_keeps_split_and_confounder(small):
 
 def _run(request: str, dataset: str | None = None):
     from medbuilder.agents.runner import run_role
-    from medbuilder.protocol.artifacts import RunFolder
+    from medbuilder.protocol.run_folder import RunFolder
     from medbuilder.settings import get_settings
 
     settings = get_settings()

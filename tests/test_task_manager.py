@@ -11,9 +11,9 @@ import pytest
 
 from flow_helpers import write_card
 from medbuilder.agents.matching import FINDING_SIMILARITY, assess, finding_label_similarity, finding_match
+from medbuilder.agents.planning import draft_plan as _plan
 from medbuilder.agents.request_language import detect_language, to_english
 from medbuilder.agents.request_terms import RequestTerms
-from medbuilder.agents.roles.task_manager import _plan
 from medbuilder.bench.cases import CASES
 from medbuilder.protocol.datacard import Datacard
 from medbuilder.protocol.registry import load_card
@@ -160,7 +160,7 @@ def test_other_languages_get_a_message_saying_what_to_do(cards):
 
 def _run_task_manager(request: str, dataset: str | None = None):
     from medbuilder.agents.runner import run_role
-    from medbuilder.protocol.artifacts import RunFolder
+    from medbuilder.protocol.run_folder import RunFolder
     from medbuilder.settings import get_settings
 
     settings = get_settings()

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.verified_metric import fix_test_split, verified_metrics, verify
 
 LABELS = {"no": 0, "yes": 1}

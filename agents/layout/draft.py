@@ -13,12 +13,10 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from medbuilder.agents.core import Actor
 from medbuilder.agents.layout.choose import choose
 from medbuilder.agents.layout.propose import CardFacts, proposals_for
 from medbuilder.agents.layout.survey import DICOM_EXTENSIONS, Survey
-from medbuilder.agents.toolbox import Toolbox
-from medbuilder.agents.trajectory import Trajectory
+from medbuilder.agents.scripted import Actor, play
 from medbuilder.protocol.indexing import DatasetFacts, IndexingReport
 from medbuilder.protocol.indexing.discover import extension_of
 from medbuilder.protocol.layout import Layout
@@ -34,11 +32,9 @@ class DraftError(ValueError):
     """The folder gives nothing to draft from; the message says what was seen."""
 
 
-def _actor(folder: Path, task: str, dimension: str, work: Path) -> Actor:
-    workspace = Workspace.create(work, [folder])
+def _workspace(folder: Path, task: str, dimension: str, work: Path) -> Workspace:
     facts = DatasetFacts(root=str(folder), task=task, dimension=dimension, label_names=[])
-    trajectory = Trajectory(role="datacard_draft", attempt=1, core="offline")
-    return Actor(Toolbox(replace(workspace, dataset=facts), TOOLS, trajectory), trajectory, max_steps=60)
+    return replace(Workspace.create(work, [folder]), dataset=facts)
 
 
 def guess_dimension(act: Actor, survey: Survey) -> str:
@@ -130,24 +126,33 @@ def draft_card(folder: Path, task: str | None = None, name: str | None = None) -
         raise DraftError(f"{folder} is not a folder; give the dataset's root folder")
     from medbuilder.agents.roles.data_engineer import take_survey, try_layout
 
-    with tempfile.TemporaryDirectory(prefix="medbuilder-draft-") as work:
-        look = _actor(folder, task or "diagnosis", "2D", Path(work))
-        survey = take_survey(look, str(folder))
-        dimension = guess_dimension(look, survey)
-        facts = CardFacts(task=task or "diagnosis", dimension=dimension, label_names=[])
-        facts.task = task or guess_task(survey, facts)
-        act = _actor(folder, facts.task, dimension, Path(work))
+    def look(act: Actor) -> tuple[Survey, str]:
+        survey = take_survey(act, str(folder))
+        return survey, guess_dimension(act, survey)
+
+    def fit(act: Actor):
         layout, tried = choose(proposals_for(survey, facts), lambda candidate: try_layout(act, candidate), facts)
         if layout is None:
-            raise DraftError(f"no layout for {facts.task} fits the files in {folder}: "
-                             + "; ".join(t.error or t.proposal.what for t in tried) if tried else
-                             f"no image files, class folders, tables or masks were found in {folder}")
-        report = try_layout(act, layout)
+            return None, tried, None, []
+        labels = _mask_labels(act, survey) if facts.task == "segmentation" else []
+        return layout, tried, try_layout(act, layout), labels
+
+    with tempfile.TemporaryDirectory(prefix="medbuilder-draft-") as work:
+        survey, dimension = play(look, _workspace(folder, task or "diagnosis", "2D", Path(work)), TOOLS,
+                                 "datacard_draft")
+        facts = CardFacts(task=task or "diagnosis", dimension=dimension, label_names=[])
+        facts.task = task or guess_task(survey, facts)
+        layout, tried, report, mask_labels = play(fit, _workspace(folder, facts.task, dimension, Path(work)), TOOLS,
+                                                  "datacard_draft")
+    if layout is None:
+        raise DraftError(f"no layout for {facts.task} fits the files in {folder}: "
+                         + "; ".join(t.error or t.proposal.what for t in tried) if tried else
+                         f"no image files, class folders, tables or masks were found in {folder}")
     modality, anatomy = guess_modality(survey)
     formats = sorted({extension_of(n) or "dcm" for f in survey.image_folders() for n in f.image_names()}
                      | {extension_of(t) for t in survey.tables})
     labels = ([k for k in report.per_class if k != "all"] if facts.task != "segmentation"
-              else _mask_labels(act, survey) or ["background", "EDIT: the name of each mask value"])
+              else mask_labels or ["background", "EDIT: the name of each mask value"])
     card = {"name": name or _slug(folder), "title": f"EDIT: a title for {folder.name}",
             "description": _description(folder, layout, report, facts.task), "path": str(folder),
             "tasks": [facts.task], "modality": modality, "dimension": dimension, "anatomy": anatomy,

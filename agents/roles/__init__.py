@@ -1,10 +1,5 @@
-"""The four roles, by name, in the order a build runs them."""
+"""The four roles' specs by name (their order and their stages are in medbuilder/stages/registry.py)."""
 
 from medbuilder.agents.roles import data_engineer, model_trainer, module_architect, task_manager
 
-ROLES = {
-    "task_manager": task_manager.ROLE,
-    "data_engineer": data_engineer.ROLE,
-    "module_architect": module_architect.ROLE,
-    "model_trainer": model_trainer.ROLE,
-}
+ROLES = {role.name: role for role in (task_manager.ROLE, data_engineer.ROLE, module_architect.ROLE, model_trainer.ROLE)}

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import jinja2
 
-from medbuilder.agents.core import Actor, RoleJob
-from medbuilder.protocol.artifacts import Feedback, Plan, RunFolder
+from medbuilder.agents.core import RoleJob
+from medbuilder.agents.scripted import Actor
+from medbuilder.protocol.artifacts import Feedback, Plan
 from medbuilder.protocol.datacard import Datacard
 from medbuilder.protocol.registry import Registry
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import Settings
 
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -50,17 +52,15 @@ class RoleContext:
 
     @property
     def dataset_root(self) -> Path:
-        return self.settings.resolve_data_path(self.card.path)
+        return self.run.recorded_dataset_root() or self.settings.resolve_data_path(self.card.path)
 
     @classmethod
     def load(cls, run: RunFolder, settings: Settings, attempt: int, feedback: Feedback | None) -> "RoleContext":
-        request = run.read_json("request.json")["text"]
-        plan = run.read("plan.json", Plan) if run.exists("plan.json") else None
+        plan = run.plan()
         card = None
         if plan and plan.status == "ok":
-            card = Datacard.model_validate(run.read_json("datacard.json")) if run.exists("datacard.json") \
-                else Registry(settings.datacards_dir).get(plan.dataset)
-        return cls(run, settings, request, attempt, feedback, plan, card)
+            card = run.datacard() or Registry(settings.datacards_dir).get(plan.dataset)
+        return cls(run, settings, run.request().text, attempt, feedback, plan, card)
 
 
 @dataclass
@@ -75,6 +75,7 @@ class Role:
     after: Callable[[RoleContext], None] = lambda ctx: None  # host-side work on the output, before the check
     dataset: Callable[[RoleContext], object] | None = None  # the DatasetFacts its apply_layout tool serves
     uses_feedback: bool = True  # whether its offline policy decides differently after a failed check
+    diagnose: Callable[[RoleContext], list[str]] = lambda ctx: []  # typed causes of a failed check (Feedback.kinds)
 
     def system_prompt(self, values: dict) -> str:
         return _jinja.get_template(f"{self.name}.system.md").render(**values)

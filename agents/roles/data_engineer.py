@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from medbuilder.agents.core import Actor, AgentExit, RoleJob
+from medbuilder.agents.core import AgentExit, RoleJob
 from medbuilder.agents.layout.choose import choose, unresolved
 from medbuilder.agents.layout.propose import CardFacts, proposals_for
 from medbuilder.agents.layout.survey import DICOM_EXTENSIONS, Survey
 from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.agents.roles.index_build import build_index, dataset_facts, submitted_layout
+from medbuilder.agents.scripted import Actor
 from medbuilder.protocol.artifacts import GateDecision
 from medbuilder.protocol.checks import check_index
 from medbuilder.protocol.indexing import IndexingReport

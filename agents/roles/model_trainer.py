@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import math
 
-from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.agents.core import RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
-from medbuilder.agents.roles.module_architect import TRAINING_KEYS, template_problems
-from medbuilder.protocol.index import DataIndex
-from medbuilder.protocol.templates import suggest_values
+from medbuilder.agents.roles.module_architect import template_problems
+from medbuilder.agents.scripted import Actor
+from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.templates.spec import TEMPLATES_DIR
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
-from medbuilder.review.clustered import independent_units
 from medbuilder.review.verified_metric import fix_test_split, verify
 
 TRAIN = "python train.py --config config.json"
@@ -25,59 +24,20 @@ def _context(ctx: RoleContext) -> dict:
             "workspace": str(ctx.run.workspace), "index_dir": str(ctx.run.index_dir), "train_command": TRAIN,
             "time_limit_s": ctx.settings.train_time_limit_s, "max_epochs": ctx.settings.train_max_epochs,
             "epochs": ctx.settings.train_epochs, "refinement": refinement,
-            "feedback": ctx.feedback.text() if ctx.feedback else None}
-
-
-MIN_GROUPS_FOR_VALIDATION = 1000
-
-
-def distinct_groups(index: DataIndex) -> int:
-    """Training items that are not copies of one another (patients, duplicate groups, else images)."""
-    _, units = independent_units([{"patient_id": r.patient_id, "duplicate_group": r.duplicate_group}
-                                  for r in index.train])
-    return len(set(units.tolist()))
-
-
-def choose_hyperparameters(task: str, index_dir, dimension: str, feedback: str | None,
-                           time_limit_s: float | None, max_epochs: int | None = None,
-                           epochs: int | None = None) -> tuple[dict, list[str]]:
-    """Training keys from data size, dimension and class balance, adjusted by a failed attempt's feedback."""
-    index = DataIndex.read(index_dir, task)
-    suggested = suggest_values(task, index, dimension)
-    chosen = {k: v for k, v in suggested.items() if k in TRAINING_KEYS}
-    reasons = [f"epochs {chosen.get('epochs')} and batch size {chosen.get('batch_size')} for this data size and "
-               f"dimension" + (", balanced class weights for the class imbalance" if "class_weights" in chosen else "")]
-    groups = distinct_groups(index)
-    if groups < MIN_GROUPS_FOR_VALIDATION:
-        chosen["val_fraction"] = 0.0
-        reasons.append(f"only {groups} distinct training items: train on all of them and keep the last epoch "
-                       "rather than hold some out to pick an epoch")
-    if time_limit_s:
-        chosen["time_limit_s"] = float(time_limit_s)
-    if epochs:
-        chosen["epochs"] = int(epochs)
-        reasons.append(f"epochs set to {epochs} (MEDBUILDER_TRAIN_EPOCHS)")
-    if max_epochs and int(chosen.get("epochs", 0)) > max_epochs:
-        chosen["epochs"] = int(max_epochs)
-        reasons.append(f"epochs capped at {max_epochs} (MEDBUILDER_TRAIN_MAX_EPOCHS)")
-    text = (feedback or "").lower()
-    if "not finite" in text or "nan" in text:
-        chosen["lr"] = 0.0005
-        reasons.append("the last loss was not finite: lower learning rate 5e-4")
-    if "memory" in text or "killed" in text:
-        chosen["batch_size"] = max(1, int(chosen.get("batch_size", 8)) // 2)
-        reasons.append("the last run ran out of memory: half the batch size")
-    return chosen, reasons
+            "feedback": ctx.feedback.text() if ctx.feedback else None,
+            "adjust": list(ctx.feedback.kinds) if ctx.feedback else []}
 
 
 def policy(job: RoleJob, act: Actor) -> str:
     values = job.context
     shown = act.expect("read_files", "Current configuration.", paths=["config.json"])
     config = json.loads(shown.result[0].text)
-    act.expect("preview_files", "How much training data?", path="index/train.json", n=2)
-    chosen, reasons = choose_hyperparameters(values["task"], values["index_dir"], values["dimension"],
-                                             values["feedback"], values["time_limit_s"], values.get("max_epochs"),
-                                             values.get("epochs"))
+    adjust = values.get("adjust") or []
+    choice = act.expect("choose_training", "Training keys for this data.", task=values["task"],
+                        dimension=values["dimension"], lower_lr="loss_not_finite" in adjust,
+                        halve_batch="out_of_memory" in adjust, time_limit_s=values["time_limit_s"],
+                        max_epochs=values.get("max_epochs"), epochs=values.get("epochs")).result
+    chosen, reasons = dict(choice.values), list(choice.reasons)
     if values["refinement"]:
         chosen.update(values["refinement"].get("config", {}))
         reasons.append(f"refinement round {values['refinement']['round']}: {values['refinement']['summary']}")
@@ -116,11 +76,34 @@ def check(ctx: RoleContext) -> list[str]:
     return problems + checked["problems"]
 
 
+def diagnose(ctx: RoleContext) -> list[str]:
+    """Why training failed, typed, for the next attempt: a loss that was not finite, a training the sandbox
+    stopped at its memory limit."""
+    kinds = []
+    try:
+        metrics = json.loads(read_text_nofollow(ctx.run.workspace, "metrics.json"))
+    except (OSError, UntrustedFileError, ValueError):
+        metrics = {}
+    loss = metrics.get("final_train_loss") if isinstance(metrics, dict) else None
+    if isinstance(loss, (int, float)) and not math.isfinite(loss):
+        kinds.append("loss_not_finite")
+    try:
+        steps = Trajectory.load(ctx.run.root / "trajectories" / f"model_trainer-{ctx.attempt}.json").steps
+    except (OSError, ValueError):
+        steps = []
+    trainings = [s for s in steps if s.tool == "run_script" and s.args.get("command") == TRAIN]
+    if trainings and trainings[-1].limit == "memory":
+        kinds.append("out_of_memory")
+    return kinds
+
+
 ROLE = Role(
     name="model_trainer",
-    tools=["list_files", "read_files", "preview_files", "write_file", "edit_file", "run_script", "copy_files"],
+    tools=["choose_training", "list_files", "read_files", "preview_files", "write_file", "edit_file", "run_script",
+           "copy_files"],
     policy=policy,
     read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR],
     check=check,
     context=_context,
+    diagnose=diagnose,
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from medbuilder.agents.core import Actor, RoleJob
+from medbuilder.agents.core import RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.agents.scripted import Actor
 from medbuilder.agents.trajectory import Trajectory
-from medbuilder.protocol.index import DataIndex
-from medbuilder.protocol.templates import build_config, get_template, suggest_values
+from medbuilder.protocol.templates import get_template
 from medbuilder.protocol.templates.complete import complete_config
 from medbuilder.protocol.templates.fill import CONFIG, FILL_RECORD
 from medbuilder.protocol.templates.spec import COMMON_DIR, TEMPLATES_DIR
@@ -18,8 +18,6 @@ from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
 from medbuilder.review.trusted_code import edited_files
 
-# Keys the Model Trainer chooses; the Module Architect leaves them at their defaults.
-TRAINING_KEYS = {"epochs", "batch_size", "lr", "class_weights", "balanced_sampling", "time_limit_s", "val_fraction"}
 BATCH_CHECK = "python dataloader.py --config config.json"
 
 
@@ -31,24 +29,17 @@ def _context(ctx: RoleContext) -> dict:
             "feedback": ctx.feedback.text() if ctx.feedback else None}
 
 
-def data_values(task: str, index_dir, dimension: str) -> dict:
-    """The template keys that follow from the data (sizes, channels, classes), not training choices."""
-    values = suggest_values(task, DataIndex.read(index_dir, task), dimension)
-    return {k: v for k, v in values.items() if k not in TRAINING_KEYS} | {"index_dir": str(index_dir)}
-
-
 def policy(job: RoleJob, act: Actor) -> str:
     values = job.context
     listing = act.expect("list_files", "What does the template hold?", path=values["template_dir"])
-    act.expect("read_files", "Which keys does it take?", paths=[f"{values['template_dir']}/template.yaml"])
     entries = [e.split("  ")[0].rstrip("/") for e in listing.result.entries]
     sources = [f"{values['template_dir']}/{name}" for name in entries if name != "__pycache__"]
     sources += [str(p) for p in sorted(COMMON_DIR.glob("*.py"))]
     act.expect("copy_files", "Copy the template into the workspace.", sources=sources, destination=".",
                overwrite=values["feedback"] is not None)
-    filled = data_values(values["task"], values["index_dir"], values["dimension"])
-    config, _, _ = build_config(get_template(values["task"]), filled)
-    shown = ", ".join(f"{k}={v}" for k, v in filled.items() if k != "index_dir")
+    draft = act.expect("suggest_config", "Which data keys follow from the index?", task=values["task"],
+                       dimension=values["dimension"]).result
+    config, shown = draft.config, ", ".join(f"{k}={v}" for k, v in draft.data_keys.items() if k != "index_dir")
     act.expect("write_file", f"Fill the data keys: {shown}.", path=CONFIG, content=json.dumps(config, indent=1) + "\n")
     check = act("run_script", "Check one batch.", command=values["batch_check"])
     return f"Filled the {values['task']} template ({shown}). Batch check: " + \
@@ -120,8 +111,8 @@ def _read_roots(ctx: RoleContext) -> list:
 
 ROLE = Role(
     name="module_architect",
-    tools=["list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script", "load_med_data",
-           "check_3D", "normalize_image", "augment_image"],
+    tools=["suggest_config", "list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script",
+           "load_med_data", "check_3D", "normalize_image", "augment_image"],
     policy=policy,
     read_roots=_read_roots,
     check=check,

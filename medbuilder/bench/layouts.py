@@ -82,9 +82,10 @@ def run_data_engineer(family: GeneratedFamily, runs_dir: Path) -> RoleResult:
     """The offline Data Engineer on the family's folder and datacard, as `medbuilder build` runs it."""
     from medbuilder.agents.roles.base import RoleCheckFailed
     from medbuilder.agents.runner import run_role
-    from medbuilder.protocol.artifacts import Plan, RunFolder
+    from medbuilder.protocol.artifacts import Plan
     from medbuilder.protocol.datacard import Datacard
     from medbuilder.protocol.layout import Layout
+    from medbuilder.protocol.run_folder import RunFolder
 
     card = Datacard.model_validate(family.card)
     task = family.truth.task

@@ -8,8 +8,8 @@ from pathlib import Path
 from statistics import mean
 
 from medbuilder.bench.cases import TIME_TARGET
+from medbuilder.stages.registry import ROLES
 
-ROLES = ("task_manager", "data_engineer", "module_architect", "model_trainer")
 SHORT = {"task_manager": "TM", "data_engineer": "DE", "module_architect": "MA", "model_trainer": "MT"}
 
 

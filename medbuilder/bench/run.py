@@ -104,8 +104,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None]) -> dict:
     """One case, once: the flow, the run folder's figures, the reference pipeline, the comparison."""
     from medbuilder.flows.build import build_model
-    from medbuilder.flows.runs import role_table
-    from medbuilder.protocol.artifacts import RunFolder
+    from medbuilder.lifecycle.finish import role_table
+    from medbuilder.protocol.run_folder import RunFolder
 
     row: dict = {"case": case.name, "task": case.task, "dataset": case.dataset, "request": case.request,
                  "provenance": case.provenance, "core": core, "quick": quick}

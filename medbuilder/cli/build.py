@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 from enum import Enum
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import typer
 
 from medbuilder.cli.common import fail
 from medbuilder.cli.runs import find_run
+from medbuilder.stages.registry import STAGES
 
-STAGES = ("task_manager", "prepare_data", "data_engineer", "module_architect", "model_trainer", "evaluate", "deliver")
 
 
 class Core(str, Enum):
@@ -47,7 +48,7 @@ def build(
 ) -> None:
     """Run the build_model flow: Task Manager -> dataset gate -> Data Engineer -> Module Architect ->
     Model Trainer -> evaluation -> review gate (-> refinement rounds) -> delivery."""
-    from medbuilder.flows.runs import BadRequest, check_request
+    from medbuilder.lifecycle.request import BadRequest, check_request
 
     try:
         check_request(request)
@@ -127,7 +128,7 @@ def resume(
     approve: Approve = typer.Option(None, "--approve", help="Change how the remaining gates are answered."),
 ) -> None:
     """Continue an interrupted run; finished stages and answered gates are not redone."""
-    from medbuilder.flows.recovery import flow_process
+    from medbuilder.lifecycle.recovery import flow_process
 
     folder = find_run(run)
     alive = flow_process(folder)
@@ -170,7 +171,7 @@ def approve_gate(
                                        "roi, counterfactual_aug, mask_confounder, group_balanced."),
 ) -> None:
     """Answer the gate a paused run waits at, from another terminal (resumes it through Prefect)."""
-    from medbuilder.flows.resume import GateInputError, NotWaiting, answer_gate
+    from medbuilder.lifecycle.answer import GateInputError, NotWaiting, answer_gate
 
     folder = find_run(run)
     if layout is not None and not layout.is_file():
@@ -216,23 +217,23 @@ def stage(
 ) -> None:
     """Re-run one stage alone on an existing run folder (its record is reset first)."""
     from medbuilder.protocol.artifacts import RunRecord
-    from medbuilder.tasks.roles import role_stage
-    from medbuilder.tasks.steps import deliver_stage, evaluate_stage, prepare_stage
 
     folder = find_run(run)
     if name not in STAGES:
         fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
-    stage_name = {"evaluate": f"evaluate-{round_k}"}.get(name, name)
-    folder.path(f"stages/{stage_name}.json").unlink(missing_ok=True)
+    spec = STAGES[name]
+    record_name = f"evaluate-{round_k}" if name == "evaluate" else name
+    folder.path(f"stages/{record_name}.json").unlink(missing_ok=True)
     record = folder.read("run.json", RunRecord)
-    if name == "prepare_data":
-        summary = prepare_stage(str(folder.root))
-    elif name == "evaluate":
-        summary = evaluate_stage(str(folder.root), round_k)
-    elif name == "deliver":
-        summary = deliver_stage(str(folder.root), round_k)
-    else:
-        summary = role_stage(str(folder.root), name, (core and core.value) or record.core, name)
+    try:
+        summary = spec.run(str(folder.root), core=(core and core.value) or record.core, round_k=round_k,
+                           record=record_name)
+    except Exception as err:  # the user gets the reason; the traceback goes to the run's logs
+        log = folder.path(f"logs/stage-{record_name}.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        fail(f"stage {name} of run {folder.run_id} stopped: {first} (traceback: {log})")
     _print_summary(summary)
 
 
@@ -254,7 +255,7 @@ def predict(
 
 def runs() -> None:
     """Recent runs: id, status, request."""
-    from medbuilder.flows.recovery import observed_status
+    from medbuilder.lifecycle.recovery import observed_status
     from medbuilder.protocol.artifacts import RunRecord
     from medbuilder.settings import get_settings
 

@@ -20,13 +20,13 @@ def evaluate(
 ) -> None:
     """External validation: the delivered bundle on another datacard's images; writes runs/<id>/external/NAME/."""
     from medbuilder.delivery.predict import NoBundleError
-    from medbuilder.review.external import evaluate_external
     from medbuilder.review.external_data import ExternalDataError, parse_label_map
     from medbuilder.review.external_report import headline
+    from medbuilder.stages.external import validate_external
 
     folder = find_run(run)
     try:
-        result = evaluate_external(folder, dataset, parse_label_map(label_map))
+        result = validate_external(folder, dataset, parse_label_map(label_map))
     except (ExternalDataError, NoBundleError, FileNotFoundError) as err:
         fail(str(err))
     except Exception as err:  # the user gets the reason; the traceback goes to the log

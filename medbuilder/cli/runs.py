@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medbuilder.cli.common import fail
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import get_settings
 
 

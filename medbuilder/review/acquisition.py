@@ -133,3 +133,13 @@ def feature_matrix(rows: list[dict]) -> tuple[np.ndarray, list[str]]:
             names.append(f"{key}={value}")
     matrix = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
     return matrix, names
+
+
+FEATURES_FILE = "metadata_features.json"  # each audited image's features, for the model's reliance on them
+
+
+def metadata_forest(seed: int):
+    """The metadata-only classifier of the acquisition check and of the model's reliance on metadata."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)

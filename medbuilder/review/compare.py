@@ -9,7 +9,7 @@ what it means and what counts as good, no file paths, no command syntax.
 
 from __future__ import annotations
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.shortcuts import MEASURES
 
 SHORT = {"counterfactual_flip_rate": "flip rate", "attribution_share": "attribution share",

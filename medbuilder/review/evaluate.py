@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
 from medbuilder.review import metadata_reliance, operating_point, plots, subgroups, temperature
 from medbuilder.review.compare import interpretability_sections

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbuilder.protocol.artifacts import RunFolder
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.clustered import cluster_bootstrap, independent_units
 from medbuilder.review.external_data import (ExternalDataError, ExternalSet, check_card, copies_of_run_images,
                                              index_external, resolve_label_map, run_images)
@@ -170,7 +170,8 @@ def _figures_of(run: RunFolder, data: ExternalSet, records: list[dict], predicti
 
 def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | None = None,
                       settings=None) -> dict:
-    """Validate the run's delivered model on datacard `dataset`; write and return the report's figures."""
+    """Validate the run's delivered model on datacard `dataset`; write and return the report's figures (the model card
+    is written again by the caller: ``medbuilder.stages.external``)."""
     from medbuilder.settings import get_settings
 
     started = time.time()
@@ -196,7 +197,6 @@ def evaluate_external(run: RunFolder, dataset: str, label_map: dict[str, str] | 
     result["seconds"] = round(time.time() - started, 1)
     run.write(f"{EXTERNAL}/{dataset}/{REPORT}.json", result)
     (folder / f"{REPORT}.md").write_text(render_report(result))
-    rewrite_model_card(run, round_k)
     return result
 
 
@@ -209,15 +209,3 @@ def external_reports(run_root: Path) -> list[dict]:
         except ValueError:
             continue
     return found
-
-
-def rewrite_model_card(run: RunFolder, round_k: int) -> None:
-    """model_card.md and the bundle's docs/README.md, with the external-validation section."""
-    from medbuilder.delivery.model_card import render_card
-    from medbuilder.review.compare import card_sections
-
-    card = render_card(run.root, round_k, extra_sections=card_sections(run, round_k))
-    (run.root / "model_card.md").write_text(card)
-    docs = run.root / "bundle" / "docs"
-    if docs.is_dir():
-        (docs / "README.md").write_text(card)

@@ -93,22 +93,22 @@ def card_layout(card: Datacard, facts: DatasetFacts, work: Path) -> Layout:
     """The card's layout, else the one the offline Data Engineer infers from the files."""
     if card.layout is not None:
         return card.layout
-    from medbuilder.agents.core import Actor
     from medbuilder.agents.layout.choose import choose
     from medbuilder.agents.layout.propose import CardFacts, proposals_for
     from medbuilder.agents.roles.data_engineer import take_survey, try_layout
-    from medbuilder.agents.toolbox import Toolbox
-    from medbuilder.agents.trajectory import Trajectory
+    from medbuilder.agents.scripted import play
     from medbuilder.protocol.tools import Workspace
 
+    def infer(act):  # the offline Data Engineer's inference, in the agents' loop
+        survey = take_survey(act, facts.root)
+        wanted = CardFacts(task=facts.task, dimension=facts.dimension, label_names=card.label_names,
+                           synonyms=card.label_synonyms, description=card.description)
+        return choose(proposals_for(survey, wanted), lambda candidate: try_layout(act, candidate), wanted)
+
     workspace = replace(Workspace.create(work, [Path(facts.root)]), dataset=facts)
-    trajectory = Trajectory(role="external_validation", attempt=1, core="offline")
-    tools = ["preview_dirs", "preview_files", "load_med_data", "apply_layout"]
-    act = Actor(Toolbox(workspace, tools, trajectory), trajectory, max_steps=60)
-    survey = take_survey(act, facts.root)
-    wanted = CardFacts(task=facts.task, dimension=facts.dimension, label_names=card.label_names,
-                       synonyms=card.label_synonyms, description=card.description)
-    layout, tried = choose(proposals_for(survey, wanted), lambda candidate: try_layout(act, candidate), wanted)
+    found = play(infer, workspace, ["preview_dirs", "preview_files", "load_med_data", "apply_layout"],
+                 "external_validation")
+    layout, tried = found
     if layout is None or not layout.resolved:
         seen = "; ".join(t.error or t.proposal.what for t in tried) or "no class folders or label tables"
         raise ExternalDataError(f"no layout explains the labels of {card.name} in {facts.root} ({seen}): add a "

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from medbuilder.protocol.untrusted import read_text_nofollow
-from medbuilder.review.acquisition import feature_matrix, features
+from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features, metadata_forest
 from medbuilder.review.clustered import independent_units
+from medbuilder.review.metadata_reliance import summary_line as reliance_line
+from medbuilder.review.metrics import auroc as auroc_of
 
 AUDIT_FILE = "metadata_audit.json"
-FEATURES_FILE = "metadata_features.json"  # each audited image's features, for the model's reliance on them
 WARN_AUROC = 0.7
 MAX_FOLDS = 5
 MAX_IMAGES = 4000  # above this a seeded sample (the audit is a screen, not the figure a clinician approves)
@@ -50,9 +51,7 @@ def audit_records(records: list[dict], label_dict: dict, positive: str | None, s
     if folds < 2 or x.shape[1] == 0:
         return {**base, "auroc": None, "note": "too few independent units of each class to cross-validate"}
     scores = _out_of_fold(x, y, units, folds, seed)
-    from sklearn.metrics import roc_auc_score
-
-    auroc = float(roc_auc_score(y, scores))
+    auroc = auroc_of(y, scores)  # both classes are present: folds >= 2
     top = _top(x, y, names, seed)
     return {**base, "auroc": round(auroc, 4), "positive_label": positive, "folds": folds, "unit": unit,
             "n_units": int(len(set(units.tolist()))), "features": names, "top_features": top,
@@ -65,12 +64,6 @@ def _positive_of(label_dict: dict) -> str:
     return next((n for n in by_number if label_dict[n] == 1), by_number[-1])
 
 
-def _forest(seed: int):
-    from sklearn.ensemble import RandomForestClassifier
-
-    return RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
-
-
 def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -80,13 +73,13 @@ def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, se
         if len(set(y[train].tolist())) < 2:
             scores[test] = y[train].mean()
             continue
-        model = _forest(seed).fit(x[train], y[train])
+        model = metadata_forest(seed).fit(x[train], y[train])
         scores[test] = model.predict_proba(x[test])[:, 1]
     return scores
 
 
 def _top(x: np.ndarray, y: np.ndarray, names: list[str], seed: int, k: int = 5) -> list[dict]:
-    importance = _forest(seed).fit(x, y).feature_importances_
+    importance = metadata_forest(seed).fit(x, y).feature_importances_
     order = np.argsort(importance)[::-1][:k]
     return [{"feature": names[i], "importance": round(float(importance[i]), 3)} for i in order]
 
@@ -147,8 +140,6 @@ def acquisition_confounders(card: dict | None) -> list[str]:
 
 def audit_lines(run, reliance: dict | None = None) -> list[str]:
     """The audit for a gate's text (empty when there is none); at the review gate, with the model's reliance."""
-    from medbuilder.review.metadata_reliance import summary_line as reliance_line
-
     if not run.exists(AUDIT_FILE):
         return []
     audit = run.read_json(AUDIT_FILE)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medbuilder.review.acquisition import feature_matrix, features
-from medbuilder.review.metadata_audit import FEATURES_FILE
+from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features, metadata_forest
+from medbuilder.review.metrics import auroc
 
 STRATA = 20  # at most; about 25 test images per stratum
 PER_STRATUM = 25
@@ -46,8 +46,6 @@ def feature_rows(run, images: list[str]) -> list[dict]:
 
 def metadata_scores(run, train: list[dict], test: list[dict], positive: str) -> np.ndarray | None:
     """The metadata forest's positive-class score of each test record (fitted on the training split)."""
-    from medbuilder.review.metadata_audit import _forest
-
     rows = feature_rows(run, [str(r["image"]) for r in train + test])
     y = np.array([str(r["label"]) == positive for r in train])
     if all("error" in row for row in rows):
@@ -55,14 +53,12 @@ def metadata_scores(run, train: list[dict], test: list[dict], positive: str) -> 
     x, _ = feature_matrix([row if "error" not in row else {} for row in rows])
     if x.shape[1] == 0 or len(set(y.tolist())) < 2:
         return None
-    forest = _forest(0).fit(x[:len(train)], y)
+    forest = metadata_forest(0).fit(x[:len(train)], y)
     return forest.predict_proba(x[len(train):])[:, 1]
 
 
 def stratified_auroc(y: np.ndarray, model_score: np.ndarray, meta_score: np.ndarray) -> dict:
     """The model's AUROC inside equal-count strata of the metadata score, pooled by pairs."""
-    from sklearn.metrics import roc_auc_score
-
     order = np.argsort(meta_score, kind="stable")
     strata, pooled, pairs = [], 0.0, 0
     for members in np.array_split(order, int(np.clip(len(y) // PER_STRATUM, 1, STRATA))):
@@ -71,16 +67,17 @@ def stratified_auroc(y: np.ndarray, model_score: np.ndarray, meta_score: np.ndar
         row = {"n": int(len(members)), "positives": pos,
                "metadata_score": [round(float(scores.min()), 3), round(float(scores.max()), 3)]}
         if pos and neg:
-            row["auroc"] = round(float(roc_auc_score(y[members], model_score[members])), 4)
+            row["auroc"] = round(auroc(y[members], model_score[members]), 4)
             pooled += row["auroc"] * pos * neg
             pairs += pos * neg
         strata.append(row)
     usable = sum(1 for row in strata if "auroc" in row)
     value = round(pooled / pairs, 4) if usable >= 2 else None
     reason = None if value is not None else "fewer than two strata of the metadata score hold both classes"
+    overall, on_metadata = auroc(y, model_score), auroc(y, meta_score)
     return {"value": value, "reason": reason, "strata": strata,
-            "overall": round(float(roc_auc_score(y, model_score)), 4) if 0 < y.sum() < len(y) else None,
-            "metadata_auroc_on_test": round(float(roc_auc_score(y, meta_score)), 4) if 0 < y.sum() < len(y) else None}
+            "overall": round(overall, 4) if overall is not None else None,
+            "metadata_auroc_on_test": round(on_metadata, 4) if on_metadata is not None else None}
 
 
 def _typical(rows: list[dict], labels: list[str], cls: str) -> tuple[int, int] | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 
-from medbuilder.protocol.artifacts import RunFolder
 from medbuilder.protocol.datacard import Datacard
 from medbuilder.protocol.objective import Objective, default_measure, objective_from_text
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.strategies import plan_strategy, strategies_for
 
 INTENTS = [

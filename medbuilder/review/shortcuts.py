@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from medbuilder.review import saliency
+from medbuilder.review.metrics import auroc
 
 MEASURES = ("counterfactual_flip_rate", "attribution_share", "subgroup_gap", "confounded_fpr")
 DEFINITIONS = {
@@ -68,14 +69,6 @@ def positive_of(records: list[dict], positive: str | None) -> tuple[np.ndarray, 
     pred = np.array([r["prediction"] == positive for r in records], dtype=bool)
     score = np.array([float(r["score"]) for r in records], dtype=float)
     return y, pred, score
-
-
-def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
-    if len(y) == 0 or y.all() or not y.any():
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score))
 
 
 def prepare_all(predictor, paths: list[str]) -> torch.Tensor:

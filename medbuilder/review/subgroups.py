@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from medbuilder.review.clustered import cluster_bootstrap, independent_units
+from medbuilder.review.metrics import auroc
 
 MIN_IMAGES = 10
 AGE_BANDS = ((0, 40, "under 40"), (40, 60, "40-59"), (60, 80, "60-79"), (80, 200, "80 and over"))
@@ -42,12 +43,6 @@ def attribute_values(records: list[dict]) -> dict[str, list[str | None]]:
     return {name: values for name, values in out.items() if len({v for v in values if v}) >= 2}
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
-
-
 def _rates(y: np.ndarray, called: np.ndarray) -> dict:
     return {"sensitivity": float(called[y].mean()) if y.any() else None,
             "specificity": float((~called[~y]).mean()) if (~y).any() else None}
@@ -56,8 +51,8 @@ def _rates(y: np.ndarray, called: np.ndarray) -> dict:
 def _one_value(idx: np.ndarray, y, s, called, units, n_boot: int, seed: int) -> dict:
     _, local = np.unique(units[idx], return_inverse=True)
     row = {"n": int(len(idx)), "n_units": int(local.max() + 1) if len(idx) else 0, "positives": int(y[idx].sum()),
-           "auroc": _auroc(y[idx], s[idx]), **_rates(y[idx], called[idx])}
-    boot = cluster_bootstrap(lambda i: {"auroc": _auroc(y[idx][i], s[idx][i])}, local, n_boot, seed)
+           "auroc": auroc(y[idx], s[idx]), **_rates(y[idx], called[idx])}
+    boot = cluster_bootstrap(lambda i: {"auroc": auroc(y[idx][i], s[idx][i])}, local, n_boot, seed)
     row["auroc_ci95"] = boot.get("auroc")
     return row
 
@@ -79,7 +74,7 @@ def _gap(values: list, rows: dict, y, s, units, n_boot: int, seed: int) -> dict 
             idx = members[v]
             groups = [idx[units[idx] == u] for u in np.unique(units[idx])]
             picked = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
-            figures.append(_auroc(y[picked], s[picked]))
+            figures.append(auroc(y[picked], s[picked]))
         if None not in figures:
             diffs.append(figures[0] - figures[1])
     ci = [round(float(v), 4) for v in np.percentile(diffs, [2.5, 97.5])] if diffs else None

@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from medbuilder.protocol.artifacts import RunFolder
-from medbuilder.review.clustered import cluster_bootstrap, describe, independent_units, one_per_unit
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
+from medbuilder.review.clustered import cluster_bootstrap, describe, independent_units, one_per_unit
 from medbuilder.review.trusted_code import IMPORTING, TRUSTED_CODE, write_template_code
 
 FIXED = "fixed_split"

@@ -19,6 +19,8 @@ AUTH_FILE = "api_auth"
 USER = "medbuilder"
 CLIENT_VARIABLE = "PREFECT_API_AUTH_STRING"
 SERVER_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
+DEFAULT_STATE = Path(".medbuilder") / "stack"  # the stack's state folder (MEDBUILDER_STACK_DIR)
+STACK_FILE = "stack.json"  # what `medbuilder up` started, in the state folder
 
 
 def auth_file(state: Path) -> Path:
@@ -70,8 +72,6 @@ def basic_header() -> dict[str, str]:
 def load_for_commands(state: Path | None = None) -> None:
     """A medbuilder command talking to the stack's server takes its credentials from the state folder."""
     import json
-
-    from medbuilder.stack.up import DEFAULT_STATE, STACK_FILE
 
     if current_auth() or not os.environ.get("PREFECT_API_URL"):
         return

@@ -7,7 +7,8 @@
   `medbuilder up` ran in, so relative MEDBUILDER_*_DIR settings mean the same for every worker.
 - The global concurrency limit ``medbuilder-training`` (MEDBUILDER_TRAINING_LIMIT) has
   MEDBUILDER_TRAINING_SLOTS slots (default 1); the Model Trainer stage of a run holds one slot
-  (`training_slot`), so however many runs the workers take at once, at most that many train at a time.
+  (`medbuilder.tasks.slots.training_slot`), so however many runs the workers take at once, at most that many
+  train at a time.
   Where the limit does not exist (a plain `medbuilder build`, a test server) the training runs
   unthrottled, with one INFO line saying so; so does a stage run outside a Prefect run (`medbuilder stage RUN model_trainer`); an
   empty MEDBUILDER_TRAINING_LIMIT turns the slot off (no API call).
@@ -16,39 +17,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 from medbuilder.stack.auth import api_settings
 
 POOL = "medbuilder-process"
 POOL_DEPLOYMENT = "build_model/pool"
-TRAINING_ROLE = "model_trainer"
-
-
-@contextlib.contextmanager
-def training_slot(role: str) -> Iterator[None]:
-    """Hold one slot of the training limit while the Model Trainer works; other roles pass straight through."""
-    from prefect import get_run_logger
-    from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
-    from prefect.context import FlowRunContext, TaskRunContext
-    from prefect.exceptions import ObjectNotFound
-
-    from medbuilder.settings import get_settings
-
-    name = get_settings().training_limit
-    if role != TRAINING_ROLE or not name or not (TaskRunContext.get() or FlowRunContext.get()):
-        yield  # outside a Prefect run (`medbuilder stage`) there is no server to ask: not throttled
-        return
-    try:
-        with get_client(sync_client=True) as client:  # the server this run reports to
-            client.read_global_concurrency_limit_by_name(name)
-    except ObjectNotFound:
-        get_run_logger().info("no global concurrency limit %r on this Prefect server: training is not throttled", name)
-        yield
-        return
-    with concurrency(name, occupy=1, strict=False):
-        yield
 
 
 @contextlib.contextmanager
@@ -69,17 +42,6 @@ def ensure_training_limit(api_url: str, name: str, slots: int) -> None:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots, active=True))
         except ObjectAlreadyExists:
             client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=slots, active=True))
-
-
-def read_training_limit(api_url: str, name: str):
-    """The limit as the server has it (limit, active_slots, ...), None when it does not exist."""
-    from prefect.exceptions import ObjectNotFound
-
-    with _client(api_url) as client:
-        try:
-            return client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            return None
 
 
 def ensure_pool(api_url: str, pool: str = POOL) -> None:

@@ -33,15 +33,13 @@ from pathlib import Path
 from typing import Callable
 
 from medbuilder import REPO_ROOT
-from medbuilder.stack.auth import (CLIENT_VARIABLE, SERVER_VARIABLE, auth_file, basic_header, current_auth,
-                                   ensure_auth, read_auth)
+from medbuilder.stack.auth import (CLIENT_VARIABLE, DEFAULT_STATE, SERVER_VARIABLE, STACK_FILE, auth_file, basic_header,
+                                   current_auth, ensure_auth, read_auth)
 from medbuilder.stack.processes import alive, launch, start_time, stop_part
 
-DEFAULT_STATE = Path(".medbuilder") / "stack"
 PARTS = ("postgres", "prefect", "serve", "workers", "dashboard", "watch")  # start order; down goes backwards
 ONLY_PARTS = ("prefect", "serve", "dashboard", "watch")
 DATABASES = ("sqlite", "postgres")
-STACK_FILE = "stack.json"
 DASHBOARD_APP = REPO_ROOT / "dashboards" / "app.py"
 BIN = Path(sys.executable).parent
 

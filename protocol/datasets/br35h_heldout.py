@@ -21,30 +21,21 @@ import csv
 import io
 import random
 from collections import defaultdict
-from functools import lru_cache
 from pathlib import Path
 
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, Recipe, check_root, check_task
+from medbuilder.protocol.datasets.br35h_source import HELDOUT_LIST, all_sources, heldout_names, source_dir
 from medbuilder.protocol.index import DataIndex, IndexRecord
 
-LIST = Path(__file__).with_name("br35h_heldout.txt")
 FINDING = {"yes": "tumour", "no": "normal"}  # Br35H folder -> this layout's label
 SEED = 0
 SHARE = 0.10
 MAX_GROUP = 40  # a larger group would be most of one class's held-out images
 
 
-@lru_cache(maxsize=1)
-def heldout_names() -> tuple[str, ...]:
-    """'yes/y12.jpg'-style names of the held-out Br35H files, in the shipped order."""
-    return tuple(line.strip() for line in LIST.read_text().splitlines() if line.strip() and not line.startswith("#"))
-
-
 def _cases(limit: int | None) -> list[tuple[str, Path, str]]:
     """(new name, source file, finding), the first `limit` of each class in the shipped order, then shuffled."""
-    from medbuilder.protocol.datasets.br35h import source_dir
-
     src, taken, chosen = source_dir(), defaultdict(int), []
     for rel in heldout_names():
         cls = rel.split("/", 1)[0]
@@ -69,8 +60,6 @@ def plan(limit: int | None) -> list[Item]:
 
 
 def sources() -> list[Path]:
-    from medbuilder.protocol.datasets.br35h import source_dir
-
     return [source_dir() / rel for rel in heldout_names()]
 
 
@@ -110,13 +99,12 @@ def _round_robin(groups: list[list[str]]) -> list[str]:
 
 
 def write_list() -> None:
-    from medbuilder.protocol.datasets.br35h import sources as all_sources
     from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
     from medbuilder.protocol.splits import group_by_keys
 
     paths = all_sources()
     names = choose_heldout(paths, group_by_keys(duplicate_keys(paths)))
-    LIST.write_text("# Br35H files held out as br35h-heldout: whole duplicate groups (see br35h_heldout.py)\n"
+    HELDOUT_LIST.write_text("# Br35H files held out as br35h-heldout: whole duplicate groups (see br35h_heldout.py)\n"
                     + "\n".join(names) + "\n")
 
 

@@ -9,7 +9,10 @@ each a self-contained code package copied into a run's workspace and run there:
     model.py         network factory
     train.py         `python train.py --config config.json`: trains, evaluates on test.json, writes
                      checkpoints/model.pt, train_log.jsonl, metrics.json, predictions.json
-    common.py        (from _common/) config, splits, training loop, bootstrap CI, AUROC
+    predict.py       `python predict.py --config config.json FILE...` or `load(folder).predict(files)`
+    _common/*.py     copied beside them: common.py (config, splits, loaders), engine.py (training
+                     loop, bootstrap CI, AUROC), predict_common.py (what every predict.py shares),
+                     confounders.py (the refinement strategies' preprocessing)
     README.md, examples/   what it does; example train.json / test.json / label_dict.json
 
 API:

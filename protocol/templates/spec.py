@@ -2,8 +2,9 @@
 
 A template folder (``protocol/templates/<task>/``) holds ``template.yaml`` (task, dims,
 metric, files and the FILLABLE KEYS with type, default and doc), ``dataloader.py``,
-``model.py``, ``train.py``, ``README.md`` and ``examples/``; ``_common/common.py`` is copied
-beside them into every workspace.
+``model.py``, ``train.py``, ``predict.py``, ``README.md`` and ``examples/``; the files of ``_common/``
+(``COMMON_DIR``: common.py, engine.py, predict_common.py, confounders.py) are copied beside them into
+every workspace.
 """
 
 from __future__ import annotations

@@ -13,11 +13,12 @@ back as observations.
 """
 
 from medbuilder.protocol.tools.augment import AugmentPlan, augment_image, build_augmentation
+from medbuilder.protocol.tools.calls import ToolOutcome, call_tool, invalid_arguments, render
 from medbuilder.protocol.tools.context import ToolError, Workspace, cut_middle, natural_key
 from medbuilder.protocol.tools.copy import CopyResult, copy_files
 from medbuilder.protocol.tools.edit import EditResult, edit_file
 from medbuilder.protocol.tools.files import FileText, Listing, WriteResult, list_files, read_files, write_file
-from medbuilder.protocol.tools.langchain_layer import as_langchain_tool, langchain_tools, render
+from medbuilder.protocol.tools.langchain_layer import as_langchain_tool, langchain_tools
 from medbuilder.protocol.tools.medload import MedImage, load_med_data, load_medical, save_array
 from medbuilder.protocol.tools.normalize import PRESETS, NormalizeResult, normalize_array, normalize_image
 from medbuilder.protocol.tools.preview_dirs import DirPreview, preview_dirs
@@ -31,7 +32,7 @@ __all__ = [
     "TOOLS", "PRESETS", "ToolError", "ToolSpec", "Workspace",
     "list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script", "preview_dirs", "preview_files",
     "load_med_data", "check_3D", "normalize_image", "verify_report", "augment_image",
-    "langchain_tools", "as_langchain_tool", "render", "tool_names",
+    "langchain_tools", "as_langchain_tool", "render", "tool_names", "call_tool", "invalid_arguments", "ToolOutcome",
     "load_medical", "save_array", "compare_image_mask", "normalize_array", "check_report", "clean_text",
     "build_augmentation", "cut_middle", "natural_key",
     "AugmentPlan", "CopyResult", "DirPreview", "EditResult", "FilePreview", "FileText", "Listing", "MedImage",

@@ -10,17 +10,15 @@ as the observation text starting with "Error:", with the ToolMessage status "err
 from __future__ import annotations
 
 import inspect
-import logging
 import typing
 from collections.abc import Iterable
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import ValidationError
 
-from medbuilder.protocol.tools.context import ToolError, Workspace
+from medbuilder.protocol.tools.calls import call_tool, invalid_arguments
+from medbuilder.protocol.tools.context import Workspace
 from medbuilder.protocol.tools.registry import TOOLS, ToolSpec
-
-log = logging.getLogger(__name__)
 
 
 def langchain_tools(ctx: Workspace, names: Iterable[str] | None = None) -> list[BaseTool]:
@@ -32,13 +30,6 @@ def langchain_tools(ctx: Workspace, names: Iterable[str] | None = None) -> list[
     return [as_langchain_tool(ctx, TOOLS[name]) for name in chosen]
 
 
-def render(result: object) -> str:
-    """The text the model reads for a tool's structured result."""
-    if isinstance(result, list):
-        return "\n\n".join(render(item) for item in result)
-    return result.as_text() if hasattr(result, "as_text") else str(result)
-
-
 def as_langchain_tool(ctx: Workspace, spec: ToolSpec) -> StructuredTool:
     function = spec.function
     signature = inspect.signature(function)
@@ -46,17 +37,10 @@ def as_langchain_tool(ctx: Workspace, spec: ToolSpec) -> StructuredTool:
     hints = typing.get_type_hints(function)
 
     def call(**kwargs: typing.Any) -> str:
-        try:
-            result = function(ctx, **kwargs)
-        except ToolError as err:
-            raise ToolException(f"Error: {err}") from err
-        except Exception as err:  # an unexpected failure is reported to the model, and logged for people
-            log.exception("tool %s failed on %s", spec.name, kwargs)
-            raise ToolException(
-                f"Error: {spec.name} failed unexpectedly ({type(err).__name__}: {err}). "
-                "Check the arguments; if they are right, try another way."
-            ) from err
-        return ctx.cut(render(result), ctx.output_chars * 2)
+        outcome = call_tool(ctx, spec, kwargs)
+        if outcome.raised:
+            raise ToolException(outcome.text)
+        return outcome.text
 
     call.__signature__ = signature.replace(parameters=params, return_annotation=str)
     call.__annotations__ = {p.name: hints[p.name] for p in params} | {"return": str}
@@ -86,8 +70,4 @@ def model_description(function: typing.Callable) -> str:
 
 
 def _validation_message(name: str) -> typing.Callable[[ValidationError], str]:
-    def message(err: ValidationError) -> str:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in err.errors())
-        return f"Error: invalid arguments for {name}: {problems}. Check the tool's argument names and types."
-
-    return message
+    return lambda err: invalid_arguments(name, err)

@@ -27,7 +27,7 @@ class ToolSpec:
 
     name: str
     function: Callable
-    category: Literal["workspace", "medical", "dataset"]
+    category: Literal["workspace", "medical", "dataset", "planning"]
 
 
 TOOLS: dict[str, ToolSpec] = {

@@ -29,6 +29,9 @@ from medbuilder.protocol.tools.sandbox import (
     MIB, MemoryCgroup, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
 )
 
+# How each limit's message (the watchdog's or the kernel's, below) starts, and its code.
+LIMIT_CODES = {"memory limit": "memory", "CPU time limit": "cpu_time", "process limit": "processes",
+               "file size limit": "file_size", "workspace size limit": "workspace_size", "/tmp size limit": "tmp_size"}
 PYTHON_NAMES = {"python", "python3", Path(sys.executable).name}
 SHELL_NAMES = {"bash", "sh"}
 
@@ -45,6 +48,14 @@ class ScriptResult:
     sandbox: str = ""  # how it was isolated: "sandbox: bwrap (...)" or "sandbox: NONE (...)"
     warning: str | None = None  # e.g. bwrap missing: no isolation
     notes: list[str] = field(default_factory=list)  # e.g. output cut
+
+    @property
+    def limit(self) -> str | None:
+        """The limit that ended the command, as a code (memory, cpu_time, processes, file_size, workspace_size,
+        tmp_size, time); None when it ended by itself."""
+        if self.timed_out:
+            return "time"
+        return next((code for start, code in LIMIT_CODES.items() if (self.stopped_by or "").startswith(start)), None)
 
     def as_text(self) -> str:
         if self.timed_out:

@@ -13,8 +13,9 @@ run inside the cached loading chain, before resizing:
   plus noise of the surroundings' local spread, so neither the confounder nor a
   smooth stripe is left. Training images only (no mask exists at inference).
 
-``head_mask`` is the same detector as medbuilder's ``protocol/confounders.py`` (Otsu
-threshold, largest component, holes filled), with Otsu written out in numpy.
+``head_mask`` (Otsu threshold, largest component, holes filled; Otsu written out in
+numpy) is also medbuilder's own: ``protocol/confounders.py`` imports it, so the host's
+roi counterfactuals and attribution measures use the region the model was trained on.
 """
 
 from __future__ import annotations

@@ -19,92 +19,27 @@ Voxel counts are per class in that grid, with volumes in mm^3 for 3D (from the a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIBLINGS = ("common", "engine", "dataloader", "model")
 # keys that define the network and the preprocessing: config.json must match the checkpoint's on these
 INFERENCE_KEYS = ("spatial_dims", "in_channels", "num_classes", "orientation", "spacing", "image_size", "patch_size",
                   "intensity", "intensity_window", "model", "channels", "norm", "num_res_units")
 
-
-def _import_siblings() -> None:
-    """Import this folder's template modules, never same-named ones already loaded from another
-    folder (another workspace or bundle in the same process)."""
-    for name in SIBLINGS:
-        module = sys.modules.get(name)
-        origin = getattr(module, "__file__", None) if module is not None else None
-        if module is not None and (origin is None or Path(origin).resolve().parent != HERE):
-            del sys.modules[name]
-    sys.path.insert(0, str(HERE))
-
-
-_import_siblings()
+sys.modules.pop("predict_common", None)  # imported afresh from HERE, it first drops siblings from other folders
+sys.path.insert(0, str(HERE))
 try:
+    from predict_common import (cli_parser, load_weights, locate, pick_device, print_predictions,  # noqa: E402
+                                read_checkpoint, read_config, read_trained, root_cause)
     import torch  # noqa: E402
-    from common import load_config  # noqa: E402  (first: quiets a harmless MONAI import warning)
     from dataloader import deterministic_transforms  # noqa: E402
     from model import build_model, inference_roi  # noqa: E402
     from monai.inferers import sliding_window_inference  # noqa: E402
     from monai.transforms import Compose, Invertd  # noqa: E402
 finally:
     sys.path.remove(str(HERE))
-
-
-# ----------------------------------------------------------------------------- checkpoint and config
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    """{"state_dict", "config", ...}: a training checkpoint as saved by engine.py, or a
-    bundle's plain state dict (models/model.pt) with models/model_extras.json beside it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found: train first (python train.py --config config.json)")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" not in data:
-        data = {"state_dict": data}
-        extras = path.parent / "model_extras.json"
-        if extras.is_file():
-            data.update(json.loads(extras.read_text()))
-    return data
-
-
-def read_config(path: str | Path) -> dict:
-    """The training config (defaults from template.yaml beside it filled in)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"config {path} not found: pass the training config (config.json)")
-    return load_config(path)
-
-
-def check_config(cfg: dict, checkpoint: dict) -> None:
-    """config.json must describe the network the checkpoint holds."""
-    trained = checkpoint.get("config") or {}
-    differ = [k for k in INFERENCE_KEYS if k in trained and trained.get(k) != cfg.get(k)]
-    if differ:
-        raise ValueError(f"config differs from the config the checkpoint was trained with on {differ} "
-                         f"({ {k: trained[k] for k in differ} }): pass the training config (the round's config.json)")
-
-
-def load_weights(network: torch.nn.Module, checkpoint: dict) -> torch.nn.Module:
-    network.load_state_dict(checkpoint["state_dict"])
-    return network.eval()
-
-
-def root_cause(err: BaseException) -> str:
-    """The innermost exception's type and message (MONAI wraps reader errors in 'applying transform ...')."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}"
-
-
-def pick_device(wanted: str | None = None) -> torch.device:
-    wanted = wanted or "auto"
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(wanted)
 
 
 def inference_transforms(cfg: dict) -> list:
@@ -216,25 +151,9 @@ class Predictor:
         return out
 
 
-def locate(folder: str | Path) -> tuple[Path, Path]:
-    """(config, checkpoint) of a bundle, a workspace or a round snapshot."""
-    folder = Path(folder)
-    if (folder / "models" / "model.pt").is_file():
-        return folder / "scripts" / "config.json", folder / "models" / "model.pt"
-    config = folder / "config.json"
-    if config.is_file():
-        out = json.loads(config.read_text()).get("output_dir") or "."
-        for ckpt in (folder / out / "checkpoints" / "model.pt", folder / "checkpoints" / "model.pt"):
-            if ckpt.is_file():
-                return config, ckpt
-    raise FileNotFoundError(f"{folder} holds neither a MONAI bundle (models/model.pt) nor a trained workspace "
-                            f"(config.json and checkpoints/model.pt): train first (python train.py --config config.json)")
-
-
 def build(config: str | Path, checkpoint: str | Path, device: str | None = None,
           output_dir: str | Path | None = None, class_names: list[str] | None = None) -> Predictor:
-    cfg, ckpt = read_config(config), read_checkpoint(checkpoint)
-    check_config(cfg, ckpt)
+    cfg, ckpt = read_trained(config, checkpoint, INFERENCE_KEYS)
     class_names = class_names or ckpt.get("class_names") or _index_class_names(cfg)
     return Predictor(cfg, load_weights(build_model(cfg), ckpt), ckpt, device, output_dir=output_dir,
                      class_names=class_names)
@@ -256,20 +175,10 @@ def load(folder: str | Path, device: str | None = None, output_dir: str | Path |
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Segment image files: mask files and voxel counts (JSON lines).")
-    parser.add_argument("--config", default="config.json", help="training config (default: ./config.json)")
-    parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="weights (default: checkpoints/model.pt)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser = cli_parser("Segment image files: mask files and voxel counts (JSON lines).")
     parser.add_argument("--output-dir", default="predictions", help="where mask files go (default: ./predictions)")
-    parser.add_argument("files", nargs="+", help="image files")
     args = parser.parse_args(argv)
-    predictor = build(args.config, args.checkpoint, args.device, output_dir=args.output_dir)
-    for file in args.files:  # one line as each file is done
-        try:
-            (result,) = predictor.predict([file])
-        except (ValueError, FileNotFoundError) as err:
-            raise SystemExit(str(err)) from None
-        print(json.dumps(result), flush=True)
+    print_predictions(build(args.config, args.checkpoint, args.device, output_dir=args.output_dir), args.files)
 
 if __name__ == "__main__":
     main()

@@ -1,65 +1,13 @@
-"""Open a run folder for the flow (new or resumed) and close it with a status."""
+"""Close a run: its summary, the per-role table, and what a person needs when it failed."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-from prefect import get_run_logger
-from prefect.client.orchestration import get_client
-from prefect.context import get_run_context
-
-from medbuilder.flows.recovery import describe, record_process, recover
-from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord
-from medbuilder.settings import Settings
-
-
-class BadRequest(ValueError):
-    """A request the flow cannot start from; the message says what to write instead."""
-
-
-def check_request(text: str) -> str:
-    cleaned = " ".join((text or "").split())
-    if len(re.findall(r"[a-zA-Z]{2,}", cleaned)) < 3:
-        raise BadRequest(f"the request {text!r} is empty or too short to act on: describe the model in a sentence, "
-                         "e.g. \"Classify brain MRI slices as tumour or no tumour\"")
-    return cleaned
-
-
-def _slug(text: str) -> str:
-    return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:4]) or "build"
-
-
-def _api_url() -> str | None:
-    with get_client(sync_client=True) as client:
-        return str(client.api_url).rstrip("/")
-
-
-def open_run(settings: Settings, request: str, dataset: str | None, core: str | None, approve: str | None,
-             run_dir: str | None) -> tuple[RunFolder, str, str]:
-    """The run folder, and the core and gate mode it runs with (a resumed run keeps its own)."""
-    if run_dir and (Path(run_dir) / "run.json").exists():
-        run = RunFolder(Path(run_dir))
-        record = run.read("run.json", RunRecord)
-        entry = recover(run, record)
-        if entry.get("status_was") in ("running", "interrupted"):
-            get_run_logger().warning("run %s was interrupted; recovered: %s", run.run_id, describe(entry))
-        record.core, record.approve = core or record.core, approve or record.approve
-    else:
-        text = check_request(request)
-        run = RunFolder(Path(run_dir)) if run_dir else RunFolder.new(settings.runs_dir, _slug(text))
-        run.root.mkdir(parents=True, exist_ok=True)
-        run.write("request.json", {"text": text, "dataset": dataset})
-        record = RunRecord(run_id=run.run_id, request=text, dataset_hint=dataset, core=core or settings.core,
-                           approve=approve or settings.approve)
-    record.flow_run_id, record.api_url, record.status = str(get_run_context().flow_run.id), _api_url(), "running"
-    run.write("run.json", record)
-    record_process(run)
-    get_run_logger().info("run folder %s (core %s, gates %s)", run.root, record.core, record.approve)
-    return run, record.core, record.approve
-
-
-ROLES = ("task_manager", "data_engineer", "module_architect", "model_trainer")
+from medbuilder.agents.roles.base import RoleCheckFailed, RoleGaveUp
+from medbuilder.agents.runner import attempt_history
+from medbuilder.lifecycle.log import run_logger
+from medbuilder.protocol.artifacts import RunRecord, StageRecord
+from medbuilder.protocol.run_folder import RunFolder
+from medbuilder.stages.registry import ROLES, role_of
 
 
 def role_table(run: RunFolder) -> dict[str, dict]:
@@ -67,7 +15,7 @@ def role_table(run: RunFolder) -> dict[str, dict]:
     table: dict[str, dict] = {}
     for file in sorted((run.root / "stages").glob("*.json")):
         record = run.read(f"stages/{file.name}", StageRecord)
-        role = next((r for r in ROLES if record.stage == r or record.stage.startswith(f"{r}-")), None)
+        role = role_of(record.stage)
         if role:
             row = table.setdefault(role, {"iterations": 0, "actions": 0, "tokens": 0, "seconds": 0.0})
             row["iterations"] += record.attempts
@@ -91,9 +39,6 @@ def _last_failed_stage(run: RunFolder) -> StageRecord | None:
 
 def failure_of(run: RunFolder, err: BaseException) -> dict:
     """What a person needs when a build stops: which role or stage, how many attempts, the findings, the fix."""
-    from medbuilder.agents.roles.base import RoleCheckFailed, RoleGaveUp
-    from medbuilder.agents.runner import attempt_history
-
     failed = _last_failed_stage(run)
     history: list[str] = []
     if isinstance(err, RoleCheckFailed):
@@ -123,20 +68,19 @@ def finish(run: RunFolder, status: str, round_k: int | None = None, failure: dic
         record.failure_reason = "; ".join([failure["status"], *failure["findings"][:1]])[:300]
     run.write("run.json", record)
     summary = {"run_id": run.run_id, "run_dir": str(run.root), "status": status, "round": round_k}
-    if round_k is not None and run.exists(f"report/round-{round_k}/summary.json"):
-        report = run.read_json(f"report/round-{round_k}/summary.json")
-        summary.update(metric=report["metric"], value=report["value"], ci95=report.get("ci95"),
-                       units=report.get("units_note"))
+    report = run.summary(round_k) if round_k is not None else None
+    if report is not None:
+        summary.update(metric=report.metric, value=report.value, ci95=report.ci95, units=report.units_note)
     summary["roles"] = role_table(run)
     if status == "delivered":
         summary["bundle"] = str(run.root / "bundle")
         summary["model_card"] = str(run.root / "model_card.md")
     if status == "no_fit":
-        summary["reasons"] = run.read_json("plan.json")["reasons"]
+        summary["reasons"] = run.plan().reasons
     if status == "needs_answer":
         summary["questions"] = run.read_json("gates/unanswered.json")
     if failure is not None:
         run.write("failure.json", failure)
         summary["failure"] = failure
-    get_run_logger().info("run %s ended: %s", run.run_id, status)
+    run_logger().info("run %s ended: %s", run.run_id, status)
     return summary

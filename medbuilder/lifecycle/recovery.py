@@ -26,7 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from medbuilder.protocol.artifacts import RunFolder, RunRecord, StageRecord, now
+from medbuilder.protocol.artifacts import RunRecord, StageRecord, now
+from medbuilder.protocol.run_folder import RunFolder
 
 PROCESS_FILE = "process.json"
 INTERRUPTIONS_FILE = "interruptions.json"

@@ -9,8 +9,10 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from medbuilder.flows.gates import GATE_INPUTS, answer_fields, gate_kind, note_channel
-from medbuilder.protocol.artifacts import RunFolder, RunRecord
+from medbuilder.lifecycle.gate_forms import GATE_INPUTS, answer_fields, gate_kind, note_channel
+from medbuilder.lifecycle.recovery import api_reachable, process_gone
+from medbuilder.protocol.artifacts import RunRecord
+from medbuilder.protocol.run_folder import RunFolder
 
 
 class NotWaiting(RuntimeError):
@@ -89,8 +91,6 @@ def record_answer(run: RunFolder, values: dict, via: str = "cli") -> str:
 def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
     """Resume the run waiting at its pending gate with `values` (or record the answer to the question a
     stopped run left); returns the gate id."""
-    from medbuilder.flows.recovery import api_reachable, process_gone
-
     if not run.exists("gates/pending.json") and run.exists("gates/unanswered.json"):
         return record_answer(run, values, via)
     if not run.exists("gates/pending.json"):

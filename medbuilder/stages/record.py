@@ -1,4 +1,4 @@
-"""Stage bookkeeping shared by every task: skip what is done, record attempts, time and outcome.
+"""Stage bookkeeping shared by every stage: skip what is done, record attempts, time and outcome.
 
 A stage whose record says ``completed`` is not run again: that is what lets
 `medbuilder resume` continue a run without redoing finished work.
@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from medbuilder.protocol.artifacts import RunFolder, now
+from medbuilder.protocol.artifacts import now
 from medbuilder.protocol.manifest import guard_dataset
+from medbuilder.protocol.run_folder import RunFolder
 
 
 def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
