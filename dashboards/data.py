@@ -222,12 +222,12 @@ def rounds(run: RunFolder) -> list[int]:
 
 
 def round_summary(run: RunFolder, k: int) -> dict | None:
-    return read_json(run.root / "report" / f"round-{k}" / "summary.json")
+    return read_json(run.report_dir(k) / "summary.json")
 
 
 def round_figures(run: RunFolder, k: int) -> dict[str, list[Path]]:
     """Round k's images: 'figures' (ROC, confusion, Dice, reliability) and 'saliency' (saliency-*.png)."""
-    folder = run.root / "report" / f"round-{k}"
+    folder = run.report_dir(k)
     summary = round_summary(run, k) or {}
     figures = [run.root / f for f in summary.get("figures", []) if (run.root / f).exists()]
     if (folder / "reliability.png").exists():

@@ -91,7 +91,7 @@ def case_viewer(folder: RunFolder, k: int, key: str) -> None:
 
 def review_cases(folder: RunFolder, k: int) -> list[dict]:
     """The case viewer's index (written by medbuilder's interpretability report, not by the agents)."""
-    file = folder.root / "report" / f"round-{k}" / "cases" / "index.json"
+    file = folder.report_dir(k) / "cases" / "index.json"
     try:
         cases = json.loads(file.read_text())
     except (OSError, ValueError):
@@ -102,7 +102,7 @@ def review_cases(folder: RunFolder, k: int) -> list[dict]:
 def case_arrays(folder: RunFolder, k: int, case_id: str) -> dict | None:
     import numpy as np
 
-    file = folder.root / "report" / f"round-{k}" / "cases" / f"{case_id}.npz"
+    file = folder.report_dir(k) / "cases" / f"{case_id}.npz"
     try:
         with np.load(file, allow_pickle=False) as arrays:
             return {"image": arrays["image"], "gradcam": arrays["gradcam"]}
@@ -277,7 +277,7 @@ def corrections(key: str) -> dict:
 
 def data_json(folder: RunFolder, gate: str, name: str) -> dict | None:
     """A file of the gate's round report (review-<k>: report/round-<k>/<name>)."""
-    path = folder.path(f"report/round-{gate.split('-', 1)[1]}/{name}")
+    path = folder.report_dir(int(gate.split("-", 1)[1])) / name
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -10,6 +10,8 @@ is the docstring of ``protocol/run_folder.py``.
 
 from __future__ import annotations
 
+import json
+
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
@@ -97,14 +99,14 @@ def store_operating_point(run: RunFolder, round_k: int, decision) -> None:
 
 def store_calibration(run: RunFolder, round_k: int, decision) -> None:
     """calibration.json: the temperature the approved model is delivered with, when the clinician asked for it."""
-    fitted = f"report/round-{round_k}/calibration.json"
+    fitted = run.report_dir(round_k) / "calibration.json"
     if not decision.calibrate:
         return
-    if not run.exists(fitted):
+    if not fitted.exists():
         get_run_logger().warning("calibrate was asked for, but round %s has no fitted temperature (no validation "
                                  "split of 10 images or more); delivered uncalibrated", round_k)
         return
-    run.write("calibration.json", {**run.read_json(fitted), "round": round_k, "who": decision.who,
+    run.write("calibration.json", {**json.loads(fitted.read_text()), "round": round_k, "who": decision.who,
                                    "when": decision.when})
 
 
@@ -128,7 +130,7 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
         suffix = "" if round_k == 1 else f"-{round_k}"
         if ask_task_manager:
             stage_task("task_manager", retries)(str(run.root), f"task_manager{suffix}", core)
-            plan = run.read("plan.json", Plan)
+            plan = run.plan()
             if plan.status == "no_fit":
                 get_run_logger().warning("no dataset fits: %s", "; ".join(plan.reasons))
                 return "no_fit"

@@ -8,7 +8,7 @@ from medbuilder.review.metadata_audit import audit_lines
 
 
 def dataset_question(run: RunFolder, plan: Plan) -> str:
-    card = run.read_json("datacard.json")
+    card = run.datacard().model_dump(mode="json")
     lines = [f"## Dataset for: \"{plan.request}\"", "",
              f"**Chosen: {plan.dataset}** ({card['title']}; {card['provenance']} data)",
              f"Task: **{plan.task}**, {plan.dimension}, metric: {plan.metric}.", "",

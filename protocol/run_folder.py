@@ -176,8 +176,13 @@ class RunFolder:
         return self.read("refinement.json", Refinement) if self.exists("refinement.json") else None
 
     def summary(self, k: int) -> RoundSummary | None:
-        file = f"report/round-{k}/summary.json"
-        return self.read(file, RoundSummary) if self.exists(file) else None
+        file = self.report_dir(k) / "summary.json"
+        return RoundSummary.model_validate_json(file.read_text()) if file.exists() else None
+
+    def write_summary(self, k: int, summary: dict) -> Path:
+        """report/round-<k>/summary.json, checked against RoundSummary as it is written."""
+        RoundSummary.model_validate(summary)
+        return self.write(f"report/round-{k}/summary.json", summary)
 
     def recorded_dataset_root(self) -> Path | None:
         """The dataset folder run.json recorded when the dataset was chosen (None before, or in an older run)."""

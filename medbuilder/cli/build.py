@@ -216,15 +216,13 @@ def stage(
     core: Core = typer.Option(None, "--core", help="Agent core for a role stage; default: the run's."),
 ) -> None:
     """Re-run one stage alone on an existing run folder (its record is reset first)."""
-    from medbuilder.protocol.artifacts import RunRecord
-
     folder = find_run(run)
     if name not in STAGES:
         fail(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
     spec = STAGES[name]
     record_name = f"evaluate-{round_k}" if name == "evaluate" else name
     folder.path(f"stages/{record_name}.json").unlink(missing_ok=True)
-    record = folder.read("run.json", RunRecord)
+    record = folder.record()
     try:
         summary = spec.run(str(folder.root), core=(core and core.value) or record.core, round_k=round_k,
                            record=record_name)

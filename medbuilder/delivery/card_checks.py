@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.review.external import external_reports
 from medbuilder.review.external_report import card_lines
 
@@ -41,9 +42,14 @@ def _audit_section(run_root: Path, round_k: int) -> list[str]:
     return lines
 
 
+def _summary(run_root: Path, round_k: int) -> dict:
+    summary = RunFolder(run_root).summary(round_k)
+    return summary.model_dump() if summary else {}
+
+
 def _calibration_section(run_root: Path, round_k: int) -> list[str]:
     """Whether the delivered probabilities are temperature-scaled, and the test figures before and after."""
-    summary = _read_json(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
+    summary = _summary(run_root, round_k)
     fitted = summary.get("calibration")
     if not fitted:
         return []
@@ -69,7 +75,7 @@ def _subgroup_section(run_root: Path, round_k: int) -> list[str]:
     """Metrics per site, scanner, sex, age band or group of the test split, when the index carries them."""
     from medbuilder.review.subgroups import markdown
 
-    summary = _read_json(run_root / "report" / f"round-{round_k}" / "summary.json") or {}
+    summary = _summary(run_root, round_k)
     if "subgroups" not in summary:
         return []
     return ["## Subgroups", "", *markdown(summary["subgroups"], summary.get("unit")), ""]

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from medbuilder.lifecycle.gate_forms import GATE_INPUTS, answer_fields, gate_kind, note_channel
 from medbuilder.lifecycle.recovery import api_reachable, process_gone
-from medbuilder.protocol.artifacts import RunRecord
 from medbuilder.protocol.run_folder import RunFolder
 
 
@@ -94,7 +93,7 @@ def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
     if not run.exists("gates/pending.json") and run.exists("gates/unanswered.json"):
         return record_answer(run, values, via)
     if not run.exists("gates/pending.json"):
-        status = run.read("run.json", RunRecord).status
+        status = run.record().status
         raise NotWaiting(f"run {run.run_id} is not waiting at a gate (status: {status}); "
                          "`medbuilder resume` continues a stopped run")
     pending = run.read_json("gates/pending.json")
@@ -108,7 +107,7 @@ def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
 
     from medbuilder.stack.auth import api_settings
 
-    api_url = run.read("run.json", RunRecord).api_url
+    api_url = run.record().api_url
     scope = api_settings(api_url) if api_reachable(api_url) else nullcontext()
     model = GATE_INPUTS[gate_kind(pending["gate"])]
     note_channel(run, pending["gate"], via)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from medbuilder.agents.roles.base import RoleCheckFailed, RoleGaveUp
 from medbuilder.agents.runner import attempt_history
 from medbuilder.lifecycle.log import run_logger
-from medbuilder.protocol.artifacts import RunRecord, StageRecord
+from medbuilder.protocol.artifacts import StageRecord
 from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.stages.registry import ROLES, role_of
 
@@ -61,7 +61,7 @@ def failure_of(run: RunFolder, err: BaseException) -> dict:
 
 
 def finish(run: RunFolder, status: str, round_k: int | None = None, failure: dict | None = None) -> dict:
-    record = run.read("run.json", RunRecord)
+    record = run.record()
     record.status = status
     if failure is not None:
         record.failed_role = failure.get("role") or failure.get("stage")

@@ -17,7 +17,7 @@ def open_run(settings: Settings, request: str, dataset: str | None, core: str | 
     """The run folder, and the core and gate mode it runs with (a resumed run keeps its own)."""
     if run_dir and (Path(run_dir) / "run.json").exists():
         run = RunFolder(Path(run_dir))
-        record = run.read("run.json", RunRecord)
+        record = run.record()
         entry = recover(run, record)
         if entry.get("status_was") in ("running", "interrupted"):
             run_logger().warning("run %s was interrupted; recovered: %s", run.run_id, describe(entry))

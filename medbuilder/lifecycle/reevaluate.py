@@ -40,7 +40,7 @@ def reevaluate_run(run_dir: str, max_drop: float = 0.05, today: str | None = Non
     run = RunFolder(Path(run_dir))
     meta = run.read_json("bundle/configs/metadata.json")
     round_k = int(meta["medbuilder"]["round"])
-    delivered = run.read_json(f"rounds/{round_k}/metrics.json")
+    delivered = json.loads((run.round_dir(round_k) / "metrics.json").read_text())
     today = today or datetime.now(timezone.utc).date().isoformat()
     result = {"run_id": run.run_id, "round": round_k, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "metric": delivered.get("metric"), "delivered": delivered.get("value"), "value": None,

@@ -49,8 +49,7 @@ def _ci(ci) -> str:
 
 
 def earlier_summaries(run: RunFolder, k: int) -> list[dict]:
-    return [run.read_json(f"report/round-{j}/summary.json") for j in range(k)
-            if run.exists(f"report/round-{j}/summary.json")]
+    return [s.model_dump() for s in (run.summary(j) for j in range(k)) if s is not None]
 
 
 # ----------------------------------------------------------------------------- the metric guard

@@ -33,7 +33,7 @@ class InterpretabilityError(RuntimeError):
 
 def snapshot_round(run: RunFolder, k: int) -> Path:
     """Copy the round's files from the workspace; a link or a hard-linked file there is refused, not followed."""
-    target = run.root / "rounds" / str(k)
+    target = run.round_dir(k)
     for rel in SNAPSHOT:
         if os.path.lexists(run.workspace / rel):
             try:
@@ -50,7 +50,7 @@ def snapshot_round(run: RunFolder, k: int) -> Path:
 def _put_in_medbuilders_figure(run: RunFolder, round_dir: Path, k: int) -> None:
     """rounds/k/metrics.json gets medbuilder's figure (the script's file is kept as reported_metrics.json)."""
     reported = json.loads((round_dir / "metrics.json").read_text())
-    checked = verify(run, round_dir, run.read_json("plan.json")["task"], reported)
+    checked = verify(run, round_dir, run.plan().task, reported)
     if checked["problems"]:
         raise ValueError(f"round {k}'s predictions do not give its metric: {'; '.join(checked['problems'])}")
     (round_dir / "reported_metrics.json").write_text(json.dumps(reported, indent=1))
@@ -75,8 +75,9 @@ def _figures(metrics: dict, predictions: list[dict], folder: Path) -> list[str]:
 def objective_and_roi(run: RunFolder) -> tuple[dict | None, str | None]:
     """The current objective (objective.json) and the region of interest of its confounder; without
     an objective, the first region-of-interest confounder the datacard names (measured, not enforced)."""
-    objective = run.read_json("objective.json") if run.exists("objective.json") else None
-    confounders = run.read_json("datacard.json").get("confounders") or [] if run.exists("datacard.json") else []
+    objective = run.objective().model_dump(mode="json") if run.objective() else None
+    card = run.datacard()
+    confounders = [c.model_dump(mode="json") for c in card.confounders] if card else []
     if objective:
         named = next((c for c in confounders if c["name"] == objective["confounder"]), {})
         return objective, named.get("roi")
@@ -136,7 +137,7 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
     metrics = json.loads((snapshot / "metrics.json").read_text())
     predictions_file = snapshot / "predictions.json"
     predictions = json.loads(predictions_file.read_text()) if predictions_file.exists() else []
-    folder = run.root / "report" / f"round-{k}"
+    folder = run.report_dir(k)
     summary = {"round": k, "metric": metrics["metric"], "value": metrics["value"], "ci95": metrics.get("ci95"),
                "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
                **{key: metrics.get(key) for key in ("unit", "n_units", "units_note", "one_per_unit")},
@@ -153,7 +154,7 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
         summary["sections"] = interpretability_sections(run, summary)
     if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
         calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
-    run.write(f"report/round-{k}/summary.json", summary)
+    run.write_summary(k, summary)
     return summary
 
 

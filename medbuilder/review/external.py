@@ -43,7 +43,8 @@ def _delivered_round(run: RunFolder) -> tuple[int, dict, dict]:
 
     meta = json.loads((bundle_dir(run.root) / "configs" / "metadata.json").read_text())
     round_k = int(meta["medbuilder"]["round"])
-    return round_k, run.read_json(f"rounds/{round_k}/metrics.json"), run.read_json(f"rounds/{round_k}/config.json")
+    snapshot = run.round_dir(round_k)
+    return round_k, json.loads((snapshot / "metrics.json").read_text()), json.loads((snapshot / "config.json").read_text())
 
 
 def external_set(run: RunFolder, dataset: str, given_map: dict[str, str], settings) -> ExternalSet:
@@ -56,8 +57,8 @@ def external_set(run: RunFolder, dataset: str, given_map: dict[str, str], settin
         card = Registry(settings.datacards_dir).get(dataset)
     except KeyError as err:
         raise ExternalDataError(str(err.args[0])) from None
-    own = run.read_json("datacard.json")
-    task = run.read_json("plan.json")["task"]
+    own = run.datacard().model_dump(mode="json")
+    task = run.plan().task
     check_card(card, task, own["dimension"], own["name"])
     root = settings.resolve_data_path(card.path)
     if not root.is_dir():
@@ -118,8 +119,8 @@ def _snapshot(run: RunFolder, round_k: int, folder: Path, records: list[dict], p
     """model/: the delivered round's config and checkpoint with these predictions; index/test.json: the cases."""
     model = folder / "model"
     (model / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.path(f"rounds/{round_k}/config.json"), model / "config.json")
-    shutil.copyfile(run.path(f"rounds/{round_k}/checkpoints/model.pt"), model / "checkpoints" / "model.pt")
+    shutil.copyfile(run.round_dir(round_k) / "config.json", model / "config.json")
+    shutil.copyfile(run.round_dir(round_k) / "checkpoints" / "model.pt", model / "checkpoints" / "model.pt")
     joined = [{**p, "label": r["label"]} for r, p in zip(records, predictions)]
     (model / "predictions.json").write_text(json.dumps(joined, indent=1))
     (folder / "index").mkdir(parents=True, exist_ok=True)

@@ -110,12 +110,9 @@ def audit_run(run, task: str) -> dict | None:
     label_dict = json.loads(read_text_nofollow(run.index_dir, "label_dict.json"))
     if task == "anomaly_detection":
         records = records + json.loads(read_text_nofollow(run.index_dir, "test.json"))  # train holds normals only
-    positive = None
-    if run.exists("datacard.json"):
-        positive = (run.read_json("datacard.json").get("positive_label") or None)
     rows: dict[str, dict] = {}
     result = {"task": task, "split": "train" if task != "anomaly_detection" else "train and test (normals-only "
-              "training split)", **audit_records(records, label_dict, positive, rows_by_image=rows)}
+              "training split)", **audit_records(records, label_dict, None, rows_by_image=rows)}  # the class numbered 1
     run.write(AUDIT_FILE, result)
     run.write(FEATURES_FILE, rows)
     return result
@@ -150,7 +147,8 @@ def audit_lines(run, reliance: dict | None = None) -> list[str]:
     lines.append(("> **Warning.** " if audit.get("warning") else "") + audit["summary"])
     lines.append(f"Features that carry most of it: {top}. Chance is 0.5; at or above {WARN_AUROC} the data "
                  "carries a shortcut worth fixing (re-pad, resample or crop to one size) before a model learns it.")
-    named = acquisition_confounders(run.read_json("datacard.json") if run.exists("datacard.json") else None)
+    card = run.datacard()
+    named = acquisition_confounders(card.model_dump(mode="json") if card else None)
     if named:
         lines.append(f"The datacard names {', '.join(repr(n) for n in named)} as a possible shortcut: this check "
                      "measures it" + (", and the line below the model's use of it." if reliance else "."))

@@ -91,7 +91,7 @@ def scored_records(run, round_k: int) -> tuple[list[bool], list[float], str | No
     from medbuilder.review.verified_metric import fixed_test_split, read_predictions
 
     records, label_dict = fixed_test_split(run)
-    predictions, cfg = read_predictions(Path(run.root) / "rounds" / str(round_k))
+    predictions, cfg = read_predictions(run.round_dir(round_k))
     if len(label_dict) != 2:
         return [], [], None, []
     positive = cfg.get("positive_label")

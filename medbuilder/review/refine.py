@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+from medbuilder.protocol.artifacts import Refinement
 from medbuilder.protocol.datacard import Datacard
 from medbuilder.protocol.objective import Objective, default_measure, objective_from_text
 from medbuilder.protocol.run_folder import RunFolder
@@ -43,7 +44,7 @@ def plan_refinement(feedback: str, config: dict) -> tuple[dict, list[str]]:
 
 
 def current_objective(run: RunFolder) -> Objective | None:
-    return run.read("objective.json", Objective) if run.exists("objective.json") else None
+    return run.objective()
 
 
 def objective_after(run: RunFolder, card: Datacard, feedback: str, edits: dict) -> Objective | None:
@@ -86,7 +87,7 @@ def chosen_strategies(objective: Objective, card: Datacard, round_k: int, ids: l
 def read_feedback(run: RunFolder, round_k: int, feedback: str, edits: dict | None = None) -> dict:
     """How the feedback is read for round `round_k`, without writing anything: the objective (confounder,
     measure, limits), the strategies, the hyperparameter changes and a one-line summary."""
-    card = Datacard.model_validate(run.read_json("datacard.json"))
+    card = run.datacard()
     config = json.loads((run.workspace / "config.json").read_text())
     changes, summary = plan_refinement(feedback, config)
     objective = objective_after(run, card, feedback, edits or {})
@@ -107,5 +108,5 @@ def write_refinement(run: RunFolder, round_k: int, feedback: str, edits: dict | 
     if record["objective"]:
         run.write("objective.json", Objective.model_validate(record["objective"]))
     run.write(f"refinements/round-{round_k}.json", record)
-    run.write("refinement.json", record)
+    run.write("refinement.json", Refinement.model_validate(record))
     return record
