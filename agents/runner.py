@@ -109,14 +109,15 @@ def attempt_history(run: RunFolder, role: str) -> list[str]:
     return lines
 
 
-def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None) -> RoleOutcome:
+def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None,
+             stage: str | None = None) -> RoleOutcome:
     role = ROLES[name]
     core = make_core(core_name or settings.core, settings)
     attempt = next_attempt(run, name)
     ctx = RoleContext.load(run, settings, attempt, last_feedback(run, name))
     values = role.context(ctx)
     inputs = attempt_inputs(role, values, ctx) if core.deterministic else None
-    trajectory = Trajectory(role=name, attempt=attempt, core=core.name, inputs=inputs,
+    trajectory = Trajectory(role=name, attempt=attempt, core=core.name, inputs=inputs, stage=stage or name,
                             feedback_in=ctx.feedback.text() if ctx.feedback else None,
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
     if inputs and _repeats_last_attempt(run, name, attempt, inputs):

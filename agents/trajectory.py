@@ -53,6 +53,8 @@ class Trajectory(BaseModel):
     attempt: int
     core: str
     model: str | None = None
+    stage: str | None = Field(None, description="The stage record this attempt counts towards (model_trainer-1: "
+                                                "refinement round 1); None: the role's own name.")
     feedback_in: str | None = Field(None, description="The failed check's feedback this attempt started from.")
     inputs: str | None = Field(None, description="Digest of what a deterministic core decides from (context, "
                                                  "feedback it reads, dataset file list); equal digests, equal attempts.")

@@ -108,3 +108,17 @@ def test_the_model_trainer_diagnoses_a_loss_and_a_memory_limit(tmp_path):
     (run.workspace / "metrics.json").write_text(json.dumps({"final_train_loss": 0.3}))
     trajectory.add_step("run_script", {"command": TRAIN}, True, "[exit code 0]", 1.0)
     assert diagnose(ctx) == []
+
+
+def test_a_refinement_rounds_stage_counts_only_its_own_attempts(tmp_path):
+    from medbuilder.protocol.run_folder import RunFolder
+    from medbuilder.stages.roles import role_totals
+
+    run = RunFolder(tmp_path / "run")
+    for attempt, stage, calls in ((1, "model_trainer", 5), (2, "model_trainer-1", 5), (3, "model_trainer-2", 4)):
+        trajectory = Trajectory(role="model_trainer", attempt=attempt, core="offline", stage=stage,
+                                path=run.root / "trajectories" / f"model_trainer-{attempt}.json")
+        for _ in range(calls):
+            trajectory.add_step("read_files", {}, True, "x", 0.1)
+    assert [role_totals(run, "model_trainer", s)[0] for s in ("model_trainer", "model_trainer-1", "model_trainer-2")] \
+        == [5, 5, 4]

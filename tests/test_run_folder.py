@@ -43,6 +43,10 @@ def test_summaries_are_checked_as_they_are_written(tmp_path):
     run = _run(tmp_path, tmp_path / "data")
     run.write_summary(0, {"round": 0, "metric": "auroc", "value": 0.9, "ci95": [0.8, 0.95], "extras": {}})
     assert run.summary(0).value == 0.9 and run.summary(0).model_dump()["extras"] == {}
+    from medbuilder.review.compare import card_sections, earlier_summaries
+
+    assert "interpretability" not in earlier_summaries(run, 1)[0]  # read back as written: no key added
+    assert card_sections(run, 0) == {}  # a round without an interpretability report (anomaly, reports)
     assert run.summary(1) is None and run.report_dir(0) == run.root / "report" / "round-0"
     with pytest.raises(ValidationError):
         run.write_summary(1, {"round": 1, "value": 0.9})  # no metric

@@ -44,7 +44,7 @@ def _audit_section(run_root: Path, round_k: int) -> list[str]:
 
 def _summary(run_root: Path, round_k: int) -> dict:
     summary = RunFolder(run_root).summary(round_k)
-    return summary.model_dump() if summary else {}
+    return summary.model_dump(exclude_unset=True) if summary else {}
 
 
 def _calibration_section(run_root: Path, round_k: int) -> list[str]:

@@ -49,7 +49,7 @@ def _ci(ci) -> str:
 
 
 def earlier_summaries(run: RunFolder, k: int) -> list[dict]:
-    return [s.model_dump() for s in (run.summary(j) for j in range(k)) if s is not None]
+    return [s.model_dump(exclude_unset=True) for s in (run.summary(j) for j in range(k)) if s is not None]
 
 
 # ----------------------------------------------------------------------------- the metric guard

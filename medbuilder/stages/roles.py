@@ -8,10 +8,12 @@ from medbuilder.settings import get_settings
 from medbuilder.stages.record import run_stage
 
 
-def role_totals(run: RunFolder, role: str) -> tuple[int, int]:
-    """Actions and tokens over every attempt of `role` in this run."""
+def role_totals(run: RunFolder, role: str, stage: str) -> tuple[int, int]:
+    """Actions and tokens over the attempts of `role` that stage `stage` made (a refinement round's stage counts
+    its own attempts, not the earlier rounds')."""
     trajectories = [Trajectory.load(f) for f in (run.root / "trajectories").glob(f"{role}-*.json")]
-    return sum(t.actions for t in trajectories), sum(t.tokens.total for t in trajectories)
+    mine = [t for t in trajectories if (t.stage or role) == stage]
+    return sum(t.actions for t in mine), sum(t.tokens.total for t in mine)
 
 
 def role_stage(run_dir: str, role: str, core: str, stage: str | None = None) -> dict:
@@ -21,6 +23,6 @@ def role_stage(run_dir: str, role: str, core: str, stage: str | None = None) -> 
     def work() -> dict:
         from medbuilder.agents.runner import run_role  # the agents' imports only when a role runs
 
-        return run_role(role, run, get_settings(), core).model_dump()
+        return run_role(role, run, get_settings(), core, stage or role).model_dump()
 
-    return run_stage(run, stage or role, work, totals=lambda: role_totals(run, role))
+    return run_stage(run, stage or role, work, totals=lambda: role_totals(run, role, stage or role))
