@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medbuilder import REPO_ROOT
@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     Secrets (``llm_api_key``) are never written to run folders or logs.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MEDBUILDER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MEDBUILDER_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(Path("data"), description="Where `medbuilder data prepare` lays datasets out; relative datacard paths resolve here.")
     runs_dir: Path = Field(Path("runs"), description="One folder per build run.")
@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     core: Literal["offline", "llm"] = Field("offline", description="Agent core: deterministic offline policies, or an LLM.")
     llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp).")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
-    llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key for the endpoint; also read from OPENAI_API_KEY.")
+    llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="API key for the endpoint; also read from "
+                                   "OPENAI_API_KEY (MEDBUILDER_LLM_API_KEY wins when both are set).",
+                                   validation_alias=AliasChoices("llm_api_key", "MEDBUILDER_LLM_API_KEY",
+                                                                 "OPENAI_API_KEY"))
     llm_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one model reply.")
     llm_retries: int = Field(4, ge=0, description="Retries of a failed endpoint call (connection, timeout, 429, 5xx).")
     llm_backoff_s: float = Field(1.0, ge=0, description="First backoff delay; doubles on each retry.")

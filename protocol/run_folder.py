@@ -64,6 +64,8 @@ from pydantic import BaseModel
 from medbuilder.protocol.artifacts import (Failure, Feedback, GateDecision, Plan, Refinement, Request, RoundSummary,
                                            RunRecord, StageRecord)
 from medbuilder.protocol.datacard import Datacard
+from medbuilder.protocol.indexing.report import IndexingReport
+from medbuilder.protocol.layout import Layout
 from medbuilder.protocol.objective import Objective
 
 T = TypeVar("T", bound=BaseModel)
@@ -71,7 +73,8 @@ T = TypeVar("T", bound=BaseModel)
 
 class Artifact(NamedTuple):
     path: str  # relative to the run folder; <name> marks a part that varies; a trailing / a folder
-    model: type[BaseModel] | None = None  # what a JSON artifact is read with (None: read as it is)
+    model: type[BaseModel] | None = None  # what a JSON artifact is read with (None: a file or folder read by the
+    # module that writes it, or a record kept as written: process, interruptions, audit, checks)
 
 
 ARTIFACTS: dict[str, Artifact] = {
@@ -85,8 +88,8 @@ ARTIFACTS: dict[str, Artifact] = {
     "dataset_violation": Artifact("dataset_violation.json"),
     "decision": Artifact("decisions/<gate>.json", GateDecision),
     "gate_text": Artifact("gates/<gate>.md"),
-    "layout": Artifact("layout.json"),
-    "indexing_report": Artifact("indexing_report.json"),
+    "layout": Artifact("layout.json", Layout),
+    "indexing_report": Artifact("indexing_report.json", IndexingReport),
     "index_build": Artifact("index_build.json"),
     "indexer": Artifact("indexer/"),
     "workspace": Artifact("workspace/"),

@@ -69,6 +69,13 @@ def wait_for(predicate, timeout_s: float, what: str, log: Path | None = None) ->
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tail}")
 
 
+def wait_for_run(runs_dir: Path, log: Path, timeout_s: float = 120) -> Path:
+    """The one run a build started, once its run.json is written (its folder is made a moment before)."""
+    wait_for(lambda: runs_dir.is_dir() and any((p / "run.json").exists() for p in runs_dir.iterdir()), timeout_s,
+             "the run folder's run.json", log)
+    return only_run(runs_dir)
+
+
 def only_run(runs_dir: Path) -> Path:
     runs = [p for p in runs_dir.iterdir() if (p / "run.json").exists()]
     assert len(runs) == 1, runs

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import template_data
-from flow_helpers import MEDBUILDER, descendants, kill_tree, only_run, start, wait_for
+from flow_helpers import MEDBUILDER, descendants, kill_tree, start, wait_for, wait_for_run
 from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
@@ -104,8 +104,7 @@ def test_sigkill_during_training_resumes_from_last_checkpoint(prefect_api, br35h
     log = br35h_small / "build.log"
     proc = start(["build", REQUEST, "--approve", "auto"], env, log)
     try:
-        wait_for(lambda: any((br35h_small / "runs").iterdir()), 120, "the run folder", log)
-        run_dir = only_run(br35h_small / "runs")
+        run_dir = wait_for_run(br35h_small / "runs", log)
         _poll(lambda: any(e["epoch"] >= 2 for e in _epochs(run_dir)), 240, "two training epochs", log)
         trainers = _training_pids(proc.pid)
         assert trainers, "no train.py process below the flow process"
@@ -168,8 +167,7 @@ def test_sigkill_at_a_gate_resumes_waiting_at_the_same_gate(prefect_api, br35h_s
     log = br35h_small / "build.log"
     proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
     try:
-        wait_for(lambda: any((br35h_small / "runs").iterdir()), 120, "the run folder", log)
-        run_dir = only_run(br35h_small / "runs")
+        run_dir = wait_for_run(br35h_small / "runs", log)
         wait_for(lambda: _pending(run_dir).get("gate") == "dataset-1", 180, "the dataset gate", log)
         old_flow_run = _pending(run_dir)["flow_run_id"]
         # gates/pending.json is written just before the pause: kill once the flow run is paused

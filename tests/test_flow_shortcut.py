@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from flow_helpers import approve, flow_env, kill_tree, only_run, pending_gate_is, start, wait_for
+from flow_helpers import approve, flow_env, kill_tree, pending_gate_is, start, wait_for, wait_for_run
 
 REQUEST = "detect pneumothorax; the model must not rely on chest drains"
 pytestmark = pytest.mark.slow
@@ -30,8 +30,7 @@ def test_objective_measured_refined_and_reported(prefect_api, drain_small):
     log = drain_small / "build.log"
     proc = start(["build", REQUEST, "--approve", "prefect"], env, log)
     try:
-        wait_for(lambda: any(drain_small.joinpath("runs").iterdir()), 120, "the run folder", log)
-        run_dir = only_run(drain_small / "runs")
+        run_dir = wait_for_run(drain_small / "runs", log)
         wait_for(lambda: pending_gate_is(run_dir, "dataset-1"), 180, "the dataset gate", log)
         assert json.loads((run_dir / "plan.json").read_text())["dataset"] == "synth-cxr-drain"
         assert approve(run_dir.name, env).returncode == 0

@@ -50,3 +50,13 @@ def test_summaries_are_checked_as_they_are_written(tmp_path):
     assert run.summary(1) is None and run.report_dir(0) == run.root / "report" / "round-0"
     with pytest.raises(ValidationError):
         run.write_summary(1, {"round": 1, "value": 0.9})  # no metric
+
+
+def test_every_modelled_artifact_reads_what_its_writer_writes(tmp_path):
+    from medbuilder.protocol.run_folder import ARTIFACTS
+
+    modelled = {name: a.model for name, a in ARTIFACTS.items() if a.model}
+    assert {"run", "request", "plan", "datacard", "decision", "layout", "indexing_report", "feedback", "stage",
+            "objective", "refinement", "failure"} <= set(modelled)
+    run = _run(tmp_path, tmp_path / "data")
+    assert run.read(ARTIFACTS["request"].path, modelled["request"]).text == "Classify brain MRI slices"
