@@ -195,8 +195,9 @@ class RunFolder:
     @property
     def dataset_root(self) -> Path | None:
         """The chosen dataset's folder, as resolved when it was chosen (run.json); None before a dataset is."""
-        if self.recorded_dataset_root():
-            return self.recorded_dataset_root()
+        recorded = self.recorded_dataset_root()
+        if recorded:
+            return recorded
         card = self.datacard()
         if card is None:
             return None

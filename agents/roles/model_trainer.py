@@ -19,11 +19,12 @@ TRAIN = "python train.py --config config.json"
 
 def _context(ctx: RoleContext) -> dict:
     fix_test_split(ctx.run)  # before training: the split the metric is checked on (the flow fixed it at the gate)
-    refinement = ctx.run.refinement().model_dump(mode="json") if ctx.run.refinement() else None
+    refinement = ctx.run.refinement()
     return {"request": ctx.request, "task": ctx.plan.task, "metric": ctx.plan.metric, "dimension": ctx.card.dimension,
             "workspace": str(ctx.run.workspace), "index_dir": str(ctx.run.index_dir), "train_command": TRAIN,
             "time_limit_s": ctx.settings.train_time_limit_s, "max_epochs": ctx.settings.train_max_epochs,
-            "epochs": ctx.settings.train_epochs, "refinement": refinement,
+            "epochs": ctx.settings.train_epochs,
+            "refinement": refinement.model_dump(mode="json") if refinement else None,
             "feedback": ctx.feedback.text() if ctx.feedback else None,
             "adjust": list(ctx.feedback.kinds) if ctx.feedback else []}
 

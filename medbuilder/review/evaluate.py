@@ -75,7 +75,8 @@ def _figures(metrics: dict, predictions: list[dict], folder: Path) -> list[str]:
 def objective_and_roi(run: RunFolder) -> tuple[dict | None, str | None]:
     """The current objective (objective.json) and the region of interest of its confounder; without
     an objective, the first region-of-interest confounder the datacard names (measured, not enforced)."""
-    objective = run.objective().model_dump(mode="json") if run.objective() else None
+    objective = run.objective()
+    objective = objective.model_dump(mode="json") if objective else None
     card = run.datacard()
     confounders = [c.model_dump(mode="json") for c in card.confounders] if card else []
     if objective:
