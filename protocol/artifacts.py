@@ -7,14 +7,12 @@ Every stage reads and writes these as JSON under ``runs/<run-id>/``, through the
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from medbuilder.protocol.objective import Objective
 
-T = TypeVar("T", bound=BaseModel)
 
 
 def now() -> str:

@@ -15,7 +15,6 @@ it); ``chosen_on`` says so wherever the operating point is shown, and the model 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 DEFAULT_THRESHOLD = 0.5
 TARGETS = ("sensitivity", "specificity")
