@@ -11,6 +11,7 @@ validated externally (`medbuilder evaluate`) on held-out Br35H scans laid out an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -122,6 +123,63 @@ def predicted(runs, tmp_path_factory):
     return result
 
 
+# Runs in a fresh interpreter, on copies of the bundles alone: MONAI's own bundle tools, as a MONAI user runs them
+# (verify_metadata against the bundle's MONAI schema file, offline; verify_net_in_out; the standard inference
+# workflow's properties; and monai.bundle.run, the function `python -m monai.bundle run` calls).
+MONAI_TOOLS_SCRIPT = r"""
+import json, os, sys
+from monai.bundle import ConfigWorkflow, run, verify_metadata, verify_net_in_out
+
+jobs, out = json.loads(sys.argv[1]), {}
+for task, job in jobs["tasks"].items():
+    os.chdir(job["bundle"])
+    verify_metadata(meta_file="configs/metadata.json", filepath="configs/schema.json", hash_val=jobs["md5"])
+    verify_net_in_out(net_id="network_def", meta_file="configs/metadata.json", config_file="configs/inference.json")
+    workflow = ConfigWorkflow(config_file="configs/inference.json", workflow_type="infer")
+    workflow.initialize()
+    out[task] = {"missing_properties": workflow.check_properties()}
+    if job.get("folder"):  # a folder of images
+        run(config_file="configs/inference.json", dataset_dir=job["folder"])
+    elif job.get("run"):  # a list of files
+        run(config_file="configs/inference.json", input_files=job["files"])
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def monai_tools(runs, tmp_path_factory):
+    """MONAI's tools on a copy of every bundle (no workspace, no run folder): the diagnosis bundle through
+    `python -m monai.bundle run` itself, the others through monai.bundle.run in one process with the checks."""
+    from medbuilder.delivery.metadata import MONAI_SCHEMA_MD5
+
+    tmp = tmp_path_factory.mktemp("monai-tools")
+    jobs = {"md5": MONAI_SCHEMA_MD5, "tasks": {}}
+    for task, (_, index, bundle, _) in runs.items():
+        copy = tmp / f"{task}-bundle"
+        shutil.copytree(bundle, copy)
+        jobs["tasks"][task] = {"bundle": str(copy), "files": [r.image for r in (index.test + index.train)[:2]],
+                               "run": task != "diagnosis"}
+    folder = tmp / "anomaly-inputs"
+    folder.mkdir()
+    for file in jobs["tasks"]["anomaly_detection"]["files"]:
+        shutil.copyfile(file, folder / Path(file).name)
+    jobs["tasks"]["anomaly_detection"]["folder"] = str(folder)
+    diag = jobs["tasks"]["diagnosis"]
+    cli = subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                            "--input_files", json.dumps(diag["files"])], cwd=diag["bundle"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run([sys.executable, "-c", MONAI_TOOLS_SCRIPT, json.dumps(jobs)], cwd=tmp,
+                          capture_output=True, text=True, timeout=300)
+    cli_out = cli.communicate(timeout=300)[0]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert cli.returncode == 0, cli_out[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    for task, job in jobs["tasks"].items():
+        lines = (Path(job["bundle"]) / "eval" / "predictions.jsonl").read_text().splitlines()
+        result[task]["predictions"] = [json.loads(line) for line in lines]
+    return result
+
+
 # ----------------------------------------------------------------------------- bundle and metadata
 
 
@@ -148,6 +206,39 @@ def test_bundle_tree_and_metadata_schema(runs):
             assert key in meta["network_data_format"]["inputs"]["image"], (task, key)
     vocab = json.loads((runs["report_generation"][2] / "models/model_extras.json").read_text())["vocab"]
     assert vocab[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"] and len(vocab) > 10
+
+
+def test_monai_bundle_tools_pass_on_every_bundle(runs, monai_tools):
+    """verify_metadata (MONAI's schema, offline), verify_net_in_out and the infer workflow's properties hold on
+    every task's bundle, and the packages the bundle's code imports are all in its metadata."""
+    from medbuilder.delivery.metadata import MONAI_SCHEMA_FILE, MONAI_SCHEMA_MD5
+
+    assert hashlib.md5(MONAI_SCHEMA_FILE.read_bytes()).hexdigest() == MONAI_SCHEMA_MD5
+    for task, (_, _, bundle, _) in runs.items():
+        assert monai_tools[task]["missing_properties"] == [], task
+        meta = json.loads((bundle / "configs/metadata.json").read_text())
+        assert {"scipy", "pytorch-ignite", "fire", "nibabel", "pillow"} <= set(meta["required_packages_version"]), task
+        assert (bundle / "configs/schema.json").read_bytes() == MONAI_SCHEMA_FILE.read_bytes()
+
+
+def test_monai_bundle_run_predicts_as_the_predictor(runs, predicted, monai_tools):
+    """`python -m monai.bundle run` (diagnosis) and monai.bundle.run (the others; anomaly detection on a folder)
+    write one line per input file,
+    the same result the bundle's predictor gives for it (masks: the same voxel counts)."""
+    for task in TASKS:  # by file name: the anomaly detection bundle ran on a folder of copies
+        expected = {Path(r["file"]).name: r for r in predicted["tasks"][task]["results"]}
+        got = {Path(r["file"]).name: r for r in monai_tools[task]["predictions"]}
+        assert set(got) == set(expected), task
+        for file, r in got.items():
+            if task == "segmentation":
+                assert r["voxel_counts"] == expected[file]["voxel_counts"]
+                assert Path(r["mask"]).name == Path(expected[file]["mask"]).name
+            elif task == "diagnosis":
+                assert r["probabilities"] == pytest.approx(expected[file]["probabilities"], abs=1e-5)
+            elif task == "anomaly_detection":
+                assert r["score"] == pytest.approx(expected[file]["score"], rel=1e-5)
+            else:
+                assert r["report"] == expected[file]["report"]
 
 
 def test_metadata_schema_rejects_bad_metadata(runs):

@@ -3,8 +3,11 @@
 Bundle layout (MONAI Bundle Specification)::
 
     bundle/
-      configs/metadata.json     versions, task, data, intended use, network_data_format (schema-checked)
-      configs/inference.json    ConfigParser config: network_def, network, preprocessing, predictor
+      configs/metadata.json     versions, packages, task, data, intended use, network_data_format (schema-checked)
+      configs/inference.json    MONAI's inference workflow: dataset, inferer, evaluator, initialize/run/finalize,
+                                and the template's predictor
+      configs/schema.json       MONAI's metadata schema (see delivery/metadata.py), for verify_metadata offline
+      configs/logging.conf      MONAI's usual logging config
       models/model.pt           the network's state dict (torch.load(..., weights_only=True))
       models/model_extras.json  what the checkpoint held besides weights: epoch, label_dict / vocab /
                                 normal_label, class_names
@@ -12,7 +15,15 @@ Bundle layout (MONAI Bundle Specification)::
                                 predict.py) and config.json, the round's training config
       docs/README.md            the model card
 
-Load it with MONAI alone (nothing of medbuilder or of the workspace is needed)::
+Run it with MONAI's tools alone (nothing of medbuilder or of the workspace is needed), from the bundle folder::
+
+    python -m monai.bundle run --config_file configs/inference.json --dataset_dir FOLDER   # or --input_files "['a.png']"
+    # -> eval/predictions.jsonl, one JSON line per file (segmentation: masks in eval/ too)
+    python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath configs/schema.json
+    python -m monai.bundle verify_net_in_out --net_id network_def --meta_file configs/metadata.json \\
+        --config_file configs/inference.json
+
+or in Python::
 
     from monai.bundle import ConfigParser
     parser = ConfigParser()
@@ -30,12 +41,35 @@ import os
 import shutil
 from pathlib import Path
 
-from medbuilder.delivery.metadata import build_metadata, validate_metadata
+from medbuilder.delivery.metadata import MONAI_SCHEMA_FILE, build_metadata, bundle_imports, validate_metadata
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
 
 BUNDLE = "bundle"
 ROUND_FILES = ("metrics.json", "config.json", "checkpoints/model.pt")
 SCRIPT_SUFFIXES = (".py", ".yaml")
+# MONAI's usual logging config (as in model-zoo bundles): INFO to stdout
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
 
 
 class BundleError(RuntimeError):
@@ -52,9 +86,14 @@ def _read_json(path: Path, default=None):
 
 def inference_config(task: str, extras: dict, class_names: list[str], point: dict | None = None,
                      calibration: dict | None = None) -> dict:
-    """configs/inference.json: every object is built from scripts/ (the template's predict.py); a diagnosis
-    model's operating point (the threshold approved at review) and temperature (when calibration was asked
-    for) go to its predictor: the threshold is carried onto the calibrated probabilities, so calls do not change."""
+    """configs/inference.json, MONAI's standard inference workflow (``python -m monai.bundle run``).
+
+    Every object is built from scripts/ (the template's predict.py): its Predictor holds the preprocessing,
+    the network step and the result of each file; the workflow runs them as MONAI's Dataset, DataLoader,
+    inferer and a SupervisedEvaluator whose postprocessing writes one JSON line per input file to
+    ``output_dir``/predictions.jsonl. A diagnosis model's operating point (the threshold approved at review) and
+    temperature (when calibration was asked for) go to its predictor: the threshold is carried onto the
+    calibrated probabilities, so calls do not change."""
     network_def = {"_target_": "$@template['build_model']", "cfg": "@train_config"}
     if task == "report_generation":
         network_def["vocab_size"] = len(extras["vocab"])
@@ -65,6 +104,9 @@ def inference_config(task: str, extras: dict, class_names: list[str], point: dic
         "scripts_dir": "$@bundle_root + '/scripts'",
         "ckpt_path": "$@bundle_root + '/models/model.pt'",
         "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "dataset_dir": "$@bundle_root + '/inputs'",
+        "input_files": [],
+        "output_dir": "$@bundle_root + '/eval'",
         "template": {"_target_": "runpy.run_path", "path_name": "$@scripts_dir + '/predict.py'",
                      "_desc_": "the template's predict.py run from scripts/; it imports its sibling modules"},
         "train_config": "$@template['read_config'](@scripts_dir + '/config.json')",
@@ -74,7 +116,22 @@ def inference_config(task: str, extras: dict, class_names: list[str], point: dic
         "preprocessing": {"_target_": "Compose", "transforms": "$@template['inference_transforms'](@train_config)",
                           "_desc_": "the training chain's deterministic transforms"},
         "predictor": predictor,
-        "input_files": [],
+        "datalist": "$@template['input_datalist'](@dataset_dir, @input_files)",
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
+                       "num_workers": 0},
+        "inferer": {"_target_": "$@template['PredictorInferer']", "predictor": "@predictor",
+                    "_desc_": "the predictor's network step (Predictor.infer)"},
+        "writer": {"_target_": "$@template['WritePredictiond']", "output_dir": "@output_dir"},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "$@template['PredictionEntryd']", "predictor": "@predictor"}, "@writer"]},
+        "handlers": [],
+        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
+                      "val_handlers": "@handlers", "amp": False},
+        "initialize": ["$@writer.start()"],
+        "run": ["$@template['require_inputs'](@datalist, @dataset_dir)", "$@evaluator.run()"],
+        "finalize": ["$print('predictions of', len(@datalist), 'file(s) in', @writer.path)"],
         "predictions": "$@predictor.predict(@input_files)",
     }
     if task == "diagnosis" and point:
@@ -95,7 +152,6 @@ def inference_config(task: str, extras: dict, class_names: list[str], point: dic
             config["operating_point"]["threshold"] = carried_threshold(point["threshold"], t)
             config["operating_point"]["threshold_before_calibration"] = point["threshold"]
     if task == "segmentation":
-        config["output_dir"] = "$@bundle_root + '/eval'"
         predictor["output_dir"] = "@output_dir"
         predictor["class_names"] = list(class_names)
     return config
@@ -210,9 +266,12 @@ def export_bundle(run_root: Path, round_k: int, card_text: str) -> Path:
     meta = build_metadata(task=task, cfg=cfg, extras=extras, class_names=class_names, metrics=metrics, card=card,
                           request=request, run_id=run_root.name, round_k=round_k,
                           changelog=_changelog(run_root, round_k, approved),
-                          approved_by=(approved or {}).get("who"), template=template)
+                          approved_by=(approved or {}).get("who"), template=template,
+                          packages=bundle_imports(staging / "scripts"))
     validate_metadata(meta)
     (staging / "configs" / "metadata.json").write_text(json.dumps(meta, indent=1))
+    shutil.copyfile(MONAI_SCHEMA_FILE, staging / "configs" / "schema.json")
+    (staging / "configs" / "logging.conf").write_text(LOGGING_CONF)
     point = approved_operating_point(run_root, round_k)
     calibration = _read_json(run_root / "calibration.json")
     calibration = calibration if calibration and calibration.get("round") == round_k else None

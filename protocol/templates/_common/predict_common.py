@@ -34,6 +34,7 @@ drop_foreign_siblings()
 
 import torch  # noqa: E402
 from common import load_config  # noqa: E402  (first of the siblings: quiets a harmless MONAI import warning)
+from monai.inferers import Inferer  # noqa: E402
 
 # ----------------------------------------------------------------------------- checkpoint and config
 
@@ -110,6 +111,112 @@ def locate(folder: str | Path) -> tuple[Path, Path]:
                 return config, ckpt
     raise FileNotFoundError(f"{folder} holds neither a MONAI bundle (models/model.pt) nor a trained workspace "
                             f"(config.json and checkpoints/model.pt): train first (python train.py --config config.json)")
+
+
+# ----------------------------------------------------------------------------- MONAI's inference workflow
+# configs/inference.json runs the standard MONAI workflow (python -m monai.bundle run): a Dataset of the input
+# files with the predictor's preprocessing, a DataLoader, the predictor's network step as the inferer, and a
+# SupervisedEvaluator whose postprocessing turns each output into the predictor's result and writes it.
+
+INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".mha", ".mhd",
+                  ".nrrd", ".npy")
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def _is_input(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and path.name.lower().endswith(INPUT_SUFFIXES)
+
+
+def input_datalist(dataset_dir: str | Path | None, input_files=None) -> list[dict]:
+    """[{"image": path, "source": path}, ...]: the files of input_files (a list, or one path) when given, else
+    every image file directly in dataset_dir, sorted ([] when that folder is missing: require_inputs says so
+    when the workflow runs, so that the bundle's checks still parse the config without inputs)."""
+    files = [input_files] if isinstance(input_files, (str, Path)) else list(input_files or [])
+    if files:
+        missing = [str(f) for f in files if not Path(f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
+        return [_input_item(Path(f)) for f in files]
+    folder = Path(dataset_dir or ".")
+    return [_input_item(p) for p in sorted(folder.iterdir()) if _is_input(p)] if folder.is_dir() else []
+
+
+def require_inputs(datalist: list, dataset_dir: str | Path | None) -> int:
+    """The number of inputs; FileNotFoundError naming the folder and what to pass when there are none."""
+    if not datalist:
+        raise FileNotFoundError(f"no image files ({', '.join(INPUT_SUFFIXES)}) directly in {dataset_dir} (or no such "
+                                f"folder): pass --dataset_dir FOLDER or --input_files \"['a.png', 'b.png']\"")
+    return len(datalist)
+
+
+def _input_item(path: Path) -> dict:
+    """A datalist item; "source" rides through the preprocessing unchanged (the image's own metadata may not)."""
+    return {"image": str(path.resolve()), "source": str(path.resolve())}
+
+
+class PredictorInferer(Inferer):
+    """The predictor's network step (``Predictor.infer``) as a MONAI Inferer, for the SupervisedEvaluator."""
+
+    def __init__(self, predictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        return self.predictor.infer(inputs)
+
+
+class PredictionEntryd:
+    """Postprocessing: the predictor's result for one evaluated item (``Predictor.entry``), under "prediction"."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+
+    def __call__(self, data: dict) -> dict:
+        return {**data, "prediction": self.predictor.entry(data["source"], data["pred"], data)}
+
+
+class WritePredictiond:
+    """Postprocessing: appends each item's "prediction" as one JSON line to output_dir/predictions.jsonl."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.path = Path(output_dir) / PREDICTIONS_FILE
+
+    def start(self) -> Path:
+        """An empty predictions file (called by the workflow's initialize)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        return self.path
+
+    def __call__(self, data: dict) -> dict:
+        with self.path.open("a") as out:
+            out.write(json.dumps(data["prediction"]) + "\n")
+        return data
+
+
+def predict_items(predictor, paths, **extra) -> list[dict]:
+    """Predictor.predict: prepare_item each file, run the network step on it alone, make its entry (the evaluator's
+    path, one file at a time)."""
+    out = []
+    for path, more in zip(paths, _per_file(extra, len(paths))):
+        data = predictor.prepare_item(path, **more)
+        output = predictor.infer(data["image"].unsqueeze(0).to(predictor.device))[0]
+        out.append(predictor.entry(str(path), output, data))
+    return out
+
+
+def _per_file(extra: dict, n: int) -> list[dict]:
+    """{"masks": [m1, m2]} -> [{"mask": m1}, {"mask": m2}]: optional per-file arguments, None dropped."""
+    rows = [{} for _ in range(n)]
+    for key, values in extra.items():
+        if values is None:
+            continue
+        values = list(values)
+        if len(values) != n:
+            raise ValueError(f"{len(values)} {key} for {n} files: give one (or None) per file")
+        for row, value in zip(rows, values):
+            if value is not None:
+                row[key.rstrip("s")] = value
+    return rows
 
 
 # ----------------------------------------------------------------------------- command line

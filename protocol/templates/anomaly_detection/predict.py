@@ -33,8 +33,10 @@ NO_THRESHOLD = ("train.py saved no operating threshold: the score ranks images (
 sys.modules.pop("predict_common", None)  # imported afresh from HERE, it first drops siblings from other folders
 sys.path.insert(0, str(HERE))
 try:
-    from predict_common import (cli_parser, load_weights, locate, pick_device, print_predictions,  # noqa: E402
-                                read_checkpoint, read_config, read_trained, root_cause)
+    from predict_common import (PredictionEntryd, PredictorInferer, WritePredictiond,  # noqa: E402
+                                cli_parser, input_datalist, load_weights, locate, pick_device, predict_items,
+                                print_predictions, read_checkpoint, read_config, read_trained, require_inputs,
+                                root_cause)
     import torch  # noqa: E402
     from dataloader import deterministic_transforms  # noqa: E402
     from model import anomaly_scores, build_model  # noqa: E402
@@ -68,27 +70,34 @@ class Predictor:
         self.threshold = checkpoint.get("threshold")
 
     def prepare(self, path: str | Path) -> torch.Tensor:
+        """The preprocessed (C, *image_size) image."""
+        return self.prepare_item(path)["image"]
+
+    def prepare_item(self, path: str | Path) -> dict:
         try:
-            return self.preprocessing({"image": str(path)})["image"]
+            return self.preprocessing({"image": str(path)})
         except Exception as err:  # the file is named; the reader's reason follows
             raise ValueError(f"cannot read image file {path}: {root_cause(err)}") from err
 
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of each image (B, C, *image_size)."""
+        return self.network(batch)
+
+    def entry(self, path: str, recon: torch.Tensor, data: dict) -> dict:
+        x, recon = data["image"].detach().float().cpu().unsqueeze(0), recon.detach().float().cpu().unsqueeze(0)
+        scores = {k: float(anomaly_scores(x, recon, k)[0]) for k in SCORE_KINDS}
+        score = scores[self.score_kind]
+        entry = {"file": str(path), "task": self.task, "score": score, "score_kind": self.score_kind,
+                 "scores": scores, "normal_label": self.normal_label, "threshold": self.threshold}
+        if self.threshold is None:
+            entry["threshold_note"] = NO_THRESHOLD
+        else:
+            entry["anomalous"] = bool(score > float(self.threshold))
+        return entry
+
     @torch.no_grad()
     def predict(self, paths) -> list[dict]:
-        out = []
-        for path in paths:
-            x = self.prepare(path).unsqueeze(0).to(self.device)
-            recon = self.network(x)
-            scores = {k: float(anomaly_scores(x, recon, k)[0]) for k in SCORE_KINDS}
-            score = scores[self.score_kind]
-            entry = {"file": str(path), "task": self.task, "score": score, "score_kind": self.score_kind,
-                     "scores": scores, "normal_label": self.normal_label, "threshold": self.threshold}
-            if self.threshold is None:
-                entry["threshold_note"] = NO_THRESHOLD
-            else:
-                entry["anomalous"] = bool(score > float(self.threshold))
-            out.append(entry)
-        return out
+        return predict_items(self, list(paths))
 
 
 def build(config: str | Path, checkpoint: str | Path, device: str | None = None) -> Predictor:

@@ -30,8 +30,10 @@ INFERENCE_KEYS = ("spatial_dims", "image_size", "in_channels", "num_classes", "m
 sys.modules.pop("predict_common", None)  # imported afresh from HERE, it first drops siblings from other folders
 sys.path.insert(0, str(HERE))
 try:
-    from predict_common import (cli_parser, load_weights, locate, pick_device, print_predictions,  # noqa: E402
-                                read_checkpoint, read_config, read_trained, root_cause)
+    from predict_common import (PredictionEntryd, PredictorInferer, WritePredictiond,  # noqa: E402
+                                cli_parser, input_datalist, load_weights, locate, pick_device, predict_items,
+                                print_predictions, read_checkpoint, read_config, read_trained, require_inputs,
+                                root_cause)
     import torch  # noqa: E402
     from dataloader import deterministic_transforms  # noqa: E402
     from model import build_model  # noqa: E402
@@ -76,35 +78,38 @@ class Predictor:
             self.positive = int(label_dict[cfg["positive_label"]]) if cfg.get("positive_label") else 1
 
     def prepare(self, path: str | Path, mask: str | Path | None = None) -> torch.Tensor:
+        """The preprocessed (C, *image_size) image."""
+        return self.prepare_item(path, mask)["image"]
+
+    def prepare_item(self, path: str | Path, mask: str | Path | None = None) -> dict:
         item = {"image": str(path), **({"confounder_mask": str(mask)} if mask else {})}
         try:
-            return self.preprocessing(item)["image"]
+            return self.preprocessing(item)
         except Exception as err:  # the file is named; the reader's reason follows
             raise ValueError(f"cannot read image file {path}{f' or mask {mask}' if mask else ''}: "
                              f"{root_cause(err)}") from err
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, classes): softmax(logits / temperature)."""
+        return torch.softmax(self.network(batch).float() / self.temperature, dim=1)
+
+    def entry(self, path: str, probabilities: torch.Tensor, data: dict | None = None) -> dict:
+        p = probabilities.detach().float().cpu()
+        entry = {"file": str(path), "task": self.task, "prediction": self.names[int(p.argmax())],
+                 "probabilities": {self.names[c]: round(float(p[c]), 6) for c in range(len(p))}}
+        if self.positive is not None:
+            entry["positive_label"] = self.names[self.positive]
+            entry["score"] = round(float(p[self.positive]), 6)
+            if self.threshold is not None:
+                called = self.positive if float(p[self.positive]) >= self.threshold else 1 - self.positive
+                entry["prediction"], entry["threshold"] = self.names[called], self.threshold
+        return entry
 
     @torch.no_grad()
     def predict(self, paths, masks=None) -> list[dict]:
         """One entry per file; masks (optional, one path or None per file) are inpainted first when the
         model was trained with mask_confounder."""
-        paths = list(paths)
-        masks = list(masks) if masks is not None else [None] * len(paths)
-        if len(masks) != len(paths):
-            raise ValueError(f"{len(masks)} masks for {len(paths)} files: give one mask (or None) per file")
-        out = []
-        for path, mask in zip(paths, masks):
-            x = self.prepare(path, mask).unsqueeze(0).to(self.device)
-            p = torch.softmax(self.network(x).float() / self.temperature, dim=1)[0].cpu()
-            entry = {"file": str(path), "task": self.task, "prediction": self.names[int(p.argmax())],
-                     "probabilities": {self.names[c]: round(float(p[c]), 6) for c in range(len(p))}}
-            if self.positive is not None:
-                entry["positive_label"] = self.names[self.positive]
-                entry["score"] = round(float(p[self.positive]), 6)
-                if self.threshold is not None:
-                    called = self.positive if float(p[self.positive]) >= self.threshold else 1 - self.positive
-                    entry["prediction"], entry["threshold"] = self.names[called], self.threshold
-            out.append(entry)
-        return out
+        return predict_items(self, list(paths), masks=masks)
 
 
 def build(config: str | Path, checkpoint: str | Path, device: str | None = None) -> Predictor:

@@ -60,8 +60,12 @@ class ReportGenerator(nn.Module):
         code = self.encoder(images)
         return code, code.unsqueeze(0).repeat(self.num_layers, 1, 1).contiguous()
 
-    def forward(self, images: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: words = <bos> w1 .. w(n-1); returns logits (B, T, vocab) for w1 .. wn."""
+    def forward(self, images: torch.Tensor, words: torch.Tensor | None = None, max_tokens: int = 60) -> torch.Tensor:
+        """Teacher forcing: words = <bos> w1 .. w(n-1); returns logits (B, T, vocab) for w1 .. wn.
+        Without words (the network as MONAI runs it, image in, report out): greedy decoding, the logits of each
+        chosen word as (B, vocab, T), T <= max_tokens + 1; argmax over dim 1 gives generate()'s ids."""
+        if words is None:
+            return self._greedy(images, max_tokens)[1]
         code, hidden = self._start(images)
         logits, _ = self._step(words, code, hidden)
         return logits
@@ -69,17 +73,22 @@ class ReportGenerator(nn.Module):
     @torch.no_grad()
     def generate(self, images: torch.Tensor, max_tokens: int) -> torch.Tensor:
         """Greedy decoding: (B, <= max_tokens + 1) token ids, ending with <eos> where reached."""
+        return self._greedy(images, max_tokens)[0]
+
+    def _greedy(self, images: torch.Tensor, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (B, T), logits (B, vocab, T)) of greedy decoding, stopping when every report reached <eos>."""
         code, hidden = self._start(images)
         words = torch.full((images.shape[0], 1), BOS_ID, dtype=torch.long, device=images.device)
-        out, done = [], torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+        ids, steps, done = [], [], torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
         for _ in range(max_tokens + 1):
             logits, hidden = self._step(words, code, hidden)
             words = logits[:, -1].argmax(-1, keepdim=True)
-            out.append(words)
+            ids.append(words)
+            steps.append(logits[:, -1])
             done |= words[:, 0] == EOS_ID
             if bool(done.all()):
                 break
-        return torch.cat(out, dim=1)
+        return torch.cat(ids, dim=1), torch.stack(steps, dim=2)
 
 
 def build_model(cfg: dict, vocab_size: int) -> ReportGenerator:

@@ -28,8 +28,10 @@ INFERENCE_KEYS = ("image_size", "in_channels", "encoder_channels", "encoder_pool
 sys.modules.pop("predict_common", None)  # imported afresh from HERE, it first drops siblings from other folders
 sys.path.insert(0, str(HERE))
 try:
-    from predict_common import (cli_parser, load_weights, locate, pick_device, print_predictions,  # noqa: E402
-                                read_checkpoint, read_config, read_trained, root_cause)
+    from predict_common import (PredictionEntryd, PredictorInferer, WritePredictiond,  # noqa: E402
+                                cli_parser, input_datalist, load_weights, locate, pick_device, predict_items,
+                                print_predictions, read_checkpoint, read_config, read_trained, require_inputs,
+                                root_cause)
     import torch  # noqa: E402
     from dataloader import deterministic_transforms  # noqa: E402
     from model import build_model  # noqa: E402
@@ -85,20 +87,26 @@ class Predictor:
         self.max_tokens = int(cfg.get("max_report_tokens", 60))
 
     def prepare(self, path: str | Path) -> torch.Tensor:
+        """The preprocessed (C, *image_size) image."""
+        return self.prepare_item(path)["image"]
+
+    def prepare_item(self, path: str | Path) -> dict:
         try:
-            return self.preprocessing({"image": str(path)})["image"]
+            return self.preprocessing({"image": str(path)})
         except Exception as err:  # the file is named; the reader's reason follows
             raise ValueError(f"cannot read image file {path}: {root_cause(err)}") from err
 
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Greedy decoding: the logits of each chosen word, (B, vocab, T)."""
+        return self.network(batch, None, self.max_tokens)
+
+    def entry(self, path: str, logits: torch.Tensor, data: dict | None = None) -> dict:
+        text = self.vocab.decode(logits.detach().argmax(dim=0).cpu())
+        return {"file": str(path), "task": self.task, "report": text, "n_words": len(text.split())}
+
     @torch.no_grad()
     def predict(self, paths) -> list[dict]:
-        out = []
-        for path in paths:
-            x = self.prepare(path).unsqueeze(0).to(self.device)
-            ids = self.network.generate(x, self.max_tokens)[0].cpu()
-            text = self.vocab.decode(ids)
-            out.append({"file": str(path), "task": self.task, "report": text, "n_words": len(text.split())})
-        return out
+        return predict_items(self, list(paths))
 
 
 def build(config: str | Path, checkpoint: str | Path, device: str | None = None) -> Predictor:

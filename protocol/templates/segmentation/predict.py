@@ -31,8 +31,10 @@ INFERENCE_KEYS = ("spatial_dims", "in_channels", "num_classes", "orientation", "
 sys.modules.pop("predict_common", None)  # imported afresh from HERE, it first drops siblings from other folders
 sys.path.insert(0, str(HERE))
 try:
-    from predict_common import (cli_parser, load_weights, locate, pick_device, print_predictions,  # noqa: E402
-                                read_checkpoint, read_config, read_trained, root_cause)
+    from predict_common import (PredictionEntryd, PredictorInferer, WritePredictiond,  # noqa: E402
+                                cli_parser, input_datalist, load_weights, locate, pick_device, predict_items,
+                                print_predictions, read_checkpoint, read_config, read_trained, require_inputs,
+                                root_cause)
     import torch  # noqa: E402
     from dataloader import deterministic_transforms  # noqa: E402
     from model import build_model, inference_roi  # noqa: E402
@@ -87,11 +89,17 @@ class Predictor:
         except Exception as err:  # the file is named; the reader's reason follows
             raise ValueError(f"cannot read image file {path}: {root_cause(err)}") from err
 
+    prepare_item = prepare
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, C, *size) preprocessed images -> (B, 1, *size) label maps in the preprocessed grid (sliding windows)."""
+        logits = sliding_window_inference(batch, inference_roi(self.cfg, batch.shape[2:]), predictor=self.network,
+                                          **self.sw)
+        return logits.argmax(dim=1, keepdim=True).to(torch.uint8)
+
     def segment(self, image: torch.Tensor) -> torch.Tensor:
         """(C, *size) preprocessed image -> (1, *size) label map in the preprocessed grid."""
-        x = image.unsqueeze(0).to(self.device)
-        logits = sliding_window_inference(x, inference_roi(self.cfg, x.shape[2:]), predictor=self.network, **self.sw)
-        return logits.argmax(dim=1).cpu().to(torch.uint8)
+        return self.infer(image.unsqueeze(0).to(self.device))[0].cpu()
 
     def to_input_grid(self, data: dict, labels: torch.Tensor):
         """The label map taken back through the inverse spatial transforms; MetaTensor with the input's affine."""
@@ -127,28 +135,28 @@ class Predictor:
             Image.fromarray(mask.T * scale).save(target)  # MONAI's PIL reader loads (W, H): back to (H, W)
         return target, list(mask.shape)
 
+    def entry(self, path: str, labels: torch.Tensor, data: dict) -> dict:
+        """The mask of one image written in its input grid, with voxel counts (and volumes in 3D)."""
+        path = Path(path)
+        labels = labels.detach().cpu()
+        inverted = self.to_input_grid(data, labels.as_tensor() if hasattr(labels, "as_tensor") else labels)
+        target, shape = self.save(inverted, path)
+        counts = torch.bincount(inverted[0].round().long().flatten(), minlength=len(self.class_names))
+        entry = {"file": str(path), "task": self.task, "mask": str(target), "mask_space": "input",
+                 "shape": shape, "voxel_counts": {name: int(counts[c]) for c, name in enumerate(self.class_names)},
+                 "foreground_voxels": int(counts[1:].sum())}
+        if self.dims == 3:
+            voxel_mm3 = float(abs(torch.linalg.det(torch.as_tensor(inverted.affine, dtype=torch.float64)[:3, :3])))
+            entry["voxel_volume_mm3"] = round(voxel_mm3, 6)
+            entry["volumes_mm3"] = {name: round(int(counts[c]) * voxel_mm3, 3)
+                                    for c, name in enumerate(self.class_names) if c > 0}
+        return entry
+
     @torch.no_grad()
     def predict(self, paths, output_dir: str | Path | None = None) -> list[dict]:
         if output_dir is not None:
             self.output_dir = Path(output_dir)
-        out = []
-        for path in paths:
-            path = Path(path)
-            data = self.prepare(path)
-            labels = self.segment(data["image"])
-            inverted = self.to_input_grid(data, labels)
-            target, shape = self.save(inverted, path)
-            counts = torch.bincount(inverted[0].round().long().flatten(), minlength=len(self.class_names))
-            entry = {"file": str(path), "task": self.task, "mask": str(target), "mask_space": "input",
-                     "shape": shape, "voxel_counts": {name: int(counts[c]) for c, name in enumerate(self.class_names)},
-                     "foreground_voxels": int(counts[1:].sum())}
-            if self.dims == 3:
-                voxel_mm3 = float(abs(torch.linalg.det(torch.as_tensor(inverted.affine, dtype=torch.float64)[:3, :3])))
-                entry["voxel_volume_mm3"] = round(voxel_mm3, 6)
-                entry["volumes_mm3"] = {name: round(int(counts[c]) * voxel_mm3, 3)
-                                        for c, name in enumerate(self.class_names) if c > 0}
-            out.append(entry)
-        return out
+        return predict_items(self, [Path(p) for p in paths])
 
 
 def build(config: str | Path, checkpoint: str | Path, device: str | None = None,
