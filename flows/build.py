@@ -2,7 +2,9 @@
 
 The flow body is only the sequence and the gates; every stage is a thin task
 over a plain function, and skips itself when its record in ``stages/`` says it
-completed, so `medbuilder resume RUN` continues where a run stopped.
+completed, so `medbuilder resume RUN` continues where a run stopped, and so does a
+deployment's run that a gate suspended (Prefect runs it again from the top once the
+gate is answered: ``flows/gates.py``).
 
 Every stage and what it reads and writes are in ``medbuilder/stages/registry.py``; the run folder's tree
 is the docstring of ``protocol/run_folder.py``.
@@ -17,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
 from medbuilder.flows.describe import dataset_question, gate_questions, review_question
-from medbuilder.flows.gates import ask, stop_at_question
+from medbuilder.flows.gates import ask, run_dir_to_continue, stop_at_question, was_asked
 from medbuilder.flows.logs import run_log
 from medbuilder.lifecycle.finish import failure_of, finish
 from medbuilder.lifecycle.gate_forms import ReviewDecision
@@ -39,6 +41,7 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
                 approve: str | None = None, run_dir: str | None = None) -> dict:
     """Build a model for `request` (or continue the run in `run_dir`); returns the run's summary."""
     settings = get_settings()
+    run_dir = run_dir or run_dir_to_continue(settings.runs_dir)  # a deployment's run resumed after a gate
     run, core, approve = open_run(settings, request, dataset, core, approve, run_dir, *_this_flow_run())
     with run_log(run):
         try:
@@ -138,8 +141,9 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
                 run.write("objective.json", plan.objective)
             stage_task("prepare_data")(str(run.root), f"prepare_data{suffix}")
         stage_task("data_engineer", retries)(str(run.root), f"data_engineer{suffix}", core)
-        audit_acquisition(run, plan.task)
         gate = f"dataset-{round_k}"
+        if not was_asked(run, gate):  # a run resumed at this gate audited before it asked
+            audit_acquisition(run, plan.task)
         questions = gate_questions(run)
         if approve == "auto" and questions and not run.exists(f"decisions/{gate}.json"):
             stop_at_question(run, gate, dataset_question(run, plan), questions)

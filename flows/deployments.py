@@ -1,8 +1,9 @@
 """The deployments, served by one process: ``python -m medbuilder.flows.deployments``.
 
 - ``build_model/build``: what the dashboard starts with
-  ``run_deployment("build_model/build", parameters={...}, timeout=0)``; gates pause for the dashboard
-  or the Prefect UI (approve = "prefect").
+  ``run_deployment("build_model/build", parameters={...}, timeout=0)``; its gates (approve = "prefect")
+  suspend the run for the dashboard or the Prefect UI: the flow process exits and frees its slot, and the
+  answer reschedules the run, which this process (or a worker) runs on from the run folder (``flows/gates.py``).
 - ``reevaluate_delivered/nightly``: re-checks every delivered model at 02:00 UTC (``flows/reevaluate.py``); the
   cron is ``MEDBUILDER_NIGHTLY_CRON`` (5 fields, or 6 with the seconds last); the Prefect server's scheduler
   creates its runs (auto-scheduled, state Scheduled) and this process runs them.
@@ -47,8 +48,9 @@ def deployments() -> list:
         "build", entrypoint_type=module, tags=["medbuilder"],
         parameters={"request": "", "dataset": None, "core": None, "approve": "prefect"},
         description="Build a model from a clinician's request: Task Manager -> dataset gate -> Data Engineer -> "
-                    "Module Architect -> Model Trainer -> evaluation -> review gate -> delivery. Gates pause "
-                    "(approve = prefect) until answered in the dashboard, the Prefect UI or `medbuilder approve`.")
+                    "Module Architect -> Model Trainer -> evaluation -> review gate -> delivery. Gates suspend "
+                    "the run (approve = prefect; no process waits) until answered in the dashboard, the Prefect "
+                    "UI or `medbuilder approve`; the answer reschedules it and it goes on from its run folder.")
     cron = get_settings().nightly_cron
     when = "Every night at 02:00 UTC" if cron == NIGHTLY_CRON else f"On the cron '{cron}' (UTC)"
     nightly = reevaluate_delivered.to_deployment(
@@ -69,7 +71,7 @@ def deployments() -> list:
         parameters={"approve": "prefect"},
         description=f"Started by the automation '{TRIGGER_NAME}' on the event {DATACARD_EVENT} "
                     f"(resource {RESOURCE_PREFIX}<name>): builds a model on that datacard with the request the "
-                    "event carries; its gates wait for a clinician.")
+                    "event carries; its gates suspend the run until a clinician answers.")
     return [build, nightly, on_datacard]
 
 
@@ -86,8 +88,9 @@ def pool_deployment(working_dir: str):
         "pool", entrypoint_type=EntrypointType.MODULE_PATH, tags=["medbuilder", "work-pool"],
         parameters={"request": "", "dataset": None, "core": None, "approve": "prefect"},
         job_variables={"working_dir": working_dir},
-        description="Build a model (as build_model/build) on the workers of a process work pool; the Model "
-                    "Trainer holds a slot of the global concurrency limit medbuilder-training.")
+        description="Build a model (as build_model/build) on the workers of a process work pool; a gate "
+                    "suspends the run and frees its worker until answered; the Model Trainer holds a slot of "
+                    "the global concurrency limit medbuilder-training.")
 
 
 def serve_all(limit: int | None = None) -> None:

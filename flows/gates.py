@@ -1,25 +1,40 @@
 """Clinician gates: the dataset decision and the review decision.
 
-In ``prefect`` mode a gate is a real ``pause_flow_run(wait_for_input=...)`` in the
-flow body: the Prefect UI shows the markdown description and a form for the
-typed input, and `medbuilder approve` (or the dashboard) resumes the run with
-``resume_flow_run``. ``auto`` records an automatic approval as such;
-``terminal`` asks on the console. Every decision is written to
-``decisions/<gate>.json`` with who, when and how; a decision already on disk
-(a resumed run) is reused, so no gate is asked twice.
+In ``prefect`` mode a gate waits in the flow body for a typed answer: the Prefect UI shows the markdown
+description and a form, and `medbuilder approve` or the dashboard (``medbuilder/lifecycle/answer.py``) resumes
+the run with ``resume_flow_run(..., run_input=...)``. How it waits depends on how the run was started:
+
+- **a deployment's run** (its flow run has a deployment_id: the dashboard, ``medbuilder up``, a worker of the
+  pool) is *suspended*: ``suspend_flow_run(wait_for_input=..., key=<gate id>, timeout=...)`` sets the flow run
+  Suspended and raises Prefect's ``Pause``, so the flow process exits and the worker or serve slot is free
+  while the clinician thinks. ``gates/pending.json`` stays (``"suspended": true``) and ``run.json`` says
+  ``suspended``. The answer reschedules the run (Scheduled, "Resuming"); a worker or the serve process runs the
+  flow again from the top. That run continues the run folder whose ``run.json`` names its flow run
+  (``run_dir_to_continue``); finished stages are skipped by their records in ``stages/``, earlier gates are
+  read from ``decisions/``, and the same ``suspend_flow_run`` call, reached again with the same key, is
+  refused by the server ("already fired") and returns the stored answer instead of suspending. No Prefect
+  result persistence is needed: every value the flow body uses after a gate is read back from the run folder.
+- **a run started from the CLI** (``medbuilder build``/``resume``: no deployment, nothing could run it again)
+  keeps its process: ``pause_flow_run(wait_for_input=..., key=<gate id>)`` polls until the answer comes.
+
+``auto`` records an automatic approval as such; ``terminal`` asks on the console. Every decision is written
+to ``decisions/<gate>.json`` with who, when and how; a decision already on disk (a resumed run) is reused, so no
+gate is asked twice.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, pause_flow_run
+from prefect import get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.context import get_run_context
 from prefect.input import RunInput
 
 from medbuilder.lifecycle.gate_forms import GATE_INPUTS, answer_fields, answered_through, gate_kind
-from medbuilder.protocol.artifacts import GateDecision, now
+from medbuilder.protocol.artifacts import GateDecision, RunRecord, now
 from medbuilder.protocol.run_folder import RunFolder
+
+SUSPENDED = "suspended"  # run.json's status while a deployment's run waits at a gate with no process
 
 
 def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s: int, poll_s: int,
@@ -39,12 +54,12 @@ def ask(run: RunFolder, gate_id: str, description: str, mode: str, *, timeout_s:
     elif mode == "terminal":
         answer, via = _ask_terminal(model, description), "terminal"
     else:
-        answer, via = _pause(run, gate_id, model, description, timeout_s, poll_s, initial or {}), "prefect"
+        answer, via = _wait(run, gate_id, model, description, timeout_s, poll_s, initial or {}), "prefect"
     channel = answered_through(run, gate_id) if via == "prefect" else {}
     decision = GateDecision(gate=gate_id, via=channel.get("via", via), os_user=channel.get("os_user"),
                             **answer_fields(answer))
     run.write(file, decision)
-    get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, via)
+    get_run_logger().info("gate %s: %s by %s via %s", gate_id, decision.action, decision.who, decision.via)
     return decision
 
 
@@ -54,14 +69,74 @@ def _write_text(run: RunFolder, gate_id: str, description: str) -> None:
     target.write_text(description)
 
 
-def _pause(run: RunFolder, gate_id: str, model, description: str, timeout_s: int, poll_s: int, initial: dict):
-    flow_run_id = str(get_run_context().flow_run.id)
+def _wait(run: RunFolder, gate_id: str, model, description: str, timeout_s: int, poll_s: int, initial: dict):
+    form = model.with_initial_data(description=description, **initial)
+    flow_run = get_run_context().flow_run
+    if flow_run.deployment_id is None:
+        return _pause(run, gate_id, form, str(flow_run.id), timeout_s, poll_s)
+    return _suspend(run, gate_id, form, flow_run, timeout_s)
+
+
+def _pause(run: RunFolder, gate_id: str, form, flow_run_id: str, timeout_s: int, poll_s: int):
+    """A run with no deployment: its process waits (nothing could start it again)."""
     run.write("gates/pending.json", {"gate": gate_id, "flow_run_id": flow_run_id, "asked": now()})
     try:
-        return pause_flow_run(wait_for_input=model.with_initial_data(description=description, **initial),
-                              timeout=timeout_s, poll_interval=poll_s, key=gate_id)
+        return pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=poll_s, key=gate_id)
     finally:
         run.path("gates/pending.json").unlink(missing_ok=True)
+
+
+def _suspend(run: RunFolder, gate_id: str, form, flow_run, timeout_s: int):
+    """A deployment's run: suspend and exit (Prefect's Pause, a BaseException, passes through with the gate left
+    pending). Reached again after the answer, the server refuses the same key and the call returns the answer."""
+    if gate_id in (flow_run.empirical_policy.pause_keys or ()):
+        return suspend_flow_run(wait_for_input=form, key=gate_id, timeout=timeout_s)
+    run.write("gates/pending.json", {"gate": gate_id, "flow_run_id": str(flow_run.id), "asked": now(),
+                                     "suspended": True})
+    _set_status(run, SUSPENDED)
+    try:
+        answer = suspend_flow_run(wait_for_input=form, key=gate_id, timeout=timeout_s)
+    except Exception:
+        _stop_waiting(run)
+        raise
+    _stop_waiting(run)  # not suspended after all (the key had fired): the answer is here
+    return answer
+
+
+def _stop_waiting(run: RunFolder) -> None:
+    run.path("gates/pending.json").unlink(missing_ok=True)
+    _set_status(run, "running")
+
+
+def _set_status(run: RunFolder, status: str) -> None:
+    record = run.record()
+    record.status = status
+    run.write("run.json", record)
+
+
+def run_dir_to_continue(runs_dir: Path) -> str | None:
+    """The run folder a deployment's run continues when it runs again after a suspended gate was answered
+    (the folder whose run.json names this flow run); None for a run that was never suspended."""
+    flow_run = get_run_context().flow_run
+    if flow_run.deployment_id is None or not flow_run.empirical_policy.pause_keys:
+        return None
+    for path in sorted(Path(runs_dir).glob("*/run.json")):
+        try:
+            record = RunRecord.model_validate_json(path.read_text())
+        except (OSError, ValueError):
+            continue  # a run folder being written, or not medbuilder's
+        if record.flow_run_id == str(flow_run.id):
+            return str(path.parent)
+    raise FileNotFoundError(f"flow run {flow_run.id} was resumed after gate(s) "
+                            f"{', '.join(sorted(flow_run.empirical_policy.pause_keys))}, but no run.json under "
+                            f"{runs_dir} names it (another MEDBUILDER_RUNS_DIR, or `medbuilder resume` went on "
+                            "with the run in a new flow run): run the worker with the runs folder the run began "
+                            "in, or see `medbuilder runs`")
+
+
+def was_asked(run: RunFolder, gate_id: str) -> bool:
+    """The gate's question is written: what came before it in the flow body is done (a resumed run)."""
+    return run.exists(f"gates/{gate_id}.md")
 
 
 def _ask_terminal(model, description: str):

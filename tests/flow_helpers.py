@@ -127,3 +127,32 @@ def pending_gate_is(run_dir: Path, gate: str) -> bool:
         return json.loads((run_dir / "gates" / "pending.json").read_text())["gate"] == gate
     except (OSError, ValueError):
         return False
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def flow_run_of(flow_run_id: str):
+    """The flow run as the Prefect API this process talks to has it now."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id))
+
+
+def state_names(flow_run_id: str) -> list[str]:
+    """Every state the flow run went through, oldest first."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return [s.name for s in client.read_flow_run_states(UUID(flow_run_id))]

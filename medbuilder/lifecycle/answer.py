@@ -1,4 +1,7 @@
-"""Answer a paused run's gate from another process: validate the input, resume through Prefect."""
+"""Answer a paused run's gate from another process: validate the input, resume through Prefect.
+
+A gate of a run with no deployment waits in its live flow process (Paused); a deployment's run is Suspended
+with no process (``flows/gates.py``): the answer reschedules it, and a worker or the serve process runs it on."""
 
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ def answer_gate(run: RunFolder, values: dict, via: str = "cli") -> str:
                          "`medbuilder resume` continues a stopped run")
     pending = run.read_json("gates/pending.json")
     answer = validate_answer(pending["gate"], values)
-    if process_gone(run):
+    if not pending.get("suspended") and process_gone(run):  # a suspended gate has no process by design
         raise NotWaiting(f"run {run.run_id} was waiting at gate {pending['gate']}, but its flow process is gone "
                          f"(interrupted): `medbuilder resume {run.run_id}` starts it again at the same gate; "
                          "answer it then")
