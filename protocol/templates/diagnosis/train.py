@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from torch import nn
 
 from common import output_dir, parse_args, setup_runtime
@@ -58,9 +59,8 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, positive: int | None, n_boot
     pred = probs.argmax(1)
     out = {"value": auc(all_idx), "ci95": bootstrap_ci(auc, len(labels), n_boot, seed) if n_boot else None,
            "accuracy": float((pred == labels).mean()),
-           "balanced_accuracy": float(np.mean([(pred[labels == c] == c).mean() for c in np.unique(labels)])),
-           "confusion_matrix": [[int(((labels == t) & (pred == p)).sum()) for p in range(n_classes)]
-                                for t in range(n_classes)]}
+           "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
+           "confusion_matrix": confusion_matrix(labels, pred, labels=list(range(n_classes))).tolist()}
     if positive is not None:
         pos, neg = labels == positive, labels != positive
         out["sensitivity"] = float((pred[pos] == positive).mean()) if pos.any() else None

@@ -19,19 +19,21 @@ from common import output_dir, parse_args, setup_runtime
 from engine import bootstrap_ci, finish, fit
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
+from monai.metrics import compute_dice
+from monai.networks.utils import one_hot
 
 from dataloader import build_loaders
 from model import build_model, inference_roi
 
 
 def case_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> list[float]:
-    """Dice per foreground class for one case (1.0 when a class is absent from both)."""
-    out = []
-    for c in range(1, num_classes):
-        p, t = pred == c, label == c
-        denom = int(p.sum() + t.sum())
-        out.append(1.0 if denom == 0 else 2.0 * int((p & t).sum()) / denom)
-    return out
+    """Dice per foreground class for one case, by MONAI's compute_dice (1.0 when a class is absent from both,
+    0.0 when only the prediction has it)."""
+    def onehot(x: torch.Tensor) -> torch.Tensor:
+        return one_hot(x.reshape(1, 1, *x.shape).long(), num_classes)
+
+    dice = compute_dice(onehot(pred), onehot(label), include_background=False, ignore_empty=False)
+    return [float(d) for d in dice[0]]
 
 
 def save_mask(mask: np.ndarray, image: torch.Tensor, path: Path, dims: int, num_classes: int) -> str:
