@@ -57,7 +57,7 @@ def test_registration_replaces_the_automation_and_off_removes_it(prefect_api):
     (automation,) = named()
     assert automation.id == second.id != first.id and automation.enabled
     trigger = automation.trigger
-    assert trigger.expect == {"prefect.flow-run.Paused"} and trigger.posture == "Reactive"
+    assert trigger.expect == {"prefect.flow-run.Paused", "prefect.flow-run.Suspended"} and trigger.posture == "Reactive"
     assert trigger.match_related.model_dump() == {"prefect.resource.role": "flow",
                                                   "prefect.resource.name": "build_model"}
     (action,) = automation.actions

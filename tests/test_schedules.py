@@ -10,7 +10,7 @@ receiver on 127.0.0.1, the channel of the gate notifications (``medbuilder/stack
   created by the schedule, first state Scheduled), the serve process must run it to Completed, and it must
   write reevaluations/<date>.json in a delivered run folder (a real model trained for one epoch).
 - a new datacard: `medbuilder watch` emits the event, the automation starts ``build_model/on-datacard``, the
-  serve process runs the build to its dataset gate (flow run Paused, pause key dataset-1), and the gate's
+  serve process runs the build to its dataset gate (flow run Suspended, pause key dataset-1), and the gate's
   automation POSTs to the webhook, naming the flow run and the gate.
 
 The datacard test runs while the nightly cron is still due, so the module takes about as long as its slowest
@@ -181,7 +181,8 @@ def test_new_datacard_builds_to_its_gate_and_the_gate_notifies(stack):
     from medbuilder.flows.deployments import TRIGGER_NAME
     from medbuilder.stack.notify import AUTOMATION_NAME, WEBHOOK_BLOCK
 
-    assert f"gate notifications: {WEBHOOK_BLOCK} on prefect.flow-run.Paused" in stack["served_stdout"]
+    assert (f"gate notifications: {WEBHOOK_BLOCK} on prefect.flow-run.Paused and prefect.flow-run.Suspended"
+            in stack["served_stdout"])
     card = yaml.safe_load((REPO / "datacards" / "br35h.yaml").read_text())
     card["name"] = "br35h-copy"  # the same images (base/data/br35h), a new card
     (stack["base"] / "datacards" / "br35h-copy.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
@@ -190,7 +191,8 @@ def test_new_datacard_builds_to_its_gate_and_the_gate_notifies(stack):
         on_card = client.read_deployment_by_name("build_model/on-datacard")
         (trigger,) = client.read_automations_by_name(TRIGGER_NAME)
         (notify,) = client.read_automations_by_name(AUTOMATION_NAME)
-        assert notify.trigger.expect == {"prefect.flow-run.Paused"} and len(notify.actions) == 1
+        assert notify.trigger.expect == {"prefect.flow-run.Paused", "prefect.flow-run.Suspended"}
+        assert len(notify.actions) == 1
 
         (run,) = _wait(lambda: _runs_of(client, on_card.id), 60, "a flow run of build_model/on-datacard",
                        stack["logs"]["watch"])
@@ -203,10 +205,10 @@ def test_new_datacard_builds_to_its_gate_and_the_gate_notifies(stack):
             assert not state.is_final(), f"the triggered build ended before its gate: {state}"
             return state if state.is_paused() else None
 
-        state = _wait(paused, 180, "the triggered build to pause at its dataset gate", stack["logs"]["serve"])
+        state = _wait(paused, 180, "the triggered build to suspend at its dataset gate", stack["logs"]["serve"])
         print(f"triggered run {run.name} paused at {state.state_details.pause_key} after "
               f"{time.monotonic() - started:.1f} s")
-        assert state.name == "Paused" and state.state_details.pause_key == "dataset-1"
+        assert state.name == "Suspended" and state.state_details.pause_key == "dataset-1"  # a deployment's run
         names = [s.name for s in client.read_flow_run_states(run.id)]
         assert "Running" in names, names  # the serve process ran it
     (run_dir,) = [p for p in (stack["base"] / "runs").iterdir() if (p / "gates" / "pending.json").exists()]
@@ -223,7 +225,7 @@ def test_new_datacard_builds_to_its_gate_and_the_gate_notifies(stack):
     assert f"Prefect UI: {stack['api'][:-4]}/runs/flow-run/{run.id}" in body
     assert "Dashboard: http://127.0.0.1:8599" in body and "dataset br35h-copy" in body
 
-    assert len([p for p in hook.received if str(run.id) in str(p["json"])]) == 1  # one Paused event, one POST
+    assert len([p for p in hook.received if str(run.id) in str(p["json"])]) == 1  # one Suspended event, one POST
 
 
 def test_the_servers_scheduler_runs_the_nightly_reevaluation(stack):

@@ -1,8 +1,9 @@
-"""Tell someone when a gate waits: a Prefect automation on ``prefect.flow-run.Paused`` of ``build_model`` runs
-that sends a notification through a webhook block.
+"""Tell someone when a gate waits: a Prefect automation on ``prefect.flow-run.Paused`` and
+``prefect.flow-run.Suspended`` of ``build_model`` runs that sends a notification through a webhook block.
 
-A gate (``flows/gates.py``) pauses its flow run with ``pause_flow_run(..., key=<gate id>)``; the server emits
-``prefect.flow-run.Paused`` for it; the automation ``AUTOMATION_NAME`` (its trigger matches flow runs whose flow
+A gate (``flows/gates.py``) pauses its flow run (``pause_flow_run(..., key=<gate id>)``, a run started from the
+CLI) or suspends it (``suspend_flow_run``, a deployment's run); the server emits ``prefect.flow-run.Paused`` or
+``prefect.flow-run.Suspended`` for it; the automation ``AUTOMATION_NAME`` (its trigger matches flow runs whose flow
 is ``build_model``) runs ``SendNotification`` once per channel, on the server. Its body names the flow run, the
 gate key (the newest of the run's pause keys, see ``GATE_KEY``), the request, and links to the run in the Prefect UI and to the
 dashboard.
@@ -29,7 +30,9 @@ from typing import Callable
 
 AUTOMATION_NAME = "medbuilder: gate waiting -> notify"
 WEBHOOK_BLOCK = "medbuilder-gate-webhook"
-PAUSED_EVENT = "prefect.flow-run.Paused"
+PAUSED_EVENT = "prefect.flow-run.Paused"  # a CLI run's gate (pause_flow_run)
+SUSPENDED_EVENT = "prefect.flow-run.Suspended"  # a deployment's run's gate (suspend_flow_run: no process waits)
+GATE_EVENTS = {PAUSED_EVENT, SUSPENDED_EVENT}
 BUILD_FLOW = "build_model"
 
 # The waiting gate's key. The server renders the templates with the flow run read from the API, but replaces its
@@ -77,7 +80,7 @@ def gate_trigger():
     from prefect.events.schemas.automations import EventTrigger
 
     return EventTrigger(
-        expect={PAUSED_EVENT},
+        expect=GATE_EVENTS,
         match={"prefect.resource.id": "prefect.flow-run.*"},
         match_related={"prefect.resource.role": "flow", "prefect.resource.name": BUILD_FLOW},
         for_each={"prefect.resource.id"}, posture="Reactive", threshold=1)
@@ -112,8 +115,8 @@ def register_notifications(settings=None, ui_url: str | None = None,
         actions.append(SendNotification(block_document_id=block_id, subject=SUBJECT, body=body))
     automation = Automation(
         name=AUTOMATION_NAME, enabled=True, trigger=gate_trigger(), actions=actions,
-        description=f"When a gate of a {BUILD_FLOW} run waits (event {PAUSED_EVENT}), notify through "
+        description=f"When a gate of a {BUILD_FLOW} run waits ({' or '.join(sorted(GATE_EVENTS))}), notify through "
                     f"{', '.join(name for name, _ in blocks)}.").create()
-    echo(f"gate notifications: {', '.join(name for name, _ in blocks)} on {PAUSED_EVENT} of {BUILD_FLOW} runs "
+    echo(f"gate notifications: {', '.join(name for name, _ in blocks)} on {' and '.join(sorted(GATE_EVENTS))} of {BUILD_FLOW} runs "
          f"(automation '{AUTOMATION_NAME}')")
     return automation
