@@ -89,8 +89,10 @@ def _pause(run: RunFolder, gate_id: str, form, flow_run_id: str, timeout_s: int,
 def _suspend(run: RunFolder, gate_id: str, form, flow_run, timeout_s: int):
     """A deployment's run: suspend and exit (Prefect's Pause, a BaseException, passes through with the gate left
     pending). Reached again after the answer, the server refuses the same key and the call returns the answer."""
-    if gate_id in (flow_run.empirical_policy.pause_keys or ()):
-        return suspend_flow_run(wait_for_input=form, key=gate_id, timeout=timeout_s)
+    if gate_id in (flow_run.empirical_policy.pause_keys or ()):  # the run again, after this gate's answer
+        answer = suspend_flow_run(wait_for_input=form, key=gate_id, timeout=timeout_s)
+        _stop_waiting(run)
+        return answer
     run.write("gates/pending.json", {"gate": gate_id, "flow_run_id": str(flow_run.id), "asked": now(),
                                      "suspended": True})
     _set_status(run, SUSPENDED)
