@@ -1,7 +1,7 @@
 """Metrics medbuilder computes on the host (the review gate, the acquisition audit, subgroups, re-evaluation).
 
-One AUROC for all of them. The templates keep their own (``templates/_common/engine.py``'s ``auroc``):
-that one runs in the sandbox, without scikit-learn.
+One AUROC for all of them. The templates keep their own (``templates/_common/engine.py``'s ``auroc``): it is
+part of the template code that runs in the sandbox and ships in bundles, and never imports medbuilder.
 """
 
 from __future__ import annotations
