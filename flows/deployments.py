@@ -97,10 +97,12 @@ def serve_all(limit: int | None = None) -> None:
     """Register the gate notifications and the deployments, and run their flow runs until interrupted."""
     from prefect import serve
 
+    from medbuilder.settings import get_settings
     from medbuilder.stack.notify import register_notifications
 
     register_notifications(echo=lambda line: print(line, flush=True))
-    serve(*deployments(), limit=limit)
+    # a suspended gate's answer reschedules its run: the runner looks for it as often as a paused gate looks
+    serve(*deployments(), limit=limit, query_seconds=get_settings().gate_poll_s)
 
 
 if __name__ == "__main__":

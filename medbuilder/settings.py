@@ -57,7 +57,8 @@ class Settings(BaseSettings):
                                                       "unprivileged uid and gid (the workspace is handed to it).")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
     gate_timeout_s: int = Field(86400, ge=1, description="How long a paused gate waits for an answer.")
-    gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer.")
+    gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer, and how "
+                                                 "often the deployments' runner looks for runs to start or resume.")
     max_dataset_rounds: int = Field(3, ge=1, description="Dataset choices the clinician may send back before the run stops.")
     max_refine_rounds: int = Field(2, ge=0, description="Refinement rounds an automatic reviewer (--approve auto) asks for while "
                                                         "an objective is not met.")

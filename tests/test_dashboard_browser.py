@@ -92,7 +92,8 @@ def stack(prefect_api, br35h_small):
     env = {"PREFECT_API_URL": prefect_api, "MEDBUILDER_DATA_DIR": str(base / "data"),
            "MEDBUILDER_RUNS_DIR": str(base / "runs"), "MEDBUILDER_DATACARDS_DIR": str(base / "cards"),
            "MEDBUILDER_TRAIN_TIME_LIMIT_S": "8", "MEDBUILDER_ECHO_SCRIPTS": "false",
-           "MEDBUILDER_DASHBOARD_USERS": str(users), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "MEDBUILDER_DASHBOARD_USERS": str(users), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "2"}  # as serve_all's query_seconds: a suspended run resumes soon
     command, served_by = _serve_command()
     print(f"deployment served by {served_by}")
     serve_log, app_log = base / "serve.log", base / "streamlit.log"

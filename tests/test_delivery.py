@@ -166,7 +166,7 @@ def monai_tools(runs, tmp_path_factory):
     jobs["tasks"]["anomaly_detection"]["folder"] = str(folder)
     diag = jobs["tasks"]["diagnosis"]
     cli = subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-                            "--input_files", json.dumps(diag["files"])], cwd=diag["bundle"],
+                            "--input_files", json.dumps(diag["files"]), "--output_dir", "cli-eval"], cwd=diag["bundle"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc = subprocess.run([sys.executable, "-c", MONAI_TOOLS_SCRIPT, json.dumps(jobs)], cwd=tmp,
                           capture_output=True, text=True, timeout=300)
@@ -175,7 +175,8 @@ def monai_tools(runs, tmp_path_factory):
     assert cli.returncode == 0, cli_out[-3000:]
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     for task, job in jobs["tasks"].items():
-        lines = (Path(job["bundle"]) / "eval" / "predictions.jsonl").read_text().splitlines()
+        output = "cli-eval" if task == "diagnosis" else "eval"
+        lines = (Path(job["bundle"]) / output / "predictions.jsonl").read_text().splitlines()
         result[task]["predictions"] = [json.loads(line) for line in lines]
     return result
 

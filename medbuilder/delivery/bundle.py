@@ -129,8 +129,8 @@ def inference_config(task: str, extras: dict, class_names: list[str], point: dic
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
                       "val_handlers": "@handlers", "amp": False},
-        "initialize": ["$@writer.start()"],
-        "run": ["$@template['require_inputs'](@datalist, @dataset_dir)", "$@evaluator.run()"],
+        "initialize": [],
+        "run": ["$@template['require_inputs'](@datalist, @dataset_dir)", "$@writer.start()", "$@evaluator.run()"],
         "finalize": ["$print('predictions of', len(@datalist), 'file(s) in', @writer.path)"],
         "predictions": "$@predictor.predict(@input_files)",
     }

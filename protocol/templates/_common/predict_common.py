@@ -182,7 +182,8 @@ class WritePredictiond:
         self.path = Path(output_dir) / PREDICTIONS_FILE
 
     def start(self) -> Path:
-        """An empty predictions file (called by the workflow's initialize)."""
+        """An empty predictions file (the workflow's run calls it first: initialize and the checks leave the last
+        predictions alone)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
         return self.path
