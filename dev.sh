@@ -52,6 +52,8 @@ case "${1:-}" in
     "$VENV/bin/medbuilder" build "Classify brain MRI slices as tumour or no tumour" --approve auto ;;
   test)
     shift; setup
-    "$VENV/bin/python" -m pytest "$@" ;;
+    # two workers, a file's tests on one of them (its module fixtures built once): much of the suite waits on
+    # servers, gates and browsers rather than computing
+    "$VENV/bin/python" -m pytest -n "${MEDBUILDER_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   *) sed -n '2,5p' "$0"; exit 2 ;;
 esac

