@@ -83,20 +83,13 @@ def only_run(runs_dir: Path) -> Path:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc), children first found first."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in parents.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+    """Every process below `pid`."""
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -131,11 +124,9 @@ def pending_gate_is(run_dir: Path, gate: str) -> bool:
 
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    from medbuilder.proctree import running
+
+    return running(pid)
 
 
 def flow_run_of(flow_run_id: str):

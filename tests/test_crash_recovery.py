@@ -302,9 +302,10 @@ def test_engine_resumes_only_an_unfinished_training_of_the_same_config(tmp_path,
 
 
 def test_resume_stops_a_process_left_in_the_workspace(tmp_path):
-    from medbuilder.lifecycle.recovery import stop_workspace_processes, workspace_processes
+    from medbuilder.lifecycle.recovery import stop_workspace_processes
+    from medbuilder.proctree import working_in
 
     leftover = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
-    assert workspace_processes(tmp_path) == [leftover.pid]
+    assert working_in(tmp_path) == [leftover.pid]
     assert stop_workspace_processes(tmp_path) == [leftover.pid]
-    assert leftover.wait(timeout=5) == -signal.SIGKILL and workspace_processes(tmp_path) == []
+    assert leftover.wait(timeout=5) == -signal.SIGKILL and working_in(tmp_path) == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from medbuilder.stack.processes import _all_procs, alive, members
+from medbuilder.proctree import running, tree
 from medbuilder.stack.up import free_port, http_ok, port_free, read_stack
 
 pytestmark = pytest.mark.slow
@@ -83,16 +83,13 @@ def _submit_and_wait(api: str, auth: str, timeout_s: float) -> list:
 
 def _leftovers(stack: dict, recorded: dict[str, set[int]], pg_dir: str) -> list[int]:
     """Processes of the stack still alive: recorded members, their groups and sessions, postgres backends."""
-    left = {pid for pids in recorded.values() for pid in pids if alive(pid)}
-    groups = {part["pgid"] for part in stack["parts"].values()}
-    for pid, fields in _all_procs().items():
-        if int(fields[2]) in groups or int(fields[3]) in groups:
-            left.add(pid)
-        try:
-            if pg_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                left.add(pid)
-        except OSError:
-            continue
+    import psutil
+
+    left = {pid for pids in recorded.values() for pid in pids if running(pid)}
+    left |= {pid for part in stack["parts"].values() for pid in tree(part["pgid"], include_root=False)}
+    for proc in psutil.process_iter(["cmdline"]):
+        if pg_dir in " ".join(proc.info["cmdline"] or []):
+            left.add(proc.pid)
     return sorted(left)
 
 
@@ -166,7 +163,7 @@ def test_four_runs_on_postgres_two_workers_one_training_at_a_time(tmp_path):
               + ", ".join(f"{a:%H:%M:%S}-{b:%H:%M:%S}" for a, b in sorted(trainings)))
     finally:
         stack = read_stack(state) or stack
-        recorded = {name: members(part["pid"]) for name, part in stack["parts"].items()}
+        recorded = {name: set(tree(part["pid"])) for name, part in stack["parts"].items()}
         stopped = _cli(["down", "--state", str(state), "--grace", "10"], env)
         left = _leftovers(stack, recorded, pg_dir)
         shutil.rmtree(pg_dir, ignore_errors=True)  # may lie outside tmp_path (/var/tmp, see postgres.py)

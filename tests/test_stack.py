@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medbuilder.stack.processes import _all_procs, alive, members
+from medbuilder.proctree import running, tree
 from medbuilder.stack.up import free_port, http_ok, read_stack
 from medbuilder.stack.watch import Change, Watcher, diff, snapshot_files, snapshot_tree
 
@@ -173,13 +173,12 @@ def test_up_deployments_trigger_and_down(tmp_path):
         assert "emitted medbuilder.datacard.changed for medbuilder.datacard.br35h-copy" in watch_log
     finally:
         stack = read_stack(state) or stack or {"parts": {}}
-        recorded = {name: members(part["pid"]) for name, part in stack["parts"].items()}
+        recorded = {name: set(tree(part["pid"])) for name, part in stack["parts"].items()}
         stopped = _cli(["down", "--state", str(state), "--grace", "10"], env)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not (state / "stack.json").exists()
-    left = [pid for pids in recorded.values() for pid in pids if alive(pid)]
-    groups = {part["pgid"] for part in stack["parts"].values()}
-    in_groups = [pid for pid, fields in _all_procs().items() if int(fields[2]) in groups or int(fields[3]) in groups]
+    left = [pid for pids in recorded.values() for pid in pids if running(pid)]
+    in_groups = [pid for part in stack["parts"].values() for pid in tree(part["pgid"], include_root=False)]
     assert not left and not in_groups, (left, in_groups)
     assert not http_ok(f"http://127.0.0.1:{port}/api/health")
     assert not http_ok(f"http://127.0.0.1:{dashboard_port}/_stcore/health")

@@ -1,6 +1,6 @@
 """Crash recovery: tell a live run from an interrupted one, and clean up before a resume.
 
-The flow process records itself in ``process.json`` (pid, the kernel's start time of
+The flow process records itself in ``process.json`` (pid, the creation time of
 that pid, host). A run whose ``run.json`` says ``running`` but whose process is gone
 was interrupted (SIGKILL, out of memory, power loss): `medbuilder runs` and the
 dashboard show it as ``interrupted``. `medbuilder resume` then (``recover``):
@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from medbuilder.proctree import created, recorded_start, running, working_in
 from medbuilder.protocol.artifacts import RunRecord, StageRecord, now
 from medbuilder.protocol.run_folder import RunFolder
 
@@ -37,17 +38,9 @@ class StillRunning(RuntimeError):
     """The run's flow process is alive: it cannot be resumed by a second one."""
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot): tells a pid from a reused one."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def record_process(run: RunFolder) -> None:
     pid = os.getpid()
-    run.write(PROCESS_FILE, {"pid": pid, "start_ticks": _start_ticks(pid), "host": socket.gethostname(),
+    run.write(PROCESS_FILE, {"pid": pid, "created": created(pid), "host": socket.gethostname(),
                              "started": now()})
 
 
@@ -58,8 +51,8 @@ def flow_process(run: RunFolder) -> dict | None:
     info = run.read_json(PROCESS_FILE)
     if info.get("host") != socket.gethostname():
         return None  # another machine's process cannot be checked from here
-    ticks = _start_ticks(int(info["pid"]))
-    return info if ticks is not None and ticks == info.get("start_ticks") else None
+    since = recorded_start(info)  # the creation time tells the pid from a reused one
+    return info if since is not None and running(int(info["pid"]), since) else None
 
 
 def process_gone(run: RunFolder) -> bool:
@@ -80,29 +73,16 @@ def observed_status(root: Path, status: str) -> str:
 # ----------------------------------------------------------------------------- leftovers
 
 
-def workspace_processes(workspace: Path) -> list[int]:
-    """Processes (other than this one) whose current folder is the workspace or below it."""
-    target, found = str(Path(workspace).resolve()), []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if (cwd == target or cwd.startswith(target + os.sep)) and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
-
-
 def stop_workspace_processes(workspace: Path, wait_s: float = 10.0) -> list[int]:
     """SIGKILL what still runs in the workspace (e.g. a training whose flow process died); wait for it."""
-    pids = workspace_processes(workspace)
+    pids = working_in(workspace)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and set(pids) & set(workspace_processes(workspace)):
+    while time.monotonic() < deadline and set(pids) & set(working_in(workspace)):
         time.sleep(0.1)
     return pids
 

@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from medbuilder.proctree import running
+
 DATABASE = "prefect"
 SECRET_FILE = "postgres.secret"
 FALLBACK_ROOT = Path("/var/tmp/medbuilder-postgres")
@@ -114,7 +116,7 @@ def start(wanted_dir: Path, port: int) -> Cluster:
     binaries = pg_bin()
     cluster = Cluster(data_dir_for(wanted_dir), port)
     folder = cluster.data_dir
-    if cluster.pid and _alive(cluster.pid):
+    if cluster.pid and running(cluster.pid):
         raise PostgresError(f"PostgreSQL already runs on {folder} (pid {cluster.pid}): "
                             f"stop it with `{binaries / 'pg_ctl'} -D {folder} stop`")
     secret_file = Path(wanted_dir).resolve().parent / SECRET_FILE
@@ -177,11 +179,4 @@ def query(port: int, sql: str, password: str | None = None) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+

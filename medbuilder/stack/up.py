@@ -35,7 +35,8 @@ from typing import Callable
 from medbuilder import REPO_ROOT
 from medbuilder.stack.auth import (CLIENT_VARIABLE, DEFAULT_STATE, SERVER_VARIABLE, STACK_FILE, auth_file, basic_header,
                                    current_auth, ensure_auth, read_auth)
-from medbuilder.stack.processes import alive, launch, start_time, stop_part
+from medbuilder.proctree import created
+from medbuilder.stack.processes import launch, part_running, stop_part
 
 PARTS = ("postgres", "prefect", "serve", "workers", "dashboard", "watch")  # start order; down goes backwards
 ONLY_PARTS = ("prefect", "serve", "dashboard", "watch")
@@ -147,10 +148,6 @@ def write_stack(state: Path, stack: dict) -> None:
     tmp.replace(state / STACK_FILE)
 
 
-def part_alive(part: dict) -> bool:
-    return alive(part["pid"], part.get("start"))
-
-
 # --- up --------------------------------------------------------------------------------------------------
 
 def _base_env(api_url: str | None) -> dict:
@@ -169,7 +166,7 @@ def _start_postgres(state: Path, port: int, stack: dict, echo) -> str:
     except postgres.PostgresError as err:
         raise StackError(str(err)) from err
     pid = cluster.pid
-    stack["parts"]["postgres"] = {"pid": pid, "pgid": pid, "start": start_time(pid), "port": port, "url": cluster.url,
+    stack["parts"]["postgres"] = {"pid": pid, "pgid": pid, "created": created(pid), "port": port, "url": cluster.url,
                                   "data_dir": str(cluster.data_dir), "log": str(cluster.data_dir / "server.log")}
     write_stack(state, stack)
     echo(f"postgres: up (pid {pid}, 127.0.0.1:{port}, data {cluster.data_dir})")
@@ -313,7 +310,7 @@ def up(state: Path | str | None = None, prefect_port: int = 4200, dashboard_port
     folder = state_dir(state)
     wanted = _wanted(only, serve, dashboard, watch, database, workers)
     stack = read_stack(folder) or {}
-    parts = {name: part for name, part in (stack.get("parts") or {}).items() if part_alive(part)}
+    parts = {name: part for name, part in (stack.get("parts") or {}).items() if part_running(part)}
     running = [name for name in parts if name in wanted or (name.startswith("worker-") and "workers" in wanted)]
     if running:
         raise StackError(f"already up: {', '.join(running)} (state {folder}); `medbuilder status` shows it, "
@@ -431,7 +428,7 @@ def down(state: Path | str | None = None, grace_s: float = 15.0, echo: Callable[
     left: list[int] = []
     for name in stop_order(stack["parts"]):
         part = stack["parts"][name]
-        was = part_alive(part)
+        was = part_running(part)
         still = stop_any(name, part, grace_s, echo)
         left += still
         echo(f"{name}: {'stopped' if was else 'was not running'} (pid {part['pid']})"
@@ -444,7 +441,7 @@ def down(state: Path | str | None = None, grace_s: float = 15.0, echo: Callable[
 
 def stop_any(name: str, part: dict, grace_s: float = 15.0, echo: Callable[[str], None] = print) -> list[int]:
     """stop_part, except PostgreSQL, which gets a fast shutdown through pg_ctl first (signals are the fallback)."""
-    if name == "postgres" and part_alive(part):
+    if name == "postgres" and part_running(part):
         from medbuilder.stack import postgres
 
         try:
@@ -462,7 +459,7 @@ def status(state: Path | str | None = None) -> dict:
         return {}
     out = {}
     for name, part in stack["parts"].items():
-        row = {"up": part_alive(part), "pid": part["pid"], "log": part["log"]}
+        row = {"up": part_running(part), "pid": part["pid"], "log": part["log"]}
         if name == "prefect":
             row.update(url=part["url"], healthy=http_ok(f"{part['api_url']}/health"))
         if name == "dashboard":
