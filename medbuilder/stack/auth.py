@@ -61,12 +61,13 @@ def api_settings(api_url: str) -> Iterator[None]:
         yield
 
 
-def basic_header() -> dict[str, str]:
-    """The Authorization header for plain HTTP calls to the API (none without credentials)."""
-    import base64
+@contextlib.contextmanager
+def prefect_client(api_url: str):
+    """Prefect's sync client for `api_url`, with the credentials this process holds."""
+    from prefect.client.orchestration import get_client
 
-    auth = current_auth()
-    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    with api_settings(api_url), get_client(sync_client=True) as client:
+        yield client
 
 
 def load_for_commands(state: Path | None = None) -> None:

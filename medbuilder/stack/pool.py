@@ -16,20 +16,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
-from medbuilder.stack.auth import api_settings
+from medbuilder.stack.auth import api_settings, prefect_client
 
 POOL = "medbuilder-process"
 POOL_DEPLOYMENT = "build_model/pool"
-
-
-@contextlib.contextmanager
-def _client(api_url: str):
-    from prefect.client.orchestration import get_client
-
-    with api_settings(api_url), get_client(sync_client=True) as client:
-        yield client
 
 
 def ensure_training_limit(api_url: str, name: str, slots: int) -> None:
@@ -37,7 +27,7 @@ def ensure_training_limit(api_url: str, name: str, slots: int) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectAlreadyExists
 
-    with _client(api_url) as client:
+    with prefect_client(api_url) as client:
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots, active=True))
         except ObjectAlreadyExists:
@@ -51,7 +41,7 @@ def ensure_pool(api_url: str, pool: str = POOL) -> None:
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    with _client(api_url) as client:
+    with prefect_client(api_url) as client:
         try:
             client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
         except ObjectAlreadyExists:
