@@ -25,7 +25,7 @@ from medbuilder.stages.registry import ROLES
 from medbuilder.stages.registry import role_of as stage_role
 
 DEPLOYMENT = "build_model/build"
-ACTIVE = {"created", "running"}
+ACTIVE = {"created", "running", "suspended"}  # suspended: a deployment's run waiting at a gate, no process
 
 
 # ---------------------------------------------------------------- runs
