@@ -18,6 +18,7 @@ import yaml
 
 from medbuilder.dashboards import progress
 from medbuilder.lifecycle.recovery import observed_status
+from medbuilder.progress import ScriptProgress, read_progress
 from medbuilder.protocol.artifacts import RunRecord, StageRecord
 from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.settings import get_settings
@@ -158,10 +159,12 @@ class Now:
     seconds: float
     actions: int
     training: progress.Training | None = None
+    script: ScriptProgress | None = None  # the training script's progress.json: caching, or epoch and batch
 
     def text(self) -> str:
         line = f"{self.stage}: {progress.duration_text(self.seconds)} so far, {self.actions} actions"
-        return line + (f" · training {self.training.text()}" if self.training else "")
+        line += f" · training {self.training.text()}" if self.training else ""
+        return line + (f" · {self.script.text}" if self.script else "")
 
 
 def running_actions(run: RunFolder, role: str) -> int | None:
@@ -182,10 +185,13 @@ def run_now(run: RunFolder) -> Now | None:
         return None
     role = role_of(record.stage)
     actions = running_actions(run, role)
-    training = progress.training_now(run.root, progress.parse_time(record.started)) \
-        if role == "model_trainer" else None
+    started = progress.parse_time(record.started)
+    training = progress.training_now(run.root, started) if role == "model_trainer" else None
+    script = read_progress(run.workspace) if role == "model_trainer" else None
+    if script is not None and started is not None and script.updated < started.timestamp():
+        script = None  # an earlier round's
     return Now(stage=record.stage, role=role, seconds=stage_seconds(record),
-               actions=record.actions + (actions or 0), training=training)
+               actions=record.actions + (actions or 0), training=training, script=script)
 
 
 def timeline_rows(run: RunFolder) -> list[dict]:

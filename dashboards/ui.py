@@ -134,8 +134,10 @@ def now_line(folder) -> data.Now | None:
             st.progress(training.fraction, text=label)
         else:
             st.markdown(label)
-    elif now.role == "model_trainer":
+    elif now.role == "model_trainer" and now.script is None:
         st.caption("Training has not written its first epoch yet.")
+    if now.script is not None:  # within the epoch: caching, or the batch
+        st.progress(now.script.fraction or 0.0, text=f"Now: {now.script.text}")
     return now
 
 

@@ -8,10 +8,12 @@ that trains holds a slot of the global training limit.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from prefect import task
 
 from medbuilder.agents.roles.base import RoleCheckFailed
+from medbuilder.progress import TrainingWatch
 from medbuilder.stages.registry import STAGES, stage_of
 from medbuilder.tasks.slots import training_slot
 
@@ -27,10 +29,29 @@ def _retry_on_check_failure(task, task_run, state) -> bool:
 
 
 def run_stage_record(run_dir: str, stage: str, core: str | None = None, round_k: int = 0) -> dict:
-    """Run the stage that record `stage` (``model_trainer-1``, ``evaluate-0``) belongs to."""
+    """Run the stage that record `stage` (``model_trainer-1``, ``evaluate-0``) belongs to; a stage that trains
+    shows the training's progress (terminal bar, Prefect progress artifact) while it runs."""
     spec = stage_of(stage)
     with training_slot(spec.holds_training_slot):  # the stage record's start and end fall inside the held slot
-        return spec.run(run_dir, core=core, round_k=round_k, record=stage)
+        if not spec.holds_training_slot:
+            return spec.run(run_dir, core=core, round_k=round_k, record=stage)
+        with TrainingWatch(Path(run_dir) / "workspace", report=_progress_artifact(stage)):
+            return spec.run(run_dir, core=core, round_k=round_k, record=stage)
+
+
+def _progress_artifact(stage: str):
+    """report(percent, text) updating a progress artifact of this task run (None outside a Prefect task)."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        return None
+    artifact_id = create_progress_artifact(0.0, description=f"{stage}: training progress")
+
+    def report(percent: float, text: str) -> None:
+        update_progress_artifact(artifact_id, percent, description=f"{stage}: {text}")
+
+    return report
 
 
 @lru_cache(maxsize=None)

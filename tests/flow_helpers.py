@@ -147,3 +147,26 @@ def state_names(flow_run_id: str) -> list[str]:
 
     with get_client(sync_client=True) as client:
         return [s.name for s in client.read_flow_run_states(UUID(flow_run_id))]
+
+
+def run_in_terminal(args: list[str], env: dict, folder: Path, timeout_s: float = 400) -> tuple[int, str, str]:
+    """`medbuilder ARGS` in a tmux terminal (200 x 50): (exit code, its stdout, the terminal's text, scrollback
+    included). stdout goes to a file; stderr (progress bars, logs) to the terminal."""
+    import shlex
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out, code, script = folder / "stdout.txt", folder / "exit_code", folder / "command.sh"
+    exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in env.items())
+    script.write_text(f"{exports}{shlex.join([MEDBUILDER, *args])} > {shlex.quote(str(out))}\n"
+                      f"echo $? > {shlex.quote(str(code))}\n")
+    tmux = ["tmux", "-L", f"medbuilder-test-{os.getpid()}"]
+    subprocess.run([*tmux, "new-session", "-d", "-s", "run", "-x", "200", "-y", "50", f"bash {shlex.quote(str(script))}"
+                    f"; sleep 600"], check=True, env={**os.environ, "TERM": "xterm-256color"})
+    try:
+        wait_for(code.exists, timeout_s, f"medbuilder {args[0]} in the terminal", out)
+        pane = subprocess.run([*tmux, "capture-pane", "-p", "-S", "-", "-t", "run"], capture_output=True,
+                              text=True, check=True).stdout
+        (folder / "terminal.txt").write_text(pane)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    return int(code.read_text()), out.read_text(), pane

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import template_data
-from flow_helpers import MEDBUILDER, descendants, kill_tree, start, wait_for, wait_for_run
+from flow_helpers import MEDBUILDER, descendants, kill_tree, run_in_terminal, start, wait_for, wait_for_run
 from medbuilder.protocol.run_folder import RunFolder
 
 REQUEST = "Classify brain MRI slices as tumour or no tumour"
@@ -124,11 +124,13 @@ def test_sigkill_during_training_resumes_from_last_checkpoint(prefect_api, br35h
     assert observed_status(run_dir, "running") == "interrupted"
     assert run.read_json("stages/model_trainer.json")["status"] == "running"
 
-    started = time.monotonic()
-    resumed = _cli(env, "resume", run_dir.name, timeout=400)
+    started = time.monotonic()  # in a terminal: the training's progress bar shows there
+    code, stdout, terminal = run_in_terminal(["resume", run_dir.name], env, br35h_small / "terminal")
     resume_seconds = time.monotonic() - started
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "status: delivered" in resumed.stdout
+    assert code == 0, stdout[-3000:] + terminal[-3000:]
+    assert "status: delivered" in stdout
+    bar = [line for line in terminal.splitlines() if "training epoch" in line and "━" in line]
+    assert bar and f"epoch {EPOCHS}/{EPOCHS}" in bar[-1], terminal[-3000:]
 
     training_output = "".join(p.read_text() for p in sorted((run_dir / "logs").glob("model_trainer-*.log")))
     resumed_line = next(line for line in training_output.splitlines() if line.startswith("resumed from epoch"))

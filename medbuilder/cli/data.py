@@ -32,6 +32,7 @@ def prepare(
     limit: int = typer.Option(None, "--limit", help="A small real subset: at most N items (per class where there are classes)."),
 ) -> None:
     """Copy or derive dataset NAME into the data folder. The installed source is never modified."""
+    from medbuilder.progress import steps
     from medbuilder.protocol.datasets import prepare as prepare_dataset
 
     try:
@@ -42,7 +43,9 @@ def prepare(
         fail(f"dataset '{name}' has no prepare recipe; its files must already be at {card.path}")
     target = to or get_settings().resolve_data_path(card.path)
     try:
-        root = prepare_dataset(card.prepare, Path(target), limit=limit)
+        with steps(None, f"preparing {name}") as bar:
+            root = prepare_dataset(card.prepare, Path(target), limit=limit,
+                                   on_item=lambda done, total: bar.update(done, total))
     except (KeyError, FileNotFoundError, RuntimeError) as err:
         fail(str(err).strip("'\""))
     typer.echo(f"{name} ready at {root}")

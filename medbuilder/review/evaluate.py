@@ -134,28 +134,35 @@ def met_by_construction(run: RunFolder, snapshot: Path, info: dict) -> str | Non
 
 def evaluate_round(run: RunFolder, k: int) -> dict:
     """Snapshot round k and write report/round-k/summary.json with the metric, figures and measures."""
-    snapshot = snapshot_round(run, k)
-    metrics = json.loads((snapshot / "metrics.json").read_text())
-    predictions_file = snapshot / "predictions.json"
-    predictions = json.loads(predictions_file.read_text()) if predictions_file.exists() else []
-    folder = run.report_dir(k)
-    summary = {"round": k, "metric": metrics["metric"], "value": metrics["value"], "ci95": metrics.get("ci95"),
-               "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
-               **{key: metrics.get(key) for key in ("unit", "n_units", "units_note", "one_per_unit")},
-               "extras": {key: metrics[key] for key in ("accuracy", "sensitivity", "specificity", "balanced_accuracy")
-                          if key in metrics},
-               "strategies": (metrics.get("strategies") or {}).get("active", []),
-               "figures": _figures(metrics, predictions, folder)}
-    if metrics.get("task") == "diagnosis":
-        summary["operating_point"] = operating_point.summary_block(run, k)
-    kind = interpretation_kind(metrics, snapshot)
-    if kind:
-        summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
-        summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
-        summary["sections"] = interpretability_sections(run, summary)
-    if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
-        calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
-    run.write_summary(k, summary)
+    from medbuilder.progress import steps
+
+    with steps(4, f"evaluating round {k}") as bar:
+        snapshot = snapshot_round(run, k)
+        metrics = json.loads((snapshot / "metrics.json").read_text())
+        predictions_file = snapshot / "predictions.json"
+        predictions = json.loads(predictions_file.read_text()) if predictions_file.exists() else []
+        folder = run.report_dir(k)
+        summary = {"round": k, "metric": metrics["metric"], "value": metrics["value"], "ci95": metrics.get("ci95"),
+                   "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
+                   **{key: metrics.get(key) for key in ("unit", "n_units", "units_note", "one_per_unit")},
+                   "extras": {key: metrics[key] for key in ("accuracy", "sensitivity", "specificity",
+                                                            "balanced_accuracy") if key in metrics},
+                   "strategies": (metrics.get("strategies") or {}).get("active", []),
+                   "figures": _figures(metrics, predictions, folder)}
+        if metrics.get("task") == "diagnosis":
+            summary["operating_point"] = operating_point.summary_block(run, k)
+        bar.update(1, what=f"evaluating round {k}: interpretability")
+        kind = interpretation_kind(metrics, snapshot)
+        if kind:
+            summary["interpretability"] = interpret(run, k, snapshot, folder, kind)
+            summary["by_construction"] = met_by_construction(run, snapshot, summary["interpretability"])
+            summary["sections"] = interpretability_sections(run, summary)
+        bar.update(2, what=f"evaluating round {k}: calibration and subgroups")
+        if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
+            calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
+        bar.update(3, what=f"evaluating round {k}: summary")
+        run.write_summary(k, summary)
+        bar.update(4)
     return summary
 
 

@@ -53,7 +53,7 @@ def get_recipe(name: str) -> Recipe:
 
 
 def prepare(name: str, target: Path, limit: int | None = None, *, force: bool = False,
-            echo: Callable[[str], None] = print) -> Path:
+            echo: Callable[[str], None] = print, on_item: Callable[[int, int], None] | None = None) -> Path:
     """Lay dataset ``name`` out in ``target`` and return ``target``.
 
     Idempotent: a complete target (matching ``.prepared.json``) is left alone and
@@ -63,11 +63,12 @@ def prepare(name: str, target: Path, limit: int | None = None, *, force: bool = 
     even where a file of other content is in the way.
     Raises KeyError (unknown name, listing valid ones), SourceMissingError (names
     the package to install), FileExistsError (a foreign file is in the way).
+    ``on_item(done, total)`` is called after each file (a progress bar's).
     """
     recipe = get_recipe(name)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of items per class, got {limit}")
-    return run(recipe, Path(target), limit, force, echo)
+    return run(recipe, Path(target), limit, force, echo, on_item)
 
 
 def reference_index(name: str, root: Path, task: Task | str) -> DataIndex:

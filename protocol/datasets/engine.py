@@ -112,7 +112,9 @@ def _check_foreign(recipe: Recipe, target: Path, items: list[Item]) -> dict[str,
     return checked
 
 
-def run(recipe: Recipe, target: Path, limit: int | None, force: bool, echo: Callable[[str], None]) -> Path:
+def run(recipe: Recipe, target: Path, limit: int | None, force: bool, echo: Callable[[str], None],
+        on_item: Callable[[int, int], None] | None = None) -> Path:
+    """`on_item(done, total)` after each file (a progress bar's)."""
     target = Path(target)
     manifest = read_manifest(target)
     try:
@@ -139,7 +141,7 @@ def run(recipe: Recipe, target: Path, limit: int | None, force: bool, echo: Call
     start = time.monotonic()
     checked = {} if ours or force else _check_foreign(recipe, target, items)
     written, total, lines = 0, 0, []
-    for item in sorted(items, key=lambda i: i.rel):
+    for done, item in enumerate(sorted(items, key=lambda i: i.rel), 1):
         if item.rel in checked:
             size, digest = checked[item.rel]
         else:
@@ -151,6 +153,8 @@ def run(recipe: Recipe, target: Path, limit: int | None, force: bool, echo: Call
             size, digest = len(data), hashlib.sha256(data).hexdigest()
         total += size
         lines.append(f"{item.rel} {digest}\n")
+        if on_item:
+            on_item(done, len(items))
 
     manifest = {
         "format": FORMAT, "recipe": recipe.name, "version": recipe.version, "limit": limit,

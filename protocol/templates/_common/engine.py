@@ -5,7 +5,8 @@ numpy and torch. ``fit`` trains with AdamW and a cosine schedule, logs one line 
 epoch (stdout and ``train_log.jsonl``), keeps the best epoch by validation loss and
 continues a killed training from ``checkpoints/last.pt`` (same configuration only);
 ``auroc`` and ``bootstrap_ci`` give the metric and its 95% interval; ``finish``
-writes ``metrics.json`` and ``predictions.json``.
+writes ``metrics.json`` and ``predictions.json``. ``ProgressFile`` keeps ``progress.json`` (what the script
+does now: caching k of n items, or epoch and batch) for the host to show while the script runs.
 """
 
 from __future__ import annotations
@@ -16,12 +17,45 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+
+# ----------------------------------------------------------------------------- progress
+
+
+class ProgressFile:
+    """``progress.json`` in the output folder: {"phase": "caching"|"training", counts, "updated"}, replaced
+    atomically at most once per `every_s` (and at once when forced), so the host can show a bar."""
+
+    def __init__(self, out: Path | str = ".", every_s: float = 1.0):
+        self.path = Path(out) / "progress.json"
+        self.every_s, self._last, self._lock = every_s, 0.0, threading.Lock()
+
+    def write(self, force: bool = False, **fields) -> None:
+        with self._lock:  # caching fills from several threads
+            now = time.time()
+            if not force and now - self._last < self.every_s:
+                return
+            self._last = now
+            tmp = self.path.with_name("progress.json.tmp")
+            try:
+                tmp.write_text(json.dumps({**fields, "updated": now}))
+                os.replace(tmp, self.path)
+            except OSError:  # progress is for display only: never stop the work for it
+                pass
+
+
+def _batches(loader) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:  # an iterable dataset has no length
+        return None
+
 
 # ----------------------------------------------------------------------------- training loop
 
@@ -87,11 +121,14 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
     stopped_early = False
     start = time.perf_counter() - state["train_seconds"]
     epoch = state["epoch"]
+    progress, batches = ProgressFile(out), _batches(train_loader)
     for epoch in range(state["epoch"] + 1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
         loss_sum, n_sum = 0.0, 0
-        for batch in train_loader:
+        for index, batch in enumerate(train_loader, 1):
+            progress.write(force=index == 1, phase="training", epoch=epoch, epochs=epochs, batch=index - 1,
+                           batches=batches)
             loss, n = train_step(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,6 +154,7 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
                     s, n = val_step(batch)
                     v_sum, v_n = v_sum + s, v_n + n
             val_loss = v_sum / max(1, v_n)
+        progress.write(force=True, phase="training", epoch=epoch, epochs=epochs, batch=batches, batches=batches)
         entry = {"epoch": epoch, "train_loss": round(state["train_loss"], 6),
                  "val_loss": None if val_loss is None else round(val_loss, 6),
                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
