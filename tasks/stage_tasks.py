@@ -40,16 +40,20 @@ def run_stage_record(run_dir: str, stage: str, core: str | None = None, round_k:
 
 
 def _progress_artifact(stage: str):
-    """report(percent, text) updating a progress artifact of this task run (None outside a Prefect task)."""
+    """report(percent, text) keeping a progress artifact of this task run (None outside a Prefect task); the
+    artifact is made at the first report, so a stage that finds its work done leaves none."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
     from prefect.context import TaskRunContext
 
     if TaskRunContext.get() is None:
         return None
-    artifact_id = create_progress_artifact(0.0, description=f"{stage}: training progress")
+    made: list = []
 
     def report(percent: float, text: str) -> None:
-        update_progress_artifact(artifact_id, percent, description=f"{stage}: {text}")
+        if made:
+            update_progress_artifact(made[0], percent, description=f"{stage}: {text}")
+        else:
+            made.append(create_progress_artifact(percent, description=f"{stage}: {text}"))
 
     return report
 

@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from medbuilder import REPO_ROOT
+from medbuilder import REPO_ROOT, progress
 from medbuilder.bench.cases import QUICK_TRAIN_TIME_LIMIT_S, SUCCESS_TOLERANCE, Case, relative_gap, succeeded
-from medbuilder.progress import Steps
 
 REFERENCES = REPO_ROOT / "benchmarks" / "references"
 REFERENCE_TIMEOUT_S = 6 * 3600
@@ -195,18 +194,18 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
             os.environ["MEDBUILDER_TRAIN_EPOCHS"] = str(int(epochs))
         settings = _settings()
         runs = []
-        bar = Steps(len(cases) * repeats, "bench cases")
-        for case in cases:
-            for repeat in range(1, repeats + 1):
-                echo(f"[{case.name}] repeat {repeat}/{repeats}: {case.task} on {case.dataset} ({case.provenance})")
-                row = run_case(case, core, quick, echo)
-                row["repeat"] = repeat
-                runs.append(row)
-                ref = row.get("reference") or {}
-                echo(f"[{case.name}] {row['status']}; metric {row.get('value')} vs reference {ref.get('value')}"
-                     + (f" (reference error: {ref['error'][:300]})" if ref.get("error") else ""))
-                bar()
-        bar.close()
+        with progress.steps(len(cases) * repeats, "bench cases") as bar:  # its cases' bars under it
+            for case in cases:
+                for repeat in range(1, repeats + 1):
+                    bar.update(bar.done, what=f"bench cases: {case.name} repeat {repeat}/{repeats}")
+                    echo(f"[{case.name}] repeat {repeat}/{repeats}: {case.task} on {case.dataset} ({case.provenance})")
+                    row = run_case(case, core, quick, echo)
+                    row["repeat"] = repeat
+                    runs.append(row)
+                    ref = row.get("reference") or {}
+                    echo(f"[{case.name}] {row['status']}; metric {row.get('value')} vs reference {ref.get('value')}"
+                         + (f" (reference error: {ref['error'][:300]})" if ref.get("error") else ""))
+                    bar()
     finally:
         for key, value in saved.items():
             if value is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import traceback
@@ -12,6 +13,7 @@ import typer
 
 from medbuilder.cli.common import fail
 from medbuilder.cli.runs import find_run
+from medbuilder.progress import TrainingWatch
 from medbuilder.stages.registry import STAGES
 
 
@@ -223,9 +225,11 @@ def stage(
     record_name = f"evaluate-{round_k}" if name == "evaluate" else name
     folder.path(f"stages/{record_name}.json").unlink(missing_ok=True)
     record = folder.record()
+    watch = TrainingWatch(folder.workspace) if spec.holds_training_slot else contextlib.nullcontext()
     try:
-        summary = spec.run(str(folder.root), core=(core and core.value) or record.core, round_k=round_k,
-                           record=record_name)
+        with watch:  # the training's bar (no Prefect here: no artifact)
+            summary = spec.run(str(folder.root), core=(core and core.value) or record.core, round_k=round_k,
+                               record=record_name)
     except Exception as err:  # the user gets the reason; the traceback goes to the run's logs
         log = folder.path(f"logs/stage-{record_name}.log")
         log.parent.mkdir(parents=True, exist_ok=True)

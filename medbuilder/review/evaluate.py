@@ -162,7 +162,7 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
             calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
         bar.update(3, what=f"evaluating round {k}: summary")
         run.write_summary(k, summary)
-        bar.update(4)
+        bar.update(4, what=f"evaluating round {k}: done")
     return summary
 
 

@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
 
 from monai.transforms import MapTransform  # noqa: E402
 
-from engine import ProgressFile  # noqa: E402  (the sibling module in the workspace)
+from engine import ProgressFile, caching_with_progress  # noqa: E402  (the sibling module in the workspace)
 
 # ----------------------------------------------------------------------------- config
 
@@ -225,24 +225,6 @@ def augment_batch(x: torch.Tensor, rotate_degrees: float = 10.0, flip_axes=(0,),
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _reporting_cache(base):
-    """`base` (MONAI's CacheDataset) writing "caching k of n" to progress.json as it fills."""
-
-    class ReportingCache(base):
-        def __init__(self, data, *args, progress_file: ProgressFile, name: str, **kwargs):
-            self._progress, self._name, self._done, self._total = progress_file, name, 0, len(data)
-            super().__init__(data, *args, **kwargs)  # fills the cache
-            self._progress.write(force=True, phase="caching", name=name, done=self._total, total=self._total)
-
-        def _load_cache_item(self, idx: int):
-            item = super()._load_cache_item(idx)
-            self._done += 1  # threads may lose a count now and then: the number is for display only
-            self._progress.write(phase="caching", name=self._name, done=self._done, total=self._total)
-            return item
-
-    return ReportingCache
-
-
 def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
     """The dataset kind named by cfg['cache']: 'memory' (CacheDataset), 'disk' or 'none'.
 
@@ -253,9 +235,9 @@ def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
 
     mode = str(cfg.get("cache", "memory"))
     if mode == "memory":
-        return _reporting_cache(CacheDataset)(data, transform, cache_rate=1.0, copy_cache=False, progress=False,
-                                              num_workers=max(1, int(cfg.get("num_threads") or 1)),
-                                              progress_file=ProgressFile(output_dir(cfg)), name=name)
+        cache = caching_with_progress(CacheDataset)  # writes "caching k of n" to progress.json
+        return cache(data, transform, cache_rate=1.0, num_workers=max(1, int(cfg.get("num_threads") or 1)),
+                     progress=False, copy_cache=False, progress_file=ProgressFile(output_dir(cfg)), name=name)
     if mode == "disk":
         cache_dir = Path(cfg.get("output_dir") or ".") / "cache" / name
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,25 @@ class ProgressFile:
                 pass
 
 
+def caching_with_progress(base):
+    """`base` (MONAI's CacheDataset) writing "caching k of n" to progress.json as it fills the cache; its
+    extra arguments: `progress_file` (a ProgressFile) and `name` (the split)."""
+
+    class CachingWithProgress(base):
+        def __init__(self, data, *args, progress_file: ProgressFile, name: str, **kwargs):
+            self._progress, self._name, self._done, self._total = progress_file, name, 0, len(data)
+            super().__init__(data, *args, **kwargs)  # fills the cache
+            self._progress.write(force=True, phase="caching", name=name, done=self._total, total=self._total)
+
+        def _load_cache_item(self, idx: int):
+            item = super()._load_cache_item(idx)
+            self._done += 1  # threads may lose a count now and then: the number is for display only
+            self._progress.write(phase="caching", name=self._name, done=self._done, total=self._total)
+            return item
+
+    return CachingWithProgress
+
+
 def _batches(loader) -> int | None:
     try:
         return len(loader)
@@ -128,7 +147,7 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
         loss_sum, n_sum = 0.0, 0
         for index, batch in enumerate(train_loader, 1):
             progress.write(force=index == 1, phase="training", epoch=epoch, epochs=epochs, batch=index - 1,
-                           batches=batches)
+                           batches=batches, loss=loss_sum / n_sum if n_sum else None)
             loss, n = train_step(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -154,7 +173,8 @@ def fit(model: torch.nn.Module, train_loader: Iterable, cfg: dict, out: Path,
                     s, n = val_step(batch)
                     v_sum, v_n = v_sum + s, v_n + n
             val_loss = v_sum / max(1, v_n)
-        progress.write(force=True, phase="training", epoch=epoch, epochs=epochs, batch=batches, batches=batches)
+        progress.write(force=True, phase="training", epoch=epoch, epochs=epochs, batch=batches, batches=batches,
+                       loss=state["train_loss"])
         entry = {"epoch": epoch, "train_loss": round(state["train_loss"], 6),
                  "val_loss": None if val_loss is None else round(val_loss, 6),
                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
