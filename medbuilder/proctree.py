@@ -2,9 +2,10 @@
 processes of a session or process group with everything below them, stopping those, and the processes whose
 working folder lies in a folder.
 
-The stack (medbuilder/stack), run recovery (medbuilder/lifecycle/recovery.py) and the sandbox's watchdog
-(protocol/tools/sandbox.py) use it. The sandbox keeps its own memory and deleted-file readers: psutil has no
-per-process anonymous + shared-memory PSS, and its open_files() leaves deleted files out.
+The stack (medbuilder/stack) and run recovery (medbuilder/lifecycle/recovery.py) use it. The sandbox's
+watchdog (protocol/tools/sandbox.py) keeps its own /proc reader for now (see its process_tree), as well as its
+memory and deleted-file readers: psutil has no per-process anonymous + shared-memory PSS, and its
+open_files() leaves deleted files out.
 """
 
 from __future__ import annotations
