@@ -131,17 +131,6 @@ def stop(root: int, include_root: bool = True, grace_s: float = 15.0) -> list[in
     return sorted(proc.pid for proc in left if running(proc.pid))
 
 
-def kill(root: int) -> None:
-    """SIGKILL the session's group and every process of the tree until none is left (a fork bomb races)."""
-    for _ in range(20):
-        procs = [row["proc"] for row in _tree_rows(root, True).values()]
-        _signal_group(root, signal.SIGKILL)
-        _signal(procs, signal.SIGKILL)
-        if not procs:
-            return
-        time.sleep(0.01)
-
-
 def working_in(folder: Path) -> list[int]:
     """Processes (other than this one) whose current folder is `folder` or below it."""
     target = str(Path(folder).resolve())
