@@ -2,16 +2,16 @@
 processes of a session or process group with everything below them, stopping those, and the processes whose
 working folder lies in a folder.
 
-The stack (medbuilder/stack) and run recovery (medbuilder/lifecycle/recovery.py) use it. The sandbox's
-watchdog (protocol/tools/sandbox.py) keeps its own /proc reader for now (see its process_tree), as well as its
-memory and deleted-file readers: psutil has no per-process anonymous + shared-memory PSS, and its
-open_files() leaves deleted files out.
+The stack (medbuilder/stack), run recovery (medbuilder/lifecycle/recovery.py) and the sandbox's watchdog
+(protocol/tools/sandbox.py) use it. The watchdog keeps its own memory and deleted-file readers: psutil has no
+per-process anonymous + shared-memory PSS, and its open_files() leaves deleted files out.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -128,6 +128,17 @@ def stop(root: int, include_root: bool = True, grace_s: float = 15.0) -> list[in
     _signal(left, signal.SIGKILL)
     _, left = psutil.wait_procs(left, timeout=5)
     return sorted(proc.pid for proc in left if running(proc.pid))
+
+
+def kill(root: int) -> None:
+    """SIGKILL the session's group and every process of the tree until none is left (a fork bomb races)."""
+    for _ in range(20):
+        procs = [row["proc"] for row in _tree_rows(root, True).values()]
+        _signal_group(root, signal.SIGKILL)
+        _signal(procs, signal.SIGKILL)
+        if not procs:
+            return
+        time.sleep(0.01)
 
 
 def working_in(folder: Path) -> list[int]:

@@ -288,6 +288,23 @@ def test_memory_spread_over_processes_is_stopped(tmp_path):
     assert not leftovers(marker)
 
 
+def test_a_tree_that_outlives_the_kernels_memory_kill_is_ended(tmp_path):
+    """Children past the memory limit while the root holds little: the kernel (cgroup v1) kills children one by one
+    until the rest fit, and the root and a survivor would sleep on to the timeout."""
+    marker = unique_seconds()
+    result, text = run(workspace(tmp_path, memory_mib=300), "survivor.py", """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                block = b'x' * (150 * 1024 * 1024)
+                break
+        time.sleep(30)
+    """, marker)
+    assert not result.timed_out and result.duration_s < 15, text
+    assert "[stopped by the memory limit:" in text, text
+    assert not leftovers(marker)
+
+
 @pytest.fixture
 def listener():
     server = socket.create_server(("127.0.0.1", 0))

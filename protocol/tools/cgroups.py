@@ -49,7 +49,8 @@ class PidsCgroup:
 
 class MemoryCgroup(PidsCgroup):
     """A memory cgroup (v1 memory.limit_in_bytes, v2 memory.max): the tree's memory in one sum, shared memory
-    (MAP_SHARED, shmem) included; past the limit the kernel reclaims, then kills inside the cgroup."""
+    (MAP_SHARED, shmem) included; past the limit the kernel reclaims, then kills inside the cgroup (on v2 the
+    whole cgroup, memory.oom.group; on v1 one process, and the sandbox's watchdog ends the rest)."""
 
     @classmethod
     def create(cls, limit_mib: int) -> MemoryCgroup | None:
@@ -63,6 +64,8 @@ class MemoryCgroup(PidsCgroup):
             try:
                 path.mkdir()
                 (path / knob).write_text(str(limit_mib * MIB))
+                if base == v2:
+                    _write_if_present(path / "memory.oom.group", "1")  # an OOM kill takes the whole tree
                 return cls(path)
             except OSError:
                 _rmdir(path)
@@ -82,6 +85,13 @@ def _remove_stale(base: Path, min_age_s: float = 600) -> None:
                 stale.rmdir()
         except OSError:
             continue
+
+
+def _write_if_present(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError:
+        pass
 
 
 def _read(path: Path) -> str:

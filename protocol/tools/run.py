@@ -111,7 +111,7 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
 
 def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,
                   cgroups: tuple, limit: float) -> ScriptResult:
-    watchdog = Watchdog(ctx.root, limits)
+    watchdog = Watchdog(ctx.root, limits, memory_cgroup=cgroups[1])
     started = time.monotonic()
     process = subprocess.Popen(
         prepared.argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medbuilder import proctree
 from medbuilder.protocol.tools.cgroups import MIB, MemoryCgroup, PidsCgroup  # noqa: F401 (run.py imports them here)
 from medbuilder.protocol.tools.mounts import bwrap_argv
 
@@ -198,16 +199,17 @@ def make_preexec(limits: SandboxLimits, *cgroups: "PidsCgroup | None"):
 class Watchdog(threading.Thread):
     """Polls the command's process tree and workspace; kills the tree past a limit and says which."""
 
-    def __init__(self, workspace: Path, limits: SandboxLimits, interval_s: float = 0.25):
+    def __init__(self, workspace: Path, limits: SandboxLimits, interval_s: float = 0.25,
+                 memory_cgroup: "MemoryCgroup | None" = None):
         """Measures the workspace now: create it before the command starts, then `watch` the command."""
         super().__init__(daemon=True)
         self.root_pid, self.workspace, self.limits, self.interval_s = 0, workspace, limits, interval_s
+        self.memory_cgroup = memory_cgroup
         self.reason: str | None = None
         self.peak_processes = 0
         self._halt = threading.Event()
         self._workspace_start = directory_bytes(workspace)
         self._next_size_check, self._size_every = 0.0, 1.0
-        self._ticks = os.sysconf("SC_CLK_TCK")
         self._page = os.sysconf("SC_PAGE_SIZE")
 
     def watch(self, root_pid: int) -> None:
@@ -229,12 +231,15 @@ class Watchdog(threading.Thread):
             # a scan costs a few ms: look again soon only while the tree grows (a fork bomb)
             self._halt.wait(0.01 if self.peak_processes > max(before, 8) else self.interval_s)
 
-    def _check(self, tree: dict[int, list[bytes]]) -> str | None:
+    def _check(self, tree: dict[int, float]) -> str | None:
         limits = self.limits
         self.peak_processes = max(self.peak_processes, len(tree))
         if len(tree) >= limits.processes:
             return f"process limit: {len(tree)} processes reached the limit of {limits.processes}"
-        cpu = sum(sum(int(x) for x in stat[11:15]) for stat in tree.values()) / self._ticks
+        if self.memory_cgroup is not None and self.memory_cgroup.limit_hit():
+            # the kernel kills one process at a time (v1 cannot kill the group): the survivors would run on
+            return f"memory limit: the processes' memory (shared memory included) reached {limits.memory_mib} MiB"
+        cpu = sum(tree.values())
         if cpu > limits.cpu_s:
             return f"CPU time limit: the processes used {cpu:.0f} CPU seconds, limit {limits.cpu_s}"
         resident = sum(_anon_bytes(pid, self._page) for pid in tree)
@@ -255,56 +260,14 @@ class Watchdog(threading.Thread):
         return None
 
 
-def process_tree(root_pid: int) -> dict[int, list[bytes]]:
-    """root_pid and every process below it, or in its session: pid -> /proc stat fields after the name.
-
-    Read from /proc directly, not through medbuilder.proctree (psutil) as the stack and run recovery do: with
-    the psutil tree the watchdog let a memory hog spread over four processes run to its timeout in 2 of 5 full
-    test runs on a loaded machine (cause not found yet); this reader never did."""
-    stats, children = {}, {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
-            try:
-                fields = os.read(fd, 1024).rsplit(b")", 1)[1].split()
-            finally:
-                os.close(fd)
-        except OSError:
-            continue
-        if fields[0] == b"Z":
-            continue
-        pid = int(name)
-        stats[pid] = fields
-        children.setdefault(int(fields[1]), []).append(pid)
-    session = str(root_pid).encode()
-    found = {pid for pid, f in stats.items() if f[3] == session}  # same session (start_new_session)
-    todo = [root_pid, *found]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            found.add(pid)
-        todo.extend(c for c in children.get(pid, ()) if c not in found)
-    return {pid: stats[pid] for pid in found}
+def process_tree(root_pid: int) -> dict[int, float]:
+    """root_pid and every process below it, or in its session: pid -> CPU seconds (own and waited-for children)."""
+    return proctree.tree(root_pid)
 
 
 def kill_tree(root_pid: int) -> None:
     """SIGKILL the session's group and every process of the tree, until none is left (a fork bomb races)."""
-    for _ in range(20):
-        tree = process_tree(root_pid)
-        try:
-            os.killpg(root_pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if not tree:
-            return
-        time.sleep(0.01)
+    proctree.kill(root_pid)
 
 
 def _anon_bytes(pid: int, page: int) -> int:
