@@ -23,7 +23,7 @@ from medbuilder.protocol.task import Task
 
 JOINS = ("path", "name", "stem", "folder")
 SPLIT_VOCABULARY = {"train": "train", "training": "train", "tr": "train", "val": "train", "valid": "train",
-                    "validation": "train", "dev": "train", "test": "test", "testing": "test", "ts": "test",
+                    "validation": "train", "validate": "train", "dev": "train", "test": "test", "testing": "test", "ts": "test",
                     "holdout": "test", "hold-out": "test"}  # validation images count as training images
 
 
@@ -88,8 +88,9 @@ class TableSource(_Part):
     """A column of a table, joined to each image by a key column."""
 
     kind: Literal["table"] = "table"
-    table: str = Field(description="The table file relative to the dataset root: .csv, .tsv, .xlsx, .json (a list "
-                                   "of objects) or .jsonl.")
+    table: str = Field(description="The table file relative to the dataset root: .csv, .tsv (either may be .gz), "
+                                   ".xlsx, .json (a list of objects) or .jsonl; a glob ('reports/*_reports.csv') "
+                                   "joins the rows of every matching file, as one table.")
     column: str = Field(description="The column (or JSON key) that holds the value.")
     key_column: str = Field(description="The column whose values find each image.")
     join: Literal["path", "name", "stem", "folder"] = Field(
@@ -98,15 +99,26 @@ class TableSource(_Part):
                             "a folder the image lies in (a patient, subject or study id).")
     regex: str | None = Field(None, description="Applied to the cell; its group (or the whole match) is the value, "
                                                 "e.g. '^([^/]+)/' for the folder part of a path.")
+    default: str | None = Field(None, description="The value when the cell is empty or the regex does not match it: "
+                                                  "with a multi-label cell ('Effusion|Mass') and regex "
+                                                  "'(?:^|\\|)(Mass)(?:\\||$)', default 'no mass' labels the rest.")
+    key_regex: str | None = Field(None, description="Applied to each key cell; its group is the key, e.g. "
+                                                    "'^CheXpert-v1.0-small/(.*)$' where the table's paths carry a "
+                                                    "prefix the folder does not.")
+    image_regex: str | None = Field(None, description="Applied to the image's side of the join (its path, name, stem "
+                                                      "or folder names); its group is the key, e.g. '^s(\\d+)$' for a "
+                                                      "study folder 's5041' keyed '5041', '^(\\d+)_' for a file "
+                                                      "'12_IM-1.png' keyed '12'.")
     sheet: str | None = Field(None, description="Excel only: the sheet (default: the first).")
     records_key: str | None = Field(None, description="JSON object only: the key whose list holds the records "
                                                       "(MSD dataset.json: 'training').")
 
     _table = field_validator("table")(classmethod(lambda cls, v: relative_path(v)))
-    _regex = field_validator("regex")(classmethod(lambda cls, v: checked_regex(v)))
+    _regex = field_validator("regex", "key_regex", "image_regex")(classmethod(lambda cls, v: checked_regex(v)))
 
     def describe(self) -> str:
         cut = f", matched by /{self.regex}/" if self.regex else ""
+        cut += f" (else '{self.default}')" if self.default is not None else ""
         return f"column '{self.column}' of {self.table}{cut}, rows found by {self.join} in column '{self.key_column}'"
 
 
@@ -175,8 +187,12 @@ class Masks(_Part):
                                                        "channel '_0000'.")
     table: TableSource | None = Field(None, description="Instead: a table column holding each image's mask path "
                                                         "(MSD dataset.json: column 'label', key 'image').")
+    stem_regex: str | None = Field(None, description="Pairs by a part of the names instead: applied to the image's "
+                                                     "and the mask's stems, its group is what they share, e.g. "
+                                                     "'(\\d+)$' pairs img0001 with label0001.")
 
     _roots = field_validator("roots")(classmethod(lambda cls, v: [relative_path(r) for r in v]))
+    _stem_regex = field_validator("stem_regex")(classmethod(lambda cls, v: checked_regex(v)))
 
     def describe(self) -> str:
         if self.table:
@@ -184,6 +200,8 @@ class Masks(_Part):
         where = ", ".join(f"{r}/" for r in self.roots) or "the images' folders"
         names = " or ".join(f"'<stem>{s}'" for s in self.suffixes) or "the same stem"
         channel = f" (image stem without '{self.image_suffix}')" if self.image_suffix else ""
+        if self.stem_regex:
+            return f"masks in {where} paired by /{self.stem_regex}/ on the stems"
         return f"masks in {where} named {names}{channel}"
 
 

@@ -16,6 +16,7 @@ from medbuilder.protocol.indexing.report import (EXAMPLES, MIN_CLASS_IMAGES, Cro
 from medbuilder.protocol.indexing.sources import SourceReader
 from medbuilder.protocol.indexing.tables import TableError
 from medbuilder.protocol.layout import SPLIT_VOCABULARY, Layout, TableSource
+from medbuilder.protocol.task import Task
 
 TRUE_VALUES = ("1", "true", "yes", "y", "t", "present")
 SAMPLES_PER_CLASS = 3
@@ -40,7 +41,7 @@ class IndexJob(DatasetFacts):
     @classmethod
     def of(cls, facts: DatasetFacts, layout: Layout) -> "IndexJob":
         if layout.task is None:
-            layout = layout.model_copy(update={"task": facts.task})
+            layout = layout.model_copy(update={"task": Task(facts.task)})
         return cls(**facts.model_dump(), layout=layout)
 
 
@@ -49,7 +50,11 @@ class LayoutFailure(ValueError):
 
 
 def label_key(value: str) -> str:
-    """How raw values are compared with label names: case, spaces, '_' and '-' do not count (no_mass = No mass)."""
+    """How raw values are compared with label names: case, spaces, '_' and '-' do not count (no_mass = No mass).
+
+    A number keeps its sign: '-1.0' (CheXpert's uncertain) is not '1.0'."""
+    if re.fullmatch(r"\s*[+-]?\d+(?:\.\d*)?\s*", value):
+        return value.strip()
     return re.sub(r"[\s_\-]+", " ", value.strip().lower()).strip()
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from medbuilder.protocol.indexing.discover import Item, find_images
-from medbuilder.protocol.indexing.sources import SourceReader
+from medbuilder.protocol.indexing.sources import SourceReader, matched
 from medbuilder.protocol.layout import Images, Layout, Masks
 
 
@@ -44,7 +44,7 @@ class MaskFinder:
             roots = self.masks.roots or layout.images.roots
             found = find_images(dataset_root, Images(roots=roots))
             for item in found.items:
-                key = _key(item.stem, self.masks.suffixes)
+                key = self._mask_key(item.stem)
                 if key is None:
                     continue
                 place = "/".join(item.folders) if self.masks.roots else str(PurePosixPath(item.rel).parent)
@@ -52,8 +52,15 @@ class MaskFinder:
                 self.by_key.setdefault(key, []).append(item.rel)
         self.root = dataset_root
 
+    def _mask_key(self, stem: str) -> str | None:
+        if self.masks.stem_regex:
+            return matched(self.masks.stem_regex, stem)
+        return _key(stem, self.masks.suffixes)
+
     def image_key(self, item: Item) -> str:
         stem = item.stem
+        if self.masks.stem_regex:
+            return matched(self.masks.stem_regex, stem) or stem
         suffix = self.masks.image_suffix
         return stem[: -len(suffix)] if suffix and stem.endswith(suffix) else stem
 

@@ -10,8 +10,8 @@ import re
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from medbuilder.protocol.indexing.discover import Item, extension_of, stem_of
-from medbuilder.protocol.indexing.tables import read_rows
+from medbuilder.protocol.indexing.discover import IMAGE_EXTENSIONS, Item, extension_of, stem_of
+from medbuilder.protocol.indexing.tables import TableError, read_rows
 from medbuilder.protocol.layout import DicomTagSource, FileNameSource, FolderSource, SidecarSource, TableSource
 
 
@@ -39,8 +39,8 @@ class Table:
 
     def __init__(self, dataset_root: Path, source: TableSource, notes: list[str] | None = None):
         self.source = source
-        self.file = dataset_root / source.table
-        self.rows = read_rows(self.file, source.sheet, source.records_key, notes)
+        self.rows = [row for file in table_files(dataset_root, source.table)
+                     for row in read_rows(file, source.sheet, source.records_key, notes)]
         self.base = PurePosixPath(source.table).parent
         self.keys: dict[str, list[int]] = defaultdict(list)
         self.lower: dict[str, list[int]] = defaultdict(list)
@@ -49,7 +49,10 @@ class Table:
         if self.rows and len(missing) == len(self.rows):
             raise KeyError(f"{source.table} has no column '{source.key_column}'; columns: {list(self.rows[0])}")
         for i, row in enumerate(self.rows):
-            for key in self._keys_of(row.get(source.key_column, "")):
+            cell = row.get(source.key_column, "")
+            if source.key_regex is not None:
+                cell = matched(source.key_regex, cell) or ""
+            for key in self._keys_of(cell):
                 self.keys[key].append(i)
                 self.lower[key.lower()].append(i)
 
@@ -65,18 +68,23 @@ class Table:
         if join == "name":
             return [name]
         if join == "stem":
-            return [stem_of(name) if extension_of(name) else name]
+            # a cell may hold the stem already, and a stem may hold dots (DICOM UIDs): cut image extensions only
+            return [stem_of(name) if extension_of(name) in IMAGE_EXTENSIONS else name]
         return [value]  # folder: an id that names a folder
 
     def item_keys(self, item: Item) -> list[str]:
         join = self.source.join
         if join == "path":
-            return [item.rel, *(str(PurePosixPath(*item.below)),)]
-        if join == "name":
-            return [item.name]
-        if join == "stem":
-            return [item.stem]
-        return list(reversed(PurePosixPath(item.rel).parts[:-1] if not item.series else PurePosixPath(item.rel).parts))
+            keys = [item.rel, *(str(PurePosixPath(*item.below)),)]
+        elif join == "name":
+            keys = [item.name]
+        elif join == "stem":
+            keys = [item.stem]
+        else:
+            keys = list(reversed(PurePosixPath(item.rel).parts[:-1] if not item.series else PurePosixPath(item.rel).parts))
+        if self.source.image_regex is None:
+            return keys
+        return [key for key in (matched(self.source.image_regex, k) for k in keys) if key]
 
     def rows_for(self, item: Item) -> list[int]:
         for key in self.item_keys(item):
@@ -89,6 +97,31 @@ class Table:
 
     def unused_rows(self) -> list[int]:
         return [i for i in range(len(self.rows)) if i not in self.used and self.rows[i].get(self.source.key_column)]
+
+
+def _cell_value(cell: str, source: TableSource) -> tuple[str | None, str | None]:
+    """(value, None) or (None, why) for one cell: the regex's group, else the source's default."""
+    if not cell:
+        if source.default is not None:
+            return source.default, None
+        return None, f"its row in {source.table} has an empty '{source.column}'"
+    value = matched(source.regex, cell)
+    if value:
+        return value, None
+    if source.default is not None:
+        return source.default, None
+    return None, f"'{cell}' in column '{source.column}' does not match /{source.regex}/"
+
+
+def table_files(dataset_root: Path, table: str) -> list[Path]:
+    """The table's file, or every file its glob matches (sorted); links are not followed out of the root."""
+    if not any(c in table for c in "*?["):
+        return [dataset_root / table]
+    files = sorted(p for p in dataset_root.glob(table) if p.is_file() and not p.is_symlink())
+    if not files:
+        raise TableError(f"no file under {dataset_root} matches the table pattern '{table}'; check the layout's "
+                         "'table' against the dataset's files")
+    return files
 
 
 class SourceReader:
@@ -136,17 +169,15 @@ class SourceReader:
         if not rows:
             return None, f"no row of {source.table} has its {source.join} in column '{source.key_column}'"
         table.used.update(rows)
-        values = {table.rows[i].get(source.column, "") for i in rows}
-        if len(values) > 1:
-            self.conflicts[source.table] += 1
-            return None, f"{len(rows)} rows of {source.table} match it and disagree on '{source.column}': {sorted(values)}"
-        cell = values.pop()
         if source.column not in table.rows[rows[0]]:
             return None, f"{source.table} has no column '{source.column}'; columns: {list(table.rows[rows[0]])}"
-        if not cell:
-            return None, f"its row in {source.table} has an empty '{source.column}'"
-        value = matched(source.regex, cell)
-        return (value, None) if value else (None, f"'{cell}' in column '{source.column}' does not match /{source.regex}/")
+        values = {_cell_value(table.rows[i].get(source.column, ""), source) for i in rows}
+        if len(values) > 1:
+            self.conflicts[source.table] += 1
+            return None, f"{len(rows)} rows of {source.table} match it and disagree on '{source.column}': " \
+                         f"{sorted(str(v) for v in values)}"
+        value, why = values.pop()
+        return (value, None) if value else (None, why)
 
     def _header(self, item: Item):
         if item.rel not in self.headers:

@@ -6,6 +6,7 @@ Every row is a dict of column -> text; a problem names the file and the fix.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from pathlib import Path
@@ -40,6 +41,8 @@ def _delimiter(text: str, suffix: str) -> str:
 
 
 def _text(file: Path, notes: list[str] | None) -> str:
+    if file.name.lower().endswith(".gz"):
+        return _gunzipped_text(file)
     text, encoding = read_text(file)
     note = encoding_note(file, encoding)
     if note and notes is not None:
@@ -47,9 +50,19 @@ def _text(file: Path, notes: list[str] | None) -> str:
     return text
 
 
+def _gunzipped_text(file: Path) -> str:
+    try:
+        with gzip.open(file, "rt", encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise TableError(f"{file}: not a readable gzip-compressed UTF-8 table ({err}); decompress it (gunzip -k) "
+                         "and check the file") from None
+
+
 def _csv_rows(file: Path, notes: list[str] | None) -> list[dict[str, str]]:
     text = _text(file, notes)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text, file.suffix.lower()))
+    suffix = Path(file.name.removesuffix(".gz").removesuffix(".GZ")).suffix.lower()
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text, suffix))
     try:
         rows = [{(k or "").strip(): _cell(v) for k, v in row.items() if k is not None} for row in reader]
     except csv.Error as err:
@@ -88,6 +101,8 @@ def _json_records(document: object, file: Path, records_key: str | None) -> list
             return document[lists[0]]
         if document and all(isinstance(v, dict) for v in document.values()):
             return [{"key": k, **v} for k, v in document.items()]  # {"case1": {...}, ...}: the key is column 'key'
+        if document and all(isinstance(v, str) for v in document.values()):
+            return [{"key": k, "value": v} for k, v in document.items()]  # {"case1": "text", ...}: 'key', 'value'
         raise TableError(f"{file}: a JSON object, not a list of records; set records_key to one of {lists or list(document)[:20]}")
     if not isinstance(document, list):
         raise TableError(f"{file}: holds a single {type(document).__name__}, not a list of records")
