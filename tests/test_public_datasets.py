@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_every_public_dataset_has_a_replica():
 def test_card_installed_from_its_replica_indexes_what_the_replica_holds(name, tmp_path):
     replica = make_replica(name, tmp_path / "download")
     before = tree_digest(tmp_path / "download")
-    installed = install(name, replica.root, tmp_path / "datacards")
+    installed = install(name, replica.root, tmp_path / "datacards", converted_to=tmp_path / "converted")
     report = installed.report
 
     card = Registry(tmp_path / "datacards").get(installed.card.name)
@@ -114,6 +115,37 @@ def test_a_label_table_from_another_release_is_refused(tmp_path):
         install("rsna-pneumonia", replica.root, tmp_path / "cards")
 
 
+def test_kneemri_pickles_are_converted_and_a_pickle_that_runs_code_is_refused(tmp_path):
+    import nibabel as nib
+
+    replica = make_replica("kneemri", tmp_path / "knee")
+    with pytest.raises(PublicDatasetError, match="--to DIR"):
+        install("kneemri", replica.root, tmp_path / "cards")
+    with pytest.raises(PublicDatasetError, match="inside the download"):
+        install("kneemri", replica.root, tmp_path / "cards", converted_to=replica.root / "nii")
+    installed = install("kneemri", replica.root, tmp_path / "cards", converted_to=tmp_path / "nii")
+    assert installed.card.path == (tmp_path / "nii").resolve()
+    volume = nib.load(tmp_path / "nii" / "volumes" / "329637-8.nii.gz")
+    assert volume.shape == (16, 16, 6)  # (columns, rows, slices) from the pickled (slices, rows, columns)
+
+    proof = tmp_path / "ran"
+    hostile = replica.root / "vol01" / "329637-8.pck"
+    hostile.write_bytes(pickle.dumps(_RunsCode(f"touch {proof}")))
+    with pytest.raises(PublicDatasetError, match="posix.system|os.system") as err:
+        install("kneemri", replica.root, tmp_path / "cards2", converted_to=tmp_path / "nii2")
+    assert "329637-8.pck" in str(err.value) and not proof.exists()
+
+
+class _RunsCode:
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
 def test_a_negative_number_is_its_own_label_value():
     assert label_key("-1.0") == "-1.0" != label_key("1.0")
     assert label_key("No_Mass") == label_key("no mass")
@@ -138,3 +170,14 @@ def test_data_replica_and_prepare_from_the_command_line(settings_env, tmp_path):
     wrong = runner.invoke(app, ["data", "prepare", "btcv", "--from", str(tmp_path / "ccii")])
     assert wrong.exit_code == 2 and "Abdomen/RawData/Training/img" in wrong.output
     assert "published layout" in wrong.output
+
+
+def test_data_prepare_converts_kneemri_into_the_data_folder(settings_env, tmp_path):
+    from medbuilder.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["data", "replica", "kneemri", "--to", str(tmp_path / "knee")]).exit_code == 0
+    prepared = runner.invoke(app, ["data", "prepare", "kneemri", "--from", str(tmp_path / "knee")])
+    assert prepared.exit_code == 0, prepared.output
+    assert "6 of 6 images indexed" in prepared.output
+    assert len(list((settings_env / "data" / "kneemri" / "volumes").glob("*.nii.gz"))) == 6

@@ -49,7 +49,7 @@ def prepare(
     from medbuilder.protocol.public import templates
 
     if source is not None or (name in templates() and name not in registry().cards()):
-        return _install_public(name, source, finding)
+        return _install_public(name, source, finding, to)
 
     try:
         card = registry().get(name)
@@ -67,7 +67,7 @@ def prepare(
     typer.echo(f"{name} ready at {root}")
 
 
-def _install_public(name: str, source: Path | None, finding: str | None) -> None:
+def _install_public(name: str, source: Path | None, finding: str | None, to: Path | None) -> None:
     from medbuilder.progress import steps
     from medbuilder.protocol.public import PublicDatasetError, install, template
 
@@ -78,9 +78,11 @@ def _install_public(name: str, source: Path | None, finding: str | None) -> None
     if source is None:
         fail(f"'{name}' is a public dataset medbuilder does not ship: give the folder of your download with "
              f"--from FOLDER. The published layout: {tpl.published}")
+    converted_to = (to or get_settings().data_dir / name) if tpl.data.get("convert") else None
     try:
-        with steps(None, f"checking {source} against the published layout of {name}", counted=False):
-            installed = install(name, source, get_settings().datacards_dir, finding)
+        with steps(None, f"checking {source} against the published layout of {name}") as bar:
+            installed = install(name, source, get_settings().datacards_dir, finding, converted_to,
+                                on_item=lambda done, total: bar.update(done, total, f"converting {name}"))
     except PublicDatasetError as err:
         fail(str(err))
     report = installed.report

@@ -177,24 +177,55 @@ def validate(card: Datacard) -> IndexingReport:
     return report
 
 
-def install(name: str, folder: Path, datacards_dir: Path, finding: str | None = None) -> Installed:
-    """Check `folder` against the public dataset `name` and write its datacard into `datacards_dir`."""
+def install(name: str, folder: Path, datacards_dir: Path, finding: str | None = None,
+            converted_to: Path | None = None, on_item=None) -> Installed:
+    """Check `folder` against the public dataset `name` and write its datacard into `datacards_dir`.
+
+    A dataset published in files medbuilder cannot read (KneeMRI's pickles) is first converted into the new
+    folder `converted_to`, and its card points there."""
     tpl = template(name)
     finding_words(tpl, finding)  # a wrong --finding is reported before the folder is read
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise PublicDatasetError(f"{root} is not a folder; give the folder your {tpl.title} download is in")
     check_required(root.resolve(), tpl)
+    target = Path(datacards_dir) / f"{_fill(tpl.card['name'], finding_words(tpl, finding))}.yaml"
+    if target.exists():
+        raise PublicDatasetError(f"{target} exists: this card is installed already. Remove that file to install "
+                                 "it again")
+    notes = []
+    if tpl.data.get("convert"):
+        root, notes = _convert(tpl, root.resolve(), converted_to, on_item)
     card = card_for(tpl, root, finding)
     report = validate(card)
-    target = Path(datacards_dir) / f"{card.name}.yaml"
-    if target.exists():
-        raise PublicDatasetError(f"{target} exists: a '{card.name}' card is installed already. Remove that file "
-                                 "to install it again")
+    report.notes.extend(notes)
     target.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.dump(card.model_dump(mode="json", exclude_none=True), Dumper=_CardDumper, sort_keys=False,
                      allow_unicode=True, width=100)
     chosen = f" --finding '{finding}'" if finding else ""
-    target.write_text(f"# Installed by `medbuilder data prepare {name} --from {root}{chosen}`\n" + text,
+    converted = f" --to {root}" if tpl.data.get("convert") else ""
+    target.write_text(f"# Installed by `medbuilder data prepare {name} --from {folder}{chosen}{converted}`\n" + text,
                       encoding="utf-8")
     return Installed(card, target, report)
+
+
+def _convert(tpl: Template, source: Path, target: Path | None, on_item) -> tuple[Path, list[str]]:
+    from medbuilder.protocol.public.convert import CONVERTERS
+    from medbuilder.protocol.public.pickled import UnsafePickleError
+
+    if target is None:
+        raise PublicDatasetError(f"{tpl.name} is published in files medbuilder converts first: give a new folder "
+                                 "for the converted copy (--to DIR)")
+    target = Path(target).expanduser().resolve()
+    if target == source or source in target.parents:
+        raise PublicDatasetError(f"{target} is inside the download {source}; give a folder outside it")
+    if target.exists() and any(target.iterdir()):
+        raise PublicDatasetError(f"{target} is not empty; give a new folder for the converted copy")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        notes = CONVERTERS[tpl.data["convert"]](source, target, on_item)
+    except UnsafePickleError as err:
+        raise PublicDatasetError(f"{err}. Nothing was loaded from it; the partial copy is in {target}") from None
+    if (source / REPLICA_MARK).is_file():
+        (target / REPLICA_MARK).write_bytes((source / REPLICA_MARK).read_bytes())
+    return target, notes

@@ -266,6 +266,25 @@ def _adni(root: Path, finding: str | None) -> Replica:
     return Replica(root, _count(labels), records=len(rows), patients=len({r["Subject"] for r in rows}))
 
 
+def _kneemri(root: Path, finding: str | None) -> Replica:
+    import pickle
+
+    import numpy as np
+
+    rows, labels = [], []
+    grades = {"0": "healthy", "1": "partial tear", "2": "complete rupture"}
+    for i, grade in enumerate("001122"):
+        exam, name = 329637 + i // 2, f"{329637 + i // 2}-{8 + i % 2}.pck"
+        volume = np.random.default_rng(i).integers(0, 2048, (6, 16, 16), dtype=np.uint16)  # (slices, rows, cols)
+        (root / f"vol0{1 + i % 2}").mkdir(parents=True, exist_ok=True)
+        (root / f"vol0{1 + i % 2}" / name).write_bytes(pickle.dumps(volume, protocol=2))
+        rows.append({"examId": exam, "seriesNo": 8 + i % 2, "aclDiagnosis": grade, "kneeLR": i % 2, "roiX": 4,
+                     "roiY": 5, "roiZ": 1, "roiHeight": 6, "roiWidth": 6, "roiDepth": 3, "volumeFilename": name})
+        labels.append(grades[grade])
+    _write_csv(root / "metadata.csv", rows)
+    return Replica(root, _count(labels), records=len(rows), patients=len({r["examId"] for r in rows}))
+
+
 def _pairs(root: Path, pairs: list[tuple[str, str]], labels: int = 1) -> Replica:
     for i, (image, mask) in enumerate(pairs):
         write_volume(root / image, seed=i)
@@ -373,7 +392,7 @@ BUILDERS = {
     "siim-pneumothorax": _siim, "mimic-cxr-jpg": _mimic, "chestx-det10": _chestx_det10,
     "iu-xray-images": _iu_xray, "cc-ccii": _cc_ccii, "ct-kidney": _ct_kidney, "adni": _adni, "btcv": _btcv,
     "msd-pancreas": _msd_pancreas, "oasis": _oasis, "verse": _verse, "covid19-ct-seg": _covid19_ct_seg,
-    "instance2022": _instance2022, "ct-rate": _ct_rate, "radgenome-brain-mri": _radgenome,
+    "instance2022": _instance2022, "kneemri": _kneemri, "ct-rate": _ct_rate, "radgenome-brain-mri": _radgenome,
 }
 
 
