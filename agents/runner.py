@@ -127,7 +127,7 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
                                          script_timeout_s=settings.script_timeout_s,
                                          sandbox=SandboxConfig.from_settings(settings)),
                         live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts,
-                        dataset=role.dataset(ctx) if role.dataset else None)
+                        dataset=role.dataset(ctx) if role.dataset else None, before_script=role.before_script(ctx))
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
         final = core.run(job, Toolbox(workspace, role.tools, trajectory), trajectory)

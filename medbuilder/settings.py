@@ -23,6 +23,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Where `medbuilder data prepare` lays datasets out; relative datacard paths resolve here.")
     runs_dir: Path = Field(Path("runs"), description="One folder per build run.")
+    cache_dir: Path = Field(Path("cache"), description="medbuilder's store of preprocessed images, shared by builds, "
+                            "checks, evaluations and the bench (`medbuilder cache list|clear`).")
+    cache_max_gb: float = Field(20.0, gt=0, description="Size limit of the preprocessed store, GiB: the least "
+                                "recently used entries go first.")
+    preprocess_cache: bool = Field(True, description="Preprocess each image once into the store (false: every "
+                                   "script preprocesses its images itself).")
     datacards_dir: Path = Field(REPO_ROOT / "datacards", description="One datacard file (YAML or JSON) per dataset.")
     core: Literal["offline", "llm"] = Field("offline", description="Agent core: deterministic offline policies, or an LLM.")
     llm_base_url: str = Field("http://127.0.0.1:8000/v1", description="Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp).")
@@ -71,6 +77,9 @@ class Settings(BaseSettings):
                                "(`medbuilder up` sets it to the dashboard it starts).")
     notify_webhook_url: str = Field("", description="When a gate waits (flow run Paused), POST a JSON notification "
                                     "{subject, body, name} to this URL (empty: no webhook).")
+
+    def resolve_cache_dir(self) -> Path:
+        return self.cache_dir.expanduser().resolve()
 
     def resolve_data_path(self, path: Path) -> Path:
         """A datacard path: absolute as given, relative under ``data_dir``."""

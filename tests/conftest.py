@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# one preprocessed store per test process, shared by its builds as a user's builds share theirs, never the checkout's
+os.environ.setdefault("MEDBUILDER_CACHE_DIR", tempfile.mkdtemp(prefix="medbuilder-test-store-"))
 
 REPO = Path(__file__).resolve().parent.parent
 

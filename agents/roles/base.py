@@ -76,6 +76,7 @@ class Role:
     dataset: Callable[[RoleContext], object] | None = None  # the DatasetFacts its apply_layout tool serves
     uses_feedback: bool = True  # whether its offline policy decides differently after a failed check
     diagnose: Callable[[RoleContext], list[str]] = lambda ctx: []  # typed causes of a failed check (Feedback.kinds)
+    before_script: Callable[[RoleContext], Callable | None] = lambda ctx: None  # run_script's pre-script step
 
     def system_prompt(self, values: dict) -> str:
         return _jinja.get_template(f"{self.name}.system.md").render(**values)

@@ -8,12 +8,14 @@ import math
 from medbuilder.agents.core import RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
 from medbuilder.agents.roles.module_architect import template_problems
+from medbuilder.agents.roles.preprocessing import before_script, store_roots
 from medbuilder.agents.scripted import Actor
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.templates.spec import TEMPLATES_DIR
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
 from medbuilder.review.verified_metric import fix_test_split, verify
 
+ROLE_NAME = "model_trainer"
 TRAIN = "python train.py --config config.json"
 
 
@@ -99,12 +101,13 @@ def diagnose(ctx: RoleContext) -> list[str]:
 
 
 ROLE = Role(
-    name="model_trainer",
+    name=ROLE_NAME,
     tools=["choose_training", "list_files", "read_files", "preview_files", "write_file", "edit_file", "run_script",
            "copy_files"],
     policy=policy,
-    read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR],
+    read_roots=lambda ctx: [ctx.dataset_root, TEMPLATES_DIR, *store_roots(ctx)],
     check=check,
     context=_context,
     diagnose=diagnose,
+    before_script=before_script(ROLE_NAME),
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from medbuilder.agents.core import RoleJob
 from medbuilder.agents.roles.base import Role, RoleContext
+from medbuilder.agents.roles.preprocessing import before_script, store_roots
 from medbuilder.agents.scripted import Actor
 from medbuilder.agents.trajectory import Trajectory
 from medbuilder.protocol.templates import get_template
@@ -18,6 +20,7 @@ from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
 from medbuilder.review.trusted_code import edited_files
 
+ROLE_NAME = "module_architect"
 BATCH_CHECK = "python dataloader.py --config config.json"
 
 
@@ -101,20 +104,21 @@ def _run_batch_check(ctx: RoleContext) -> tuple[int | None, str]:
     workspace = Workspace.create(ctx.run.workspace, _read_roots(ctx), output_chars=ctx.settings.tool_output_chars,
                                  script_timeout_s=ctx.settings.script_timeout_s,
                                  sandbox=SandboxConfig.from_settings(ctx.settings))
-    result = run_script(workspace, BATCH_CHECK)
+    result = run_script(replace(workspace, before_script=before_script(ROLE_NAME)(ctx)), BATCH_CHECK)
     return result.exit_code, result.as_text()[-3000:]
 
 
 def _read_roots(ctx: RoleContext) -> list:
-    return [ctx.dataset_root, TEMPLATES_DIR]
+    return [ctx.dataset_root, TEMPLATES_DIR, *store_roots(ctx)]
 
 
 ROLE = Role(
-    name="module_architect",
+    name=ROLE_NAME,
     tools=["suggest_config", "list_files", "read_files", "copy_files", "write_file", "edit_file", "run_script",
            "load_med_data", "check_3D", "normalize_image", "augment_image"],
     policy=policy,
     read_roots=_read_roots,
     check=check,
     context=_context,
+    before_script=before_script(ROLE_NAME),
 )

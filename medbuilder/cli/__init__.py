@@ -14,7 +14,7 @@ load_for_commands()  # a server started by `medbuilder up` refuses calls without
 
 import typer  # noqa: E402
 
-from medbuilder.cli import bench, build, data, datacards, evaluate, llm, stack, template  # noqa: E402
+from medbuilder.cli import bench, build, cache, data, datacards, evaluate, llm, stack, template  # noqa: E402
 
 app = typer.Typer(
     help="Build, evaluate and explain medical-imaging models from a plain-language request.",
@@ -27,6 +27,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(template.app, name="template")
 app.add_typer(bench.app, name="bench")
 app.add_typer(llm.app, name="llm")
+app.add_typer(cache.app, name="cache")
 app.command("build")(build.build)
 app.command("resume")(build.resume)
 app.command("approve")(build.approve_gate)

@@ -73,10 +73,14 @@ def positive_of(records: list[dict], positive: str | None) -> tuple[np.ndarray, 
 
 def prepare_all(predictor, paths: list[str]) -> torch.Tensor:
     """The prepared images, each read and preprocessed once per predictor (the measures, the
-    counterfactuals and the saliency samples all ask for the same test images)."""
+    counterfactuals and the saliency samples all ask for the same test images); those the build's
+    preprocessing stored are read from medbuilder's store."""
     if not paths:
         return torch.zeros(0)
+    from medbuilder.cache.lookup import stored_images
+
     cache = predictor.__dict__.setdefault("_prepared_by_path", {})
+    cache.update(stored_images(predictor, [p for p in dict.fromkeys(paths) if p not in cache]))
     for p in paths:
         if p not in cache:
             cache[p] = predictor.prepare(p)

@@ -12,7 +12,7 @@ the check, so a symlink inside the workspace that leads out is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ class Workspace:
     echo: bool = False  # and also writes it to this process's stdout (progress on the console)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # isolation and limits of run_script
     dataset: Any = None  # the DatasetFacts apply_layout serves (the Data Engineer's dataset), if any
+    # called by run_script before a Python script starts (medbuilder's preprocessing into its store); returns a note
+    before_script: Callable[["Workspace"], str | None] | None = None
 
     @classmethod
     def create(

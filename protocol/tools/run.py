@@ -99,14 +99,25 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
         prepared = prepare(ctx.sandbox, argv, ctx.root, ctx.read_roots)
     except SandboxUnavailable as err:
         raise ToolError(f"cannot run scripts: {err}") from None
+    before = _before_script(ctx, argv)
     limits = ctx.sandbox.limits
     cgroups = (PidsCgroup.create(limits.processes), MemoryCgroup.create(limits.memory_mib))
     try:
-        return _run_prepared(ctx, command, prepared, limits, cgroups, limit)
+        result = _run_prepared(ctx, command, prepared, limits, cgroups, limit)
+        if before:
+            result.notes.insert(0, before)
+        return result
     finally:
         for cgroup in cgroups:
             if cgroup:
                 cgroup.remove()
+
+
+def _before_script(ctx: Workspace, argv: list[str]) -> str | None:
+    """The workspace's pre-script step (medbuilder's preprocessing) for a Python script; its note, if any."""
+    if ctx.before_script is None or not any(".py" in part for part in argv):
+        return None
+    return ctx.before_script(ctx)
 
 
 def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,

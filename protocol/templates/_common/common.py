@@ -225,14 +225,20 @@ def augment_batch(x: torch.Tensor, rotate_degrees: float = 10.0, flip_axes=(0,),
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
+def cached_dataset(data: list[dict], transform, cfg: dict, name: str, drop: tuple[str, ...] = ()):
     """The dataset kind named by cfg['cache']: 'memory' (CacheDataset), 'disk' or 'none'.
 
     MONAI caches the output of the deterministic transforms (load, channels, resize,
-    scaling) once; random augmentations after them still run every epoch.
+    scaling) once; random augmentations after them still run every epoch. Where medbuilder
+    wrote preprocessed.json beside config.json (its store of images it preprocessed with this
+    template's code and configuration), the images it holds are read from there instead;
+    `drop` names the keys the transform deletes.
     """
     from monai.data import CacheDataset, Dataset, PersistentDataset
 
+    entries = preprocessed_entries(cfg, preprocessed_kind(cfg, name))
+    if entries is not None:
+        return PreprocessedDataset(data, entries, transform, cfg, name, drop)
     mode = str(cfg.get("cache", "memory"))
     if mode == "memory":
         cache = caching_with_progress(CacheDataset)  # writes "caching k of n" to progress.json
@@ -245,6 +251,73 @@ def cached_dataset(data: list[dict], transform, cfg: dict, name: str):
     if mode == "none":
         return Dataset(data, transform)
     raise SystemExit(f"cache must be 'memory', 'disk' or 'none', not {mode!r}")
+
+
+# ----------------------------------------------------------------------------- medbuilder's preprocessed store
+
+PREPROCESSED = "preprocessed.json"
+
+
+def preprocessed_kind(cfg: dict, name: str) -> str:
+    """Which chain a dataset goes through: 'train' (training images, with mask_confounder's inpainting) or
+    'base' (everything else, and training images when mask_confounder is off)."""
+    return "train" if cfg.get("mask_confounder") and name.startswith("train") else "base"
+
+
+def preprocessing_inputs(item: dict, cfg: dict, kind: str) -> list[str]:
+    """The files an item's deterministic chain reads (its entry's key)."""
+    inputs = [str(item["image"])]
+    if kind == "train" and item.get("confounder_mask"):
+        inputs.append(str(item["confounder_mask"]))
+    return inputs
+
+
+def preprocessed_entries(cfg: dict, kind: str) -> dict | None:
+    """Item key -> .npy from preprocessed.json, when it was made for this configuration; else None."""
+    path = Path(cfg.get("output_dir") or ".") / PREPROCESSED
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        config, entries = manifest["config"], manifest["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"note: {path} cannot be read; preprocessing here", flush=True)
+        return None
+    changed = sorted(k for k, v in config.items() if cfg.get(k) != v)
+    if changed:
+        print(f"note: {path} was made for other values of {changed}; preprocessing here", flush=True)
+        return None
+    return entries.get(kind)
+
+
+class PreprocessedDataset(torch.utils.data.Dataset):
+    """Items whose deterministic chain medbuilder already ran (read from its store), the rest through the chain;
+    all held in memory, as CacheDataset holds them."""
+
+    def __init__(self, data: list[dict], entries: dict, transform, cfg: dict, name: str, drop: tuple[str, ...]):
+        kind, self.items, read = preprocessed_kind(cfg, name), [], 0
+        for item in data:
+            entry = entries.get("\n".join(preprocessing_inputs(item, cfg, kind)))
+            image = _read_entry(entry) if entry else None
+            if image is None:
+                self.items.append(transform(dict(item)))
+                continue
+            read += 1
+            self.items.append({**{k: v for k, v in item.items() if k not in drop}, "image": image})
+        print(f"preprocessed cache: {read} of {len(data)} {name} images read from medbuilder's store", flush=True)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def _read_entry(path: str):
+    try:
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    except (OSError, ValueError):  # evicted meanwhile, or not an entry: preprocess the image here
+        return None
 
 
 def make_loader(dataset, cfg: dict, shuffle: bool, sampler=None, batch_size: int | None = None):

@@ -20,7 +20,7 @@ import torch
 
 # common first: it quiets a harmless MONAI import-time warning about an optional GPU plugin
 from common import (augment_batch, cached_dataset, describe_batch, make_loader, match_channels_transform,
-                    parse_args, read_index, split_validation, subsample)
+                    parse_args, preprocessing_inputs, read_index, split_validation, subsample)
 try:  # bound now, while this folder is on sys.path (predict.py imports its siblings only then)
     import confounders
 except ImportError:  # an older workspace without it: fine while roi and mask_confounder are off
@@ -30,6 +30,9 @@ from monai.transforms import (Compose, CropForegroundd, DeleteItemsd, EnsureChan
 
 
 
+# the keys deterministic_transforms reads: medbuilder's store keeps one preprocessed copy per their values
+CACHE_KEYS = ("image_size", "spatial_dims", "in_channels", "crop_foreground", "keep_aspect", "roi", "roi_crop",
+              "mask_confounder", "mask_dilate_px")
 FOREGROUND_LEVEL = 0.05  # after scaling to [0, 1]: darker rows and columns at the edges are border
 # optional record fields an item carries through to_items; the loading chain drops them before batching
 CONFOUNDER_FIELDS = ("confounder", "confounder_mask", "counterfactual")
@@ -84,7 +87,7 @@ def crop_and_resize(cfg: dict, size: list[int]) -> list:
     steps = []
     if cfg.get("crop_foreground", True):
         steps.append(CropForegroundd(keys="image", source_key="image", select_fn=_foreground, margin=2,
-                                     allow_smaller=True))
+                                     allow_smaller=True, start_coord_key=None, end_coord_key=None))
     if cfg.get("keep_aspect", True):
         steps += [Resized(keys="image", spatial_size=max(size), size_mode="longest", mode="area"),
                   SpatialPadd(keys="image", spatial_size=size)]
@@ -204,9 +207,7 @@ def with_counterfactuals(train_ds, items: list[dict], chain, cfg: dict):
     if not having:
         print("warning: no training record has a 'counterfactual' path: counterfactual_aug changes nothing", flush=True)
         return train_ds
-    twins = [{**{k: v for k, v in items[i].items() if k != "counterfactual"}, "image": items[i]["counterfactual"]}
-             for i in having]
-    twin_ds = cached_dataset(twins, chain, cfg, "train_counterfactual")
+    twin_ds = cached_dataset(twin_items(items), chain, cfg, "train_counterfactual", drop=CONFOUNDER_FIELDS)
     return CounterfactualSwap(train_ds, twin_ds, {i: j for j, i in enumerate(having)}, p)
 
 
@@ -228,6 +229,26 @@ def strategies(cfg: dict, items: list[dict], label_dict: dict[str, int]) -> dict
             "train_with_mask": with_mask}
 
 
+def twin_items(items: list[dict]) -> list[dict]:
+    """counterfactual_aug's twins: each item that has one, with the twin's image."""
+    return [{**{k: v for k, v in it.items() if k != "counterfactual"}, "image": it["counterfactual"]}
+            for it in items if it.get("counterfactual")]
+
+
+def preprocessing_plan(cfg: dict) -> dict:
+    """For medbuilder's store: {kind: (deterministic chain, [(the files it reads, item) for every item this
+    configuration runs through it])}."""
+    parts = split_records(cfg)
+    twins = twin_items(parts["train"]) if float(cfg.get("counterfactual_aug") or 0.0) > 0 else []
+    if cfg.get("mask_confounder"):
+        kinds = {"train": (deterministic_transforms(cfg, masks=True), parts["train"] + twins),
+                 "base": (deterministic_transforms(cfg), parts["val"] + parts["test"])}
+    else:
+        kinds = {"base": (deterministic_transforms(cfg), parts["train"] + twins + parts["val"] + parts["test"])}
+    return {kind: (chain, [(preprocessing_inputs(it, cfg, kind), it) for it in items])
+            for kind, (chain, items) in kinds.items()}
+
+
 def build_loaders(cfg: dict) -> dict:
     """{"train", "val" (or None), "test"} loaders plus the item lists, label_dict and the strategies.
 
@@ -237,7 +258,7 @@ def build_loaders(cfg: dict) -> dict:
     base = deterministic_transforms(cfg)
     train_chain = Compose(deterministic_transforms(cfg, masks=True))
     used = strategies(cfg, parts["train"], parts["label_dict"])
-    train_ds = cached_dataset(parts["train"], train_chain, cfg, "train")
+    train_ds = cached_dataset(parts["train"], train_chain, cfg, "train", drop=CONFOUNDER_FIELDS)
     train_ds = with_counterfactuals(train_ds, parts["train"], train_chain, cfg)
     sampler = None
     weights = sample_weights(cfg, parts["train"], parts["label_dict"])
@@ -245,8 +266,10 @@ def build_loaders(cfg: dict) -> dict:
         sampler = torch.utils.data.WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
     loaders = {"train": make_loader(train_ds, cfg, shuffle=True, sampler=sampler), "val": None}
     if parts["val"]:
-        loaders["val"] = make_loader(cached_dataset(parts["val"], Compose(base), cfg, "val"), cfg, shuffle=False)
-    loaders["test"] = make_loader(cached_dataset(parts["test"], Compose(base), cfg, "test"), cfg, shuffle=False)
+        loaders["val"] = make_loader(cached_dataset(parts["val"], Compose(base), cfg, "val", drop=CONFOUNDER_FIELDS),
+                                     cfg, shuffle=False)
+    loaders["test"] = make_loader(cached_dataset(parts["test"], Compose(base), cfg, "test", drop=CONFOUNDER_FIELDS),
+                                  cfg, shuffle=False)
     return {**loaders, **{f"{k}_items": parts[k] for k in ("train", "val", "test")},
             "label_dict": parts["label_dict"], "strategies": used}
 

@@ -35,7 +35,7 @@ try:
                                 print_predictions, read_checkpoint, read_config, read_trained, require_inputs,
                                 root_cause)
     import torch  # noqa: E402
-    from dataloader import deterministic_transforms  # noqa: E402
+    from dataloader import CACHE_KEYS, deterministic_transforms  # noqa: E402
     from model import build_model  # noqa: E402
     from monai.transforms import Compose  # noqa: E402
 finally:
@@ -57,6 +57,7 @@ class Predictor:
     """Class probabilities for image files, with the training preprocessing."""
 
     task = "diagnosis"
+    cache_keys = CACHE_KEYS  # medbuilder's store of preprocessed images is keyed by these config values
 
     def __init__(self, cfg: dict, network: torch.nn.Module, checkpoint: dict | None = None,
                  device: str | torch.device | None = None, preprocessing=None, threshold: float | None = None,
