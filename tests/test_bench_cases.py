@@ -99,6 +99,9 @@ def test_quick_case_through_the_cli(tmp_path):
     assert isinstance(run["success"], bool)
     assert (out / "bench.md").read_text().count("![") >= 1 and (out / "bench-metrics.png").stat().st_size > 1000
     assert str(tmp_path / "data" / "bench-quick") == results["data_dir"]
+    check = results["cache_check"]  # the same build again reads what the first one preprocessed
+    assert check["first"]["made"] > 0 and check["second"]["made"] == 0 and check["second"]["hits"] >= check["first"]["made"]
+    assert 0 < check["ratio"] < 1 and "Preprocessed store (br35h-diagnosis): data ready" in done.stdout
 
 
 def test_bench_epochs_override_the_model_trainers_choice_and_the_cap_still_holds(tmp_path):

@@ -77,7 +77,7 @@ def render(results: dict) -> str:
     units = [f"- {row['case']}: {row['units']}" for row in summarise(results) if row.get("units")]
     if units:
         lines += ["", "Test sets (each interval resamples these independent units):", *units]
-    lines += ["", time_target_line(results), "",
+    lines += ["", time_target_line(results), "", cache_line(results), "",
               f"Mode: {mode}; core {results['core']}; {results['repeats']} repeat(s); success = delivered and "
               f"metric within {results['tolerance']:.0%} (relative) of the reference pipeline's, or better. "
               "act / it: tool calls / debug iterations (attempts) per role, mean over repeats. time ratio: medbuilder "
@@ -88,6 +88,23 @@ def render(results: dict) -> str:
               "ratio: the generated training code's images per second / the reference loop's (all measured in the "
               "same run)."]
     return "\n".join(lines)
+
+
+CACHE_TARGET = 0.10
+
+
+def cache_line(results: dict) -> str:
+    """The preprocessed store: data ready in the first build of a case and in the same build again."""
+    check = results.get("cache_check")
+    if not check or not check.get("second"):
+        return "Preprocessed store: no second build was measured" + (f" ({check['error']})" if check and
+                                                                       check.get("error") else "") + "."
+    first, second = check["first"], check["second"]
+    return (f"Preprocessed store ({check['case']}): data ready {first['seconds']:.1f} s in the first build "
+            f"({first['made']} images preprocessed: {first['preprocess_seconds']:.1f} s, then the training script's "
+            f"loading {_fmt(first['script_seconds'], 1)} s) and {second['seconds']:.1f} s in the same build again "
+            f"({second['made']} preprocessed, {second['hits']} found; {second['preprocess_seconds']:.1f} + "
+            f"{_fmt(second['script_seconds'], 1)} s): ratio {_fmt(check['ratio'], 3)} (target <= {CACHE_TARGET:.2f}).")
 
 
 def time_target_line(results: dict) -> str:

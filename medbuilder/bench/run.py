@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -70,6 +72,21 @@ def training_run_seconds(run_dir: Path) -> float | None:
     return None
 
 
+def data_ready(run_dir: Path, metrics: dict) -> dict:
+    """Seconds until the delivered training had its data: medbuilder's preprocessing into its store during the
+    build (every pre-script step, logs/preprocess.jsonl) plus the training script's own loading (its
+    "data ready", metrics.json cache_seconds)."""
+    offers = []
+    log = run_dir / "logs" / "preprocess.jsonl"
+    if log.exists():
+        offers = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    preprocess = sum(o.get("seconds") or 0.0 for o in offers)
+    script = metrics.get("cache_seconds")
+    return {"preprocess_seconds": round(preprocess, 2), "script_seconds": script,
+            "seconds": round(preprocess + (script or 0.0), 2), "made": sum(o.get("made") or 0 for o in offers),
+            "hits": sum(o.get("hits") or 0 for o in offers), "offers": len(offers)}
+
+
 def run_reference(task: str, config: Path, index_dir: Path, epochs: int | None, timeout_s: float) -> dict:
     """Run benchmarks/references/<task>.py and return its JSON line (or an error). `epochs`: the epochs the
     generated training completed; fewer than the config's (a time limit) stops the reference there too,
@@ -101,8 +118,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None]) -> dict:
-    """One case, once: the flow, the run folder's figures, the reference pipeline, the comparison."""
+def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None], reference: bool = True) -> dict:
+    """One case, once: the flow, the run folder's figures, the reference pipeline (unless `reference` is
+    False), the comparison."""
     from medbuilder.flows.build import build_model
     from medbuilder.lifecycle.finish import role_table
     from medbuilder.protocol.run_folder import RunFolder
@@ -148,6 +166,9 @@ def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None]) ->
                                                          "n_train", "n_test")}
     row["generated"]["config"] = {k2: config.get(k2) for k2 in ("model", "image_size", "patch_size", "epochs",
                                                                 "batch_size", "lr", "channels", "time_limit_s")}
+    row["data_ready"] = data_ready(run_dir, metrics)
+    if not reference:
+        return row
     echo(f"[{case.name}] flow {row['status']} ({row['metric']} {row['value']}) in {row['end_to_end_seconds']:.0f} s; "
          f"reference pipeline ...")
     ref = run_reference(case.task, round_dir / "config.json", index_dir, metrics.get("epochs"), REFERENCE_TIMEOUT_S)
@@ -184,9 +205,12 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
     `epochs`: every training runs that many epochs (MEDBUILDER_TRAIN_EPOCHS), longer than the Model
     Trainer's own choice for the fixed costs to weigh less."""
     saved = {k: os.environ.get(k) for k in ("MEDBUILDER_DATA_DIR", "MEDBUILDER_TRAIN_TIME_LIMIT_S",
-                                            "MEDBUILDER_TRAIN_EPOCHS")}
+                                            "MEDBUILDER_TRAIN_EPOCHS", "MEDBUILDER_CACHE_DIR")}
     started = time.perf_counter()
+    store = Path(tempfile.mkdtemp(prefix="medbuilder-bench-store-"))
+    cache_check = None
     try:
+        os.environ["MEDBUILDER_CACHE_DIR"] = str(store)  # a cold store: the first build preprocesses, as a new user's
         if quick:
             os.environ["MEDBUILDER_DATA_DIR"] = str(Path(_settings().data_dir).resolve() / "bench-quick")
             os.environ.setdefault("MEDBUILDER_TRAIN_TIME_LIMIT_S", str(QUICK_TRAIN_TIME_LIMIT_S))
@@ -206,7 +230,9 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
                     echo(f"[{case.name}] {row['status']}; metric {row.get('value')} vs reference {ref.get('value')}"
                          + (f" (reference error: {ref['error'][:300]})" if ref.get("error") else ""))
                     bar()
+        cache_check = second_build(cases, runs, core, quick, echo)
     finally:
+        shutil.rmtree(store, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -216,4 +242,20 @@ def run_bench(cases: list[Case], core: str = "offline", repeats: int = 1, quick:
     return {"core": core, "repeats": repeats, "quick": quick, "tolerance": SUCCESS_TOLERANCE,
             "train_time_limit_s": settings.train_time_limit_s, "train_epochs": settings.train_epochs,
             "data_dir": str(settings.data_dir),
-            "cases": [c.name for c in cases], "runs": runs, "seconds": round(time.perf_counter() - started, 1)}
+            "cases": [c.name for c in cases], "runs": runs, "cache_check": cache_check,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def second_build(cases: list[Case], runs: list[dict], core: str, quick: bool, echo) -> dict | None:
+    """The first case built again on the store its first build filled (no reference run): data ready then
+    and now."""
+    first = next((r for r in runs if r["case"] == cases[0].name and r.get("data_ready")), None) if cases else None
+    if first is None:
+        return None
+    echo(f"[{cases[0].name}] the same build again, on the store the first one filled ...")
+    again = run_case(cases[0], core, quick, echo, reference=False)
+    if not again.get("data_ready"):
+        return {"case": cases[0].name, "first": first["data_ready"], "second": None, "error": again.get("error")}
+    ratio = _ratio(again["data_ready"]["seconds"], first["data_ready"]["seconds"])
+    return {"case": cases[0].name, "first": first["data_ready"], "second": again["data_ready"], "ratio": ratio,
+            "end_to_end_seconds": again.get("end_to_end_seconds"), "status": again.get("status")}
