@@ -85,10 +85,18 @@ def deconfounded_auroc(predictor, records: list[dict], positive: str, found: dic
     if not roi:
         y, _, score = shortcuts.positive_of(records, positive)
         return shortcuts.auroc(y, score)
-    blanked = found["counterfactual_flip_rate"].get("files") or []
-    if len(blanked) != len(records):
+    import tempfile
+
+    import torch
+
+    from medbuilder.review import saliency
+
+    with tempfile.TemporaryDirectory() as examples:
+        blanked, skipped = shortcuts.blank_outside_roi(predictor, records, roi, Path(examples))
+    if skipped or not blanked:
         return None
-    scores = np.array([p["probabilities"][positive] for p in predictor.predict(blanked)])
+    probs = saliency.class_probabilities(predictor, torch.stack([x for _, x in blanked]))
+    scores = probs[:, predictor.positive].numpy()
     return shortcuts.auroc(np.array([r["label"] == positive for r in records]), scores)
 
 

@@ -4,9 +4,10 @@ subgroups and the shortcut measures, checked against the clinician's objective.
 ``interpret_round`` writes into ``out_dir``: ``interpretability.md`` (the review gate's
 page), ``interpretability.json`` (every number), ``saliency-<category>.png`` (image,
 GradCAM and occlusion for the most confident true positives, false positives and
-false negatives), ``reliability.png`` and, for a roi confounder, the blanked
-counterfactual images in ``counterfactuals/``. Inside a Prefect run the markdown and
-the measures table are also published as artifacts.
+false negatives), ``reliability.png`` and, for a roi confounder, the first few blanked
+counterfactual images in ``counterfactuals/`` (every test image is blanked and measured, in
+memory). Inside a Prefect run the markdown and the measures table are also published as
+artifacts.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ def _diagnosis(run, records, label_dict, predictions, cfg) -> tuple[dict, Statis
         positive = label_dict[cfg["positive_label"]] if cfg.get("positive_label") in label_dict else 1
 
     def figures(idx: np.ndarray) -> dict:
-        scores = ns["evaluate"](probs[idx], labels[idx], positive, 0, 0)
+        scores = ns["evaluate"](probs[idx], labels[idx], positive, 0, 0, tables=False)
         return {key: scores.get(key) for key in ("value", "accuracy", "sensitivity", "specificity")}
 
     scores = ns["evaluate"](probs, labels, positive, 0, 0)
