@@ -97,7 +97,8 @@ def workspace(tmp_path):
             modules = {mod: importlib.import_module(mod) for mod in ("dataloader", "predict", "model")}
         finally:
             sys.path.remove(str(ws))
-        return json.loads((ws / "config.json").read_text()), modules
+        # the workspace is the output folder (progress.json goes there), as when its scripts run in it
+        return {**json.loads((ws / "config.json").read_text()), "output_dir": str(ws)}, modules
 
     yield fill
     for name in SIBLINGS:
