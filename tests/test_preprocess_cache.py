@@ -111,6 +111,16 @@ def test_a_record_outside_the_dataset_or_through_a_link_is_never_read(setup, tmp
     assert str(secret) not in entries and not any("link.jpg" in key for key in entries)
 
 
+def test_an_index_file_that_is_a_link_is_not_followed(setup, tmp_path):
+    workspace, index, settings, root = setup
+    elsewhere = tmp_path / "host-records.json"
+    elsewhere.write_text((index / "train.json").read_text())
+    (index / "train.json").unlink()
+    (index / "train.json").symlink_to(elsewhere)
+    refused = offer(workspace, "diagnosis", index, [root], settings)
+    assert "cannot be read" in refused.reason and "link" in refused.reason and not (workspace / MANIFEST).exists()
+
+
 def test_scripts_read_the_store_and_cannot_write_it(setup):
     workspace, index, settings, root = setup
     offer(workspace, "diagnosis", index, [root], settings)

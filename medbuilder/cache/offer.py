@@ -90,7 +90,8 @@ def _fill(task: str, cfg: dict, index_dir: Path, roots: list[Path], store: Prepr
         if "CACHE_KEYS" not in template:
             return Offer(reason=f"the {task} template does not cache its preprocessing")
         try:
-            plan = template["preprocessing_plan"]({**cfg, "index_dir": str(index_dir)})
+            copied = _copy_index(index_dir, Path(folder) / "index")
+            plan = template["preprocessing_plan"]({**cfg, "index_dir": str(copied)})
         except (SystemExit, KeyError, ValueError, TypeError, OSError) as err:
             return Offer(reason=f"the configuration or the index cannot be read ({err})")
         result, entries = Offer(), {}
@@ -109,6 +110,20 @@ def _fill(task: str, cfg: dict, index_dir: Path, roots: list[Path], store: Prepr
     partial.write_text(json.dumps(body), encoding="utf-8")
     os.replace(partial, manifest)
     return result
+
+
+INDEX_FILES = ("train.json", "test.json", "label_dict.json")
+
+
+def _copy_index(index_dir: Path, target: Path) -> Path:
+    """The index files, copied without following links (the index folder lies in the agents' workspace)."""
+    from medbuilder.protocol.untrusted import copy_nofollow
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in INDEX_FILES:
+        if os.path.lexists(index_dir / name):
+            copy_nofollow(index_dir, name, target / name)
+    return target
 
 
 def _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, result) -> dict[str, str]:
