@@ -123,8 +123,10 @@ def test_an_index_file_that_is_a_link_is_not_followed(setup, tmp_path):
 
 def test_scripts_read_the_store_and_cannot_write_it(setup):
     workspace, index, settings, root = setup
+    from medbuilder.cache.keys import dataset_part
+
     offer(workspace, "diagnosis", index, [root], settings)
-    store = settings.resolve_cache_dir()
+    store = settings.resolve_cache_dir() / dataset_part(root)  # what the roles mount: this dataset's part only
     ws = Workspace.create(workspace, [root, index, store])
     ran = run_script(ws, "python dataloader.py --config config.json")
     assert ran.exit_code == 0 and re.search(r"(\d+) of \1 train images read from medbuilder's store", ran.output), \
@@ -139,7 +141,7 @@ def test_scripts_read_the_store_and_cannot_write_it(setup):
 
 def test_the_store_keeps_its_limit_and_spares_what_a_build_is_about_to_read(tmp_path):
     store = PreprocessStore(tmp_path / "store", max_bytes=3 * 4096 + 3 * 200)
-    paths = [store.put("chain", f"{i:064x}", np.full((1, 32, 32), i, np.float32)) for i in range(6)]
+    paths = [store.put("dataset/chain", f"{i:064x}", np.full((1, 32, 32), i, np.float32)) for i in range(6)]
     for age, path in enumerate(paths):
         os.utime(path, (1000 + age, 1000 + age))
     store.evict(keep={paths[0]})
@@ -177,7 +179,9 @@ def test_cache_list_and_clear(setup, monkeypatch):
         runner = CliRunner()
         listed = runner.invoke(app, ["cache", "list"])
         assert listed.exit_code == 0 and f"{2 * PER_CLASS} images" in listed.output and "[32, 32]" in listed.output
-        cleared = runner.invoke(app, ["cache", "clear"])
+        shown = listed.output.splitlines()[1].split()[0]  # <dataset>/<key> as the list shows it
+        assert "removed 0" in runner.invoke(app, ["cache", "clear", "ffffffff/ffff"]).output
+        cleared = runner.invoke(app, ["cache", "clear", shown])
         assert cleared.exit_code == 0 and f"removed {2 * PER_CLASS}" in cleared.output
         assert "0 images" in runner.invoke(app, ["cache", "list"]).output
     finally:

@@ -16,12 +16,14 @@ RECORD = "logs/preprocess.jsonl"  # one line per offer: what the bench reads for
 
 
 def store_roots(ctx: RoleContext) -> list[Path]:
-    """The store's folder, as a read-only root (made if missing); none when the store is turned off."""
-    if not ctx.settings.preprocess_cache:
+    """The store's part for this run's dataset, as a read-only root (made if missing): a script sees no other
+    dataset's images. None when the store is turned off."""
+    if not ctx.settings.preprocess_cache or ctx.card is None:
         return []
     from medbuilder.cache import store_for
+    from medbuilder.cache.keys import dataset_part
 
-    return [store_for(ctx.settings).ensure()]
+    return [store_for(ctx.settings).part(dataset_part(ctx.dataset_root))]
 
 
 def before_script(role: str) -> Callable[[RoleContext], Callable | None]:

@@ -23,3 +23,10 @@ def chain_key(task: str, cfg: dict, keys, kind: str) -> str:
 
 def item_key(chain: str, digests: list[str]) -> str:
     return hashlib.sha256((chain + "".join(digests)).encode()).hexdigest()
+
+
+def dataset_part(root) -> str:
+    """The store's folder for the dataset at `root` (the digest of its resolved path)."""
+    from pathlib import Path
+
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]

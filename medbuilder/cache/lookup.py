@@ -28,16 +28,23 @@ def stored_images(predictor, paths: list[str], settings=None) -> dict[str, torch
     if not settings.preprocess_cache or not (store.root / "digests.sqlite").is_file():
         return {}
     chain = chain_key(task, cfg, keys, "base")
-    if not (store.root / chain).is_dir():
+    folders = store.chain_folders(chain)
+    if not folders:
         return {}
     found, memo = {}, DigestMemo(store.root / "digests.sqlite")
     try:
         for path in paths:
             try:
-                entry = store.entry(chain, item_key(chain, [memo.digest(Path(path))]))
-                found[path] = torch.from_numpy(np.load(entry, allow_pickle=False))
-            except (OSError, ValueError):
+                key = item_key(chain, [memo.digest(Path(path))])
+            except OSError:
                 continue
+            for folder in folders:
+                entry = folder / key[:2] / f"{key}.npy"
+                try:
+                    found[path] = torch.from_numpy(np.load(entry, allow_pickle=False))
+                    break
+                except (OSError, ValueError):
+                    continue
     finally:
         memo.close()
     return found

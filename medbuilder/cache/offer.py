@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbuilder.cache.digests import DigestMemo, inside_without_links
-from medbuilder.cache.keys import chain_key, item_key
+from medbuilder.cache.keys import chain_key, dataset_part, item_key
 from medbuilder.cache.store import PreprocessStore
 
 MANIFEST = "preprocessed.json"
@@ -128,9 +128,12 @@ def _copy_index(index_dir: Path, target: Path) -> Path:
 
 def _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, result) -> dict[str, str]:
     """Item key -> entry path for one chain, computing the entries the store lacks."""
-    key_of_chain = chain_key(task, cfg, template["CACHE_KEYS"], kind)
-    store.describe_chain(key_of_chain, {"task": task, "kind": kind,
-                                     "config": {k: cfg.get(k) for k in template["CACHE_KEYS"]}})
+    part = dataset_part(roots[0])
+    store.part(part)
+    bare = chain_key(task, cfg, template["CACHE_KEYS"], kind)
+    key_of_chain = f"{part}/{bare}"  # the item keys are the same in every dataset's part
+    store.describe_chain(key_of_chain, {"task": task, "kind": kind, "dataset": str(Path(roots[0]).resolve()),
+                                        "config": {k: cfg.get(k) for k in template["CACHE_KEYS"]}})
     readable = [*roots, *(Path(r).resolve() for r in roots)]
     found, missing = {}, []
     for inputs, item in items:
@@ -138,7 +141,7 @@ def _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, r
         if any(p is None for p in paths):
             result.skipped += 1
             continue
-        key_of_item = item_key(key_of_chain, [memo.digest(p) for p in paths])
+        key_of_item = item_key(bare, [memo.digest(p) for p in paths])
         entry = store.entry(key_of_chain, key_of_item)
         key = "\n".join(inputs)
         if entry.is_file():

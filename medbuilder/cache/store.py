@@ -1,9 +1,10 @@
 """The preprocessed-data store: one .npy per (preprocessing, image content), shared by every build.
 
-Layout: ``<root>/<chain key>/chain.json`` (what the key stands for) and
-``<root>/<chain key>/<aa>/<item key>.npy``. A chain key is the digest of medbuilder's template code and
-the configuration keys its deterministic transforms read; an item key is the digest of the chain key and
-the content of the files an item reads. Entries are written by medbuilder on the host (a temporary file
+Layout: ``<root>/<dataset>/<chain key>/chain.json`` (what the key stands for) and
+``<root>/<dataset>/<chain key>/<aa>/<item key>.npy``. A dataset folder holds one dataset's entries (the
+digest of its root): a build's sandbox sees only its own dataset's. A chain key is the digest of
+medbuilder's template code and the configuration keys its deterministic transforms read; an item key is
+the digest of the chain key and the content of the files an item reads. Entries are written by medbuilder on the host (a temporary file
 renamed into place, so a reader never sees half an entry, and two builds writing the same entry write the
 same bytes); scripts read the store read-only. Eviction removes the least recently used entries past the
 size limit, never those a build is about to read.
@@ -48,7 +49,15 @@ class PreprocessStore:
     def entry(self, chain_key: str, item_key: str) -> Path:
         return self.root / chain_key / item_key[:2] / (item_key + ENTRY)
 
+    def part(self, dataset: str) -> Path:
+        """One dataset's part of the store (made, readable by the sandbox's uid)."""
+        folder = self.ensure() / dataset
+        folder.mkdir(exist_ok=True)
+        os.chmod(folder, 0o755)
+        return folder
+
     def describe_chain(self, chain_key: str, what: dict) -> None:
+        """`chain_key` is <dataset>/<chain>: its folder gets chain.json, what the key stands for."""
         folder = self.root / chain_key
         if not (folder / "chain.json").exists():
             folder.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -90,9 +99,15 @@ class PreprocessStore:
                 yield path, info.st_size, info.st_mtime
 
     def _chains(self) -> list[Path]:
+        """Every <dataset>/<chain> folder."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())
+        return sorted(chain for part in self.root.iterdir() if part.is_dir() and not part.is_symlink()
+                      for chain in part.iterdir() if chain.is_dir() and not chain.is_symlink())
+
+    def chain_folders(self, chain_key: str) -> list[Path]:
+        """The folders of one chain key, in every dataset's part of the store."""
+        return [chain for chain in self._chains() if chain.name == chain_key]
 
     def size(self) -> int:
         return sum(size for _, size, _ in self._entries())
@@ -119,19 +134,26 @@ class PreprocessStore:
                 what = json.loads((chain / "chain.json").read_text())
             except (OSError, ValueError):
                 what = {}
-            out.append(ChainSummary(chain.name, what, len(sizes), sum(s for s, _ in sizes),
+            out.append(ChainSummary(chain.relative_to(self.root).as_posix(), what, len(sizes), sum(s for s, _ in sizes),
                                     max((m for _, m in sizes), default=0.0)))
         return out
 
     def clear(self, chain_key: str | None = None) -> int:
-        """Remove one chain's entries (or all); returns the number of entries removed."""
+        """Remove one chain's entries (its key or its <dataset>/<key> as `cache list` shows it, or a prefix of
+        either), or all; returns the number of entries removed."""
         with self.locked():
-            chains = [c for c in self._chains() if chain_key is None or c.name.startswith(chain_key)]
+            chains = [c for c in self._chains() if chain_key is None or _matches(c, chain_key)]
             removed = 0
             for chain in chains:
                 removed += sum(1 for _ in chain.glob("??/*" + ENTRY))
                 shutil.rmtree(chain, ignore_errors=True)
             return removed
+
+
+def _matches(chain: Path, wanted: str) -> bool:
+    """'KEY...' matches a chain key's start; 'DATASET.../KEY...' also the start of its dataset folder's name."""
+    part, _, key = wanted.rpartition("/")
+    return chain.name.startswith(key) and chain.parent.name.startswith(part)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -14,7 +14,8 @@ app = typer.Typer(help="The store of preprocessed images (MEDBUILDER_CACHE_DIR, 
 
 @app.command("list")
 def list_chains() -> None:
-    """One line per preprocessing: its key, task, image size, entries, size and when it was last used."""
+    """One line per dataset and preprocessing: its key, task, image size, entries, size, when it was last used
+    and the dataset."""
     from medbuilder.cache import store_for
 
     store = store_for(get_settings())
@@ -25,13 +26,15 @@ def list_chains() -> None:
     for chain in chains:
         config = chain.what.get("config", {})
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(chain.last_used)) if chain.last_used else "never"
-        typer.echo(f"{chain.key[:12]}  {chain.what.get('task', '?'):12} {chain.what.get('kind', '?'):5} "
+        part, _, key = chain.key.partition("/")
+        typer.echo(f"{part[:8]}/{key[:12]}  {chain.what.get('task', '?'):12} {chain.what.get('kind', '?'):5} "
                    f"size {config.get('image_size')}  {chain.entries:6} images  {chain.bytes / 2**20:8.1f} MiB  "
-                   f"last used {used}")
+                   f"last used {used}  {chain.what.get('dataset', '')}")
 
 
 @app.command()
-def clear(key: str = typer.Argument(None, help="Only the preprocessing whose key starts so (see `cache list`).")) -> None:
+def clear(key: str = typer.Argument(None, help="Only the preprocessing whose key (or dataset/key, as `cache list` "
+                                               "shows it) starts so.")) -> None:
     """Remove preprocessed images (all, or one preprocessing's); builds make them again when they need them."""
     from medbuilder.cache import store_for
 
