@@ -203,3 +203,22 @@ def test_host_side_inference_reads_what_the_build_stored(setup, tmp_path):
     found = stored_images(predictor, [*tests, outside], settings)
     assert sorted(found) == sorted(tests)
     assert all(torch.equal(found[p], predictor.prepare(p)) for p in tests)
+
+
+def test_predict_reads_the_store_and_gives_the_same_predictions(setup, tmp_path):
+    from medbuilder.delivery.predict import predict_with_store
+    from medbuilder.review.trusted_code import trusted_predict
+
+    workspace, index, settings, root = setup
+    offer(workspace, "diagnosis", index, [root], settings)
+    template = trusted_predict("diagnosis", workspace, tmp_path / "trusted")
+    cfg = json.loads((workspace / "config.json").read_text())
+    torch.manual_seed(0)
+    predictor = template["Predictor"](cfg, template["build_model"](cfg))
+    files = [r["image"] for r in json.loads((index / "test.json").read_text())]
+    unstored = str(tmp_path / "copy.jpg")
+    Path(unstored).write_bytes(Path(files[0]).read_bytes() + b"\0")  # other bytes: not in the store
+    from medbuilder.cache.lookup import stored_images
+
+    assert len(stored_images(predictor, [*files, unstored], settings)) == len(files)
+    assert predict_with_store(predictor, [*files, unstored], settings) == predictor.predict([*files, unstored])

@@ -86,4 +86,25 @@ def predict_run(run_root: Path | str, files, output_dir: Path | str | None = Non
     if missing:
         raise FileNotFoundError(f"file(s) not found: {', '.join(missing)}")
     predictor = load_bundle(bundle, output_dir=output_dir or run_root / "predictions", device=device)
-    return predictor.predict([str(p) for p in paths])
+    return predict_with_store(predictor, [str(p) for p in paths])
+
+
+def predict_with_store(predictor, paths: list[str], settings=None) -> list[dict]:
+    """predictor.predict(paths), reading the images medbuilder's store holds for this model's preprocessing
+    instead of preparing them again (a diagnosis model; the same network step, one file at a time)."""
+    import torch
+
+    from medbuilder.cache.lookup import stored_images
+
+    stored = stored_images(predictor, paths, settings) if getattr(predictor, "task", None) == "diagnosis" else {}
+    if not stored:
+        return predictor.predict(paths)
+    out = []
+    for path in paths:
+        if path not in stored:
+            out.extend(predictor.predict([path]))
+            continue
+        with torch.no_grad():
+            output = predictor.infer(stored[path].unsqueeze(0).to(predictor.device))[0]
+        out.append(predictor.entry(path, output, {"image": stored[path]}))
+    return out
