@@ -129,7 +129,7 @@ class PreprocessStore:
     def summary(self) -> list[ChainSummary]:
         out = []
         for chain in self._chains():
-            sizes = [(p.stat().st_size, p.stat().st_mtime) for p in chain.glob("??/*" + ENTRY)]
+            sizes = [(info.st_size, info.st_mtime) for info in map(os.stat, chain.glob("??/*" + ENTRY))]
             try:
                 what = json.loads((chain / "chain.json").read_text())
             except (OSError, ValueError):

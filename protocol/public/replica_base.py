@@ -34,7 +34,7 @@ def stream(name: str):
         yield from csv.DictReader(handle)
 
 
-def pick(rows, groups: dict[str, callable], per_group: int = PER_CLASS, key=None) -> dict[str, list[dict]]:
+def pick(rows, groups: dict[str, callable], per_group: int = PER_CLASS) -> dict[str, list[dict]]:
     """The first `per_group` rows of each group (a row goes to the first group whose test it passes)."""
     picked: dict[str, list[dict]] = {g: [] for g in groups}
     for row in rows:
