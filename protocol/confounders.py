@@ -19,7 +19,7 @@ import numpy as np
 
 from medbuilder.protocol.templates._common.confounders import ROI_DETECTORS, head_mask
 
-__all__ = ["ROI_DETECTORS", "blank_outside", "head_mask", "outside_roi_content", "roi_detector"]
+__all__ = ["ROI_DETECTORS", "blank_outside", "cached_roi_detector", "head_mask", "outside_roi_content", "roi_detector"]
 
 
 def outside_roi_content(image: np.ndarray, roi: np.ndarray, level: float = 0.25) -> float:
@@ -37,3 +37,11 @@ def roi_detector(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name not in ROI_DETECTORS:
         raise KeyError(f"unknown region-of-interest detector '{name}'; known: {', '.join(ROI_DETECTORS)}")
     return ROI_DETECTORS[name]
+
+
+def cached_roi_detector(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """roi_detector(name), remembering each image's mask across rounds and builds (``cache/host_memo.py``)."""
+    from medbuilder.cache.host_memo import memoized_detector, source_digest
+    from medbuilder.protocol.templates._common import confounders as detectors
+
+    return memoized_detector(name, roi_detector(name), source_digest(detectors.__file__))

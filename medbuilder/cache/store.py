@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 ENTRY = ".npy"
+HOST_PART = "_host"  # medbuilder/cache/host_memo.py: never a dataset's part, never mounted
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,13 @@ class PreprocessStore:
         folder = self.root / chain_key
         if not (folder / "chain.json").exists():
             folder.mkdir(parents=True, exist_ok=True, mode=0o755)
-            _write_atomic(folder / "chain.json", json.dumps(what, indent=1, sort_keys=True).encode())
+            write_atomic(folder / "chain.json", json.dumps(what, indent=1, sort_keys=True).encode())
 
     def put(self, chain_key: str, item_key: str, array: np.ndarray) -> Path:
         path = self.entry(chain_key, item_key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         buffer = _npy_bytes(np.ascontiguousarray(array))
-        _write_atomic(path, buffer)
+        write_atomic(path, buffer)
         return path
 
     def touch(self, paths) -> None:
@@ -102,7 +103,8 @@ class PreprocessStore:
         """Every <dataset>/<chain> folder."""
         if not self.root.is_dir():
             return []
-        return sorted(chain for part in self.root.iterdir() if part.is_dir() and not part.is_symlink()
+        return sorted(chain for part in self.root.iterdir()
+                      if part.is_dir() and not part.is_symlink() and part.name != HOST_PART
                       for chain in part.iterdir() if chain.is_dir() and not chain.is_symlink())
 
     def chain_folders(self, chain_key: str) -> list[Path]:
@@ -147,6 +149,8 @@ class PreprocessStore:
             for chain in chains:
                 removed += sum(1 for _ in chain.glob("??/*" + ENTRY))
                 shutil.rmtree(chain, ignore_errors=True)
+            if chain_key is None:  # everything: the host's per-image features and masks too
+                shutil.rmtree(self.root / HOST_PART, ignore_errors=True)
             return removed
 
 
@@ -164,7 +168,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -41,6 +41,28 @@ def features(path: Path) -> dict:
         return {"error": f"{type(err).__name__}: {err}"[:200]}
 
 
+def features_of(paths: list) -> list[dict]:
+    """features() of each path, each file's row remembered by its content across builds
+    (``cache/host_memo.py``); links, folders and unreadable files are read (or refused) every time."""
+    from medbuilder.cache.host_memo import HostMemo, source_digest
+
+    memo = HostMemo("acquisition", source_digest(__file__))
+    try:
+        return [_remembered(memo, Path(p)) if memo.enabled else features(Path(p)) for p in paths]
+    finally:
+        memo.close()
+
+
+def _remembered(memo, path: Path) -> dict:
+    key = memo.file_key(path)
+    row = memo.get_json(key) if key else None
+    if row is None:
+        row = features(path)
+        if key and "error" not in row:
+            memo.put_json(key, row)
+    return row
+
+
 def _file_kib(path: Path) -> float:
     return os.lstat(path).st_size / 1024.0
 

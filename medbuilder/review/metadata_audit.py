@@ -11,12 +11,11 @@ dataset gate and again at the review gate.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from medbuilder.protocol.untrusted import read_text_nofollow
-from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features, metadata_forest
+from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features_of, metadata_forest
 from medbuilder.review.clustered import independent_units
 from medbuilder.review.metadata_reliance import summary_line as reliance_line
 from medbuilder.review.metrics import auroc as auroc_of
@@ -35,7 +34,7 @@ def audit_records(records: list[dict], label_dict: dict, positive: str | None, s
     if len(records) > MAX_IMAGES:
         keep = np.sort(np.random.default_rng(seed).choice(len(records), MAX_IMAGES, replace=False))
         records = [records[i] for i in keep]
-    rows = [features(Path(str(r["image"]))) for r in records]
+    rows = features_of([str(r["image"]) for r in records])
     if rows_by_image is not None:
         rows_by_image.update({str(r["image"]): row for r, row in zip(records, rows)})
     unreadable = [str(r["image"]) for r, row in zip(records, rows) if "error" in row]

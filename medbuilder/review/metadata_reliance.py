@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features, metadata_forest
+from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features_of, metadata_forest
 from medbuilder.review.metrics import auroc
 
 STRATA = 20  # at most; about 25 test images per stratum
@@ -41,7 +41,9 @@ KEPT_EXAMPLES = 4
 def feature_rows(run, images: list[str]) -> list[dict]:
     """Each image's acquisition features: from the audit's file where it has them, else read now."""
     known = run.read_json(FEATURES_FILE) if run.exists(FEATURES_FILE) else {}
-    return [known.get(image) or features(Path(image)) for image in images]
+    missing = [image for image in images if not known.get(image)]
+    known.update(zip(missing, features_of(missing)))
+    return [known[image] for image in images]
 
 
 def metadata_scores(run, train: list[dict], test: list[dict], positive: str) -> np.ndarray | None:

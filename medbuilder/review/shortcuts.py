@@ -161,9 +161,9 @@ def attribution_share(predictor, records: list[dict], roi: str | None = None) ->
 
 
 def _attribution_outside_roi(predictor, records: list[dict], roi: str) -> dict:
-    from medbuilder.protocol.confounders import roi_detector
+    from medbuilder.protocol.confounders import cached_roi_detector
 
-    detector = roi_detector(roi)
+    detector = cached_roi_detector(roi)
     images = prepare_all(predictor, [r["image"] for r in records])
     if len(images) == 0:
         return result(None, 0, "no test images")
@@ -263,9 +263,9 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
     The region is detected on the image as loaded, before any preprocessing, and the blanked image goes
     through the rest of the predictor's chain in memory: what the model would see if the file had been
     blank outside the region. The first EXAMPLE_COUNTERFACTUALS are also written to folder as PNGs."""
-    from medbuilder.protocol.confounders import roi_detector
+    from medbuilder.protocol.confounders import cached_roi_detector
 
-    detector, load, rest = roi_detector(roi), *_split_chain(predictor)
+    detector, load, rest = cached_roi_detector(roi), *_split_chain(predictor)
     folder.mkdir(parents=True, exist_ok=True)
     out, skipped = [], 0
     for i, r in enumerate(records):
