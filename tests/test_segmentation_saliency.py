@@ -63,6 +63,8 @@ def test_report_on_a_trained_2d_model_at_the_review_gate(tmp_path):
     summary = evaluate_round(run, 0)
     info = summary["interpretability"]
     assert info["kind"] == "segmentation" and "error" not in info and len(info["cases"]) == 3
+    seconds = summary["seconds"]  # the occlusion report's forwards are counted as model inference
+    assert 0 < seconds["model_inference"] <= seconds["evaluation"] and seconds["interpretability_report"] > 0
     for case in info["cases"]:
         share = case["saliency outside the structure"]
         assert (share is None) == (not case["structure found"]) and (share is None or 0.0 <= share <= 1.0)

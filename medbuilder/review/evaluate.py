@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 
 from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow
-from medbuilder.review import metadata_reliance, operating_point, plots, subgroups, temperature
+from medbuilder.review import inference_clock, metadata_reliance, operating_point, plots, subgroups, temperature
 from medbuilder.review.compare import interpretability_sections
 from medbuilder.review.verified_metric import verified_metrics, verify
 
@@ -136,7 +137,8 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
     """Snapshot round k and write report/round-k/summary.json with the metric, figures and measures."""
     from medbuilder.progress import steps
 
-    with steps(4, f"evaluating round {k}") as bar:
+    started = time.perf_counter()
+    with steps(4, f"evaluating round {k}") as bar, inference_clock.measure() as inference:
         snapshot = snapshot_round(run, k)
         metrics = json.loads((snapshot / "metrics.json").read_text())
         predictions_file = snapshot / "predictions.json"
@@ -161,9 +163,18 @@ def evaluate_round(run: RunFolder, k: int) -> dict:
         if metrics.get("task") == "diagnosis" and metrics.get("positive_label"):
             calibration_and_subgroups(run, snapshot, folder, summary, metrics["positive_label"], kind)
         bar.update(3, what=f"evaluating round {k}: summary")
+        summary["seconds"] = seconds_block(summary, time.perf_counter() - started, inference)
         run.write_summary(k, summary)
         bar.update(4, what=f"evaluating round {k}: done")
     return summary
+
+
+def seconds_block(summary: dict, total: float, inference: inference_clock.Span) -> dict:
+    """Where the evaluation's seconds went: all of it (before the summary is written), the model's forward
+    passes within it, and the interpretability report (its own forwards included)."""
+    report = (summary.get("interpretability") or {}).get("seconds")
+    return {"evaluation": round(total, 2), "model_inference": round(inference.seconds, 2),
+            "interpretability_report": report, "n_test": summary.get("n_test")}
 
 
 def calibration_and_subgroups(run: RunFolder, snapshot: Path, folder: Path, summary: dict, positive: str,

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from medbuilder.review import saliency, shortcuts  # noqa: E402
+from medbuilder.review import inference_clock, saliency, shortcuts  # noqa: E402
 from medbuilder.review.trusted_code import TRUSTED_CODE, trusted_predict  # noqa: E402
 
 
@@ -37,7 +37,9 @@ def load_predictor(workspace: Path, source: Path):
     checkpoints/model.pt and predictions.json), built by medbuilder's own template code once the
     workspace's code is checked to be that code (EditedCodeError otherwise; nothing of it runs here)."""
     namespace = trusted_predict("diagnosis", Path(workspace), Path(workspace).parent / TRUSTED_CODE / "diagnosis")
-    return namespace["load"](source, device="cpu")
+    predictor = namespace["load"](source, device="cpu")
+    inference_clock.attach(predictor.network)
+    return predictor
 
 
 def predictions_file(source: Path) -> Path:

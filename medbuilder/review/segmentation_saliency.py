@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medbuilder.review import inference_clock
 from medbuilder.review.interpret import _save, artifact_key, plt, publish_artifacts
 from medbuilder.review.trusted_code import TRUSTED_CODE, trusted_predict
 
@@ -28,6 +29,7 @@ def load_segmenter(workspace: Path, source: Path):
     """(predictor, logits function) built by medbuilder's own template code, once the workspace's is checked."""
     namespace = trusted_predict("segmentation", Path(workspace), Path(workspace).parent / TRUSTED_CODE / "segmentation")
     predictor = namespace["load"](source, device="cpu")
+    inference_clock.attach(predictor.network)
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         roi = namespace["inference_roi"](predictor.cfg, x.shape[2:])
