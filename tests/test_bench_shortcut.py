@@ -26,7 +26,12 @@ def test_bench_prints_measures_before_and_after(tmp_path):
     for row in results["strategies"].values():
         assert set(row["measures"]) == {"counterfactual_flip_rate", "attribution_share", "subgroup_gap",
                                         "confounded_fpr"}
-        assert 0.0 <= row["auroc"] <= 1.0
+        assert 0.0 <= row["auroc"] <= 1.0 and row["train_seconds"] > 0 and row["measure_seconds"] > 0
+    strategy = results["strategies"]["counterfactual_aug+group_balanced"]
+    seconds = {k: r["train_seconds"] + r["measure_seconds"] for k, r in results["strategies"].items()}
+    assert strategy["round_ratio"] == pytest.approx(seconds["counterfactual_aug+group_balanced"] / seconds["baseline"],
+                                                    abs=0.01)
+    assert "round / round 0 |" in done.stdout and "x round 0's in" in done.stdout
     assert "flip_before_at_least_0.5" in results["targets"]
     bad = subprocess.run([MEDBUILDER, "bench", "shortcut", "--case", "chest-ct"], env=env, capture_output=True,
                          text=True, timeout=120)

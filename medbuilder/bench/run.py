@@ -1,15 +1,17 @@
-"""`medbuilder bench`: every case through the real `build_model` flow, then its reference pipeline.
+"""`medbuilder bench`: every case through the real `build_model` flow, then its reference pipeline and baseline.
 
 Per case and repeat: prepare the dataset (a small subset with ``quick``), run the flow in this
 process with automatic approvals, read the run folder (``stages/*.json`` for actions, debug
 iterations, tokens and seconds per role and stage; ``rounds/<k>/`` for the delivered config and
-metrics), then run ``benchmarks/references/<task>.py`` with the delivered round's config, index
-folder and the epochs its training completed, and compare: the metric (success: within 5%
-relative of the reference's, or better), end-to-end time / reference time, and the generated
-code's training images per second / the reference loop's. The end-to-end time is also split into
-the delivered training run (the Model Trainer's last `python train.py`: loading, training, test
-predictions and metrics, the same work as the reference script) and everything else (agents,
-checks, evaluation and interpretability report, earlier rounds, delivery, Prefect).
+metrics; ``report/round-<k>/summary.json`` for the evaluation's split), then run
+``benchmarks/references/<task>.py`` with the delivered round's config, index folder and the epochs
+its training completed (parity: the same configuration), and ``benchmarks/baselines/<task>.py``,
+MONAI's standard recipe for the task, given the build's end-to-end seconds as its wall-clock budget
+(quality at equal time). Compared: the metric (success: within 5% relative of the reference's, or
+better), end-to-end time / reference time, the delivered training run (the Model Trainer's last
+`python train.py`: loading, training, test predictions and metrics, the reference's work) / reference
+time, with and without the data preparation into the preprocessed store before it, the generated
+code's training images per second / the reference loop's, and the fixed part (``timing.py``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from typing import Callable
 
 from medbuilder import REPO_ROOT, progress
 from medbuilder.bench.cases import QUICK_TRAIN_TIME_LIMIT_S, SUCCESS_TOLERANCE, Case, relative_gap, succeeded
+from medbuilder.bench.timing import evaluation_seconds, fixed_part
 
 REFERENCES = REPO_ROOT / "benchmarks" / "references"
+BASELINES = REPO_ROOT / "benchmarks" / "baselines"
 REFERENCE_TIMEOUT_S = 6 * 3600
 
 
@@ -91,16 +95,27 @@ def run_reference(task: str, config: Path, index_dir: Path, epochs: int | None, 
     """Run benchmarks/references/<task>.py and return its JSON line (or an error). `epochs`: the epochs the
     generated training completed; fewer than the config's (a time limit) stops the reference there too,
     with the same learning-rate schedule length."""
-    script = REFERENCES / f"{task}.py"
+    extra = ["--stop-after", str(int(epochs))] if epochs else []
+    return run_script(REFERENCES / f"{task}.py", config, index_dir, extra, timeout_s)
+
+
+def run_baseline(task: str, config: Path, index_dir: Path, budget_s: float) -> dict:
+    """Run benchmarks/baselines/<task>.py, MONAI's standard recipe for the task with its own choices (only the
+    data facts come from `config`), within `budget_s` wall seconds; its JSON line (or an error)."""
+    extra = ["--time-budget", f"{budget_s:.1f}"]
+    return run_script(BASELINES / f"{task}.py", config, index_dir, extra, max(600.0, 3 * budget_s))
+
+
+def run_script(script: Path, config: Path, index_dir: Path, extra: list[str], timeout_s: float) -> dict:
+    """One benchmark script on a round's config and index folder; its last JSON line with the process's wall
+    seconds, or an error."""
     if not script.exists():
         return {"error": f"{script} not found: run `medbuilder bench` from a checkout of the repository "
                          "(benchmarks/ is not part of the installed package)"}
-    cmd = [sys.executable, str(script), "--config", str(config), "--index-dir", str(index_dir)]
-    if epochs:
-        cmd += ["--stop-after", str(int(epochs))]
+    cmd = [sys.executable, str(script), "--config", str(config), "--index-dir", str(index_dir), *extra]
     started = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=str(REFERENCES))
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=str(script.parent))
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s", "command": cmd}
     for line in reversed(done.stdout.strip().splitlines()):
@@ -167,6 +182,9 @@ def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None], re
     row["generated"]["config"] = {k2: config.get(k2) for k2 in ("model", "image_size", "patch_size", "epochs",
                                                                 "batch_size", "lr", "channels", "time_limit_s")}
     row["data_ready"] = data_ready(run_dir, metrics)
+    row["evaluation"] = evaluation_seconds(run_dir)
+    row["training_run_seconds"] = training_run_seconds(run_dir)
+    row["fixed"] = fixed_part(row)
     if not reference:
         return row
     echo(f"[{case.name}] flow {row['status']} ({row['metric']} {row['value']}) in {row['end_to_end_seconds']:.0f} s; "
@@ -178,11 +196,14 @@ def run_case(case: Case, core: str, quick: bool, echo: Callable[[str], None], re
     # The reference's wall time as a person running it sees it (the process, imports included).
     ref_seconds = ref.get("process_seconds") or ref.get("seconds")
     row["time_ratio"] = _ratio(row["end_to_end_seconds"], ref_seconds)
-    row["training_run_seconds"] = training_run_seconds(run_dir)
     row["training_ratio"] = _ratio(row["training_run_seconds"], ref_seconds)
     if row["training_run_seconds"] is not None:
+        prepared = row["training_run_seconds"] + row["data_ready"]["preprocess_seconds"]
+        row["training_prepared_ratio"] = _ratio(prepared, ref_seconds)
         row["other_seconds"] = round(row["end_to_end_seconds"] - row["training_run_seconds"], 2)
     row["speed_ratio"] = _ratio(metrics.get("images_per_second"), ref.get("images_per_second"))
+    echo(f"[{case.name}] the standard recipe in the same {row['end_to_end_seconds']:.0f} s ...")
+    row["baseline"] = run_baseline(case.task, round_dir / "config.json", index_dir, row["end_to_end_seconds"])
     return row
 
 

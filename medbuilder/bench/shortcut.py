@@ -31,6 +31,8 @@ from medbuilder.review.strategies import strategies_for
 
 # The generated case's targets (issue: flip rate >= 50% before, at least halved after, AUROC within 2 points).
 TARGET_FLIP_BEFORE, TARGET_FLIP_CUT, TARGET_AUROC_DROP = 0.5, 0.5, 0.02
+# A refinement round (training with a strategy, then its measures) at most this many times round 0's seconds.
+TARGET_ROUND_RATIO = 1.3
 
 
 @dataclass
@@ -116,16 +118,29 @@ def run_case(name: str, out: Path, data_dir: Path, limit: int | None, epochs: in
         values = {"index_dir": str(index_dir.resolve()), "device": "cpu", "num_threads": 2, "bootstrap": 200,
                   "seed": 0, **case.train, **({"epochs": epochs} if epochs else {}), **keys}
         fill_template("diagnosis", workspace, values, overwrite=True)
-        started = time.time()
+        started = time.perf_counter()
         metrics = run_training(workspace, echo=False)
+        trained = time.perf_counter()
         found = measure(workspace, index_dir, confounder.roi)
         rows[strategy] = {"keys": keys, "auroc": metrics["value"], "ci95": metrics.get("ci95"),
-                          "train_seconds": round(time.time() - started, 1), **found}
+                          "train_seconds": round(trained - started, 1),
+                          "measure_seconds": round(time.perf_counter() - trained, 1), **found}
+        rows[strategy]["round_ratio"] = round_ratio(rows)
         echo(f"  {name} / {strategy}: AUROC {metrics['value']:.3f}, "
-             f"{case.headline} {_fmt(found['measures'][case.headline]['value'])}")
+             f"{case.headline} {_fmt(found['measures'][case.headline]['value'])}, "
+             f"{rows[strategy]['train_seconds'] + rows[strategy]['measure_seconds']:.1f} s")
     return {"dataset": case.dataset, "confounder": confounder.name, "roi": confounder.roi,
             "headline": case.headline, "n_train": metrics.get("n_train"), "n_test": metrics.get("n_test"),
             "strategies": rows, "targets": targets(rows) if name == "synth-cxr-drain" else None}
+
+
+def round_ratio(rows: dict) -> float | None:
+    """The newest row's training and measures seconds over the baseline's (round 0: no strategy)."""
+    base, last = rows.get("baseline"), list(rows.values())[-1]
+    if not base:
+        return None
+    seconds = [r["train_seconds"] + r["measure_seconds"] for r in (last, base)]
+    return round(seconds[0] / max(seconds[1], 1e-9), 2)
 
 
 def targets(rows: dict) -> dict:
@@ -151,14 +166,21 @@ def render(results: dict) -> str:
     for name, case in results["cases"].items():
         lines += [f"## {name} (confounder: {case['confounder']}; {case['n_train']} train / {case['n_test']} test)", "",
                   "| strategy | AUROC (95% CI) | deconfounded AUROC | flip rate | attribution share | subgroup gap | "
-                  "confounded FPR | clean-negative FPR |", "|" + " --- |" * 8]
+                  "confounded FPR | clean-negative FPR | train s | measures s | round / round 0 |",
+                  "|" + " --- |" * 11]
         for strategy, row in case["strategies"].items():
             m = row["measures"]
             ci = row.get("ci95") or [None, None]
             lines.append(f"| {strategy} | {_fmt(row['auroc'])} ({_fmt(ci[0])}-{_fmt(ci[1])}) | "
                          f"{_fmt(row['deconfounded_auroc'])} | {_fmt(m['counterfactual_flip_rate']['value'])} | "
                          f"{_fmt(m['attribution_share']['value'])} | {_fmt(m['subgroup_gap']['value'])} | "
-                         f"{_fmt(m['confounded_fpr']['value'])} | {_fmt(m['confounded_fpr'].get('fpr_clean'))} |")
+                         f"{_fmt(m['confounded_fpr']['value'])} | {_fmt(m['confounded_fpr'].get('fpr_clean'))} | "
+                         f"{row['train_seconds']:.1f} | {row.get('measure_seconds', 0):.1f} | "
+                         f"{_fmt(row.get('round_ratio'))} |")
+        within = [k for k, r in case["strategies"].items() if k != "baseline"
+                  and r.get("round_ratio") is not None and r["round_ratio"] <= TARGET_ROUND_RATIO]
+        lines += ["", f"Round time (training with the strategy and its measures) <= {TARGET_ROUND_RATIO} x round 0's "
+                      f"in {len(within)} of {len(case['strategies']) - 1} strategies."]
         if case["targets"]:
             lines += ["", "Targets: " + json.dumps(case["targets"])]
         lines.append("")
