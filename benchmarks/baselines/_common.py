@@ -4,8 +4,8 @@ epoch loop that stops within a wall-clock budget.
 A baseline is what a practitioner would write without medbuilder: MONAI's usual recipe for the task,
 with its own model, size, optimiser and augmentation. From the build it takes only facts about the
 data (channels, classes, the positive or normal label, the subset sizes of a quick run) and the
-index files; it is given the build's end-to-end seconds and trains whole epochs while the next one
-and the test predictions still fit (at least one epoch, so a budget too small shows as over_budget).
+index files; it is given the build's end-to-end seconds and trains batch after batch while the next one and the test
+predictions still fit (an epoch longer than the budget is cut short; at least one batch).
 """
 
 from __future__ import annotations
@@ -60,33 +60,40 @@ def split(args: argparse.Namespace, facts: dict, key: str | None = "label") -> t
 
 
 class Budget:
-    """The script's clock: whole epochs while the next one and the test predictions still fit."""
+    """The script's clock: batches while the next one and the test predictions still fit the budget."""
 
     def __init__(self, seconds: float):
         self.start, self.seconds = time.perf_counter(), float(seconds)
-        self.epochs, self.train_seconds, self.seen = 0, 0.0, 0
+        self.batches, self.train_seconds, self.seen, self.per_epoch = 0, 0.0, 0, 1
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def train(self, epoch, n_test: int, n_train: int, max_epochs: int = MAX_EPOCHS) -> None:
-        """Run `epoch()` (returns images seen) at least once, then while an epoch more, the test pass (estimated
-        at a third of an epoch's seconds per image) and a 2% margin fit the budget, up to `max_epochs`."""
-        while self.epochs < max_epochs:
-            t = time.perf_counter()
-            self.seen += epoch()
-            spent = time.perf_counter() - t
-            self.epochs, self.train_seconds = self.epochs + 1, self.train_seconds + spent
-            print(f"epoch {self.epochs}: {spent:.1f} s", flush=True)
-            test_estimate = spent * n_test / max(n_train, 1) / 3
-            if self.elapsed() + spent + test_estimate > 0.98 * self.seconds:
-                return
+    def train(self, batches, step, n_test: int, max_epochs: int = MAX_EPOCHS) -> None:
+        """`batches()` gives one epoch's batches (a list); `step(batch)` trains on one and returns its image count
+        (its augmentation counts as training time). At least one batch, then while a batch more, the test pass (estimated at a third of a training
+        image's seconds per test image) and a 2% margin fit the budget: an epoch too long is cut short."""
+        for epoch in range(max_epochs):
+            order = batches()
+            self.per_epoch = max(1, len(order))
+            for batch in order:
+                t = time.perf_counter()
+                images = step(batch)
+                spent = time.perf_counter() - t
+                self.batches, self.train_seconds, self.seen = self.batches + 1, self.train_seconds + spent, \
+                    self.seen + images
+                test_estimate = n_test * self.train_seconds / self.seen / 3
+                if self.elapsed() + spent + test_estimate > 0.98 * self.seconds:
+                    print(f"budget reached in epoch {epoch + 1}", flush=True)
+                    return
+            print(f"epoch {epoch + 1} done at {self.elapsed():.1f} s", flush=True)
 
     def emit(self, metric: str, value: float, recipe: str, n_train: int, n_test: int, **extra) -> None:
         seconds = self.elapsed()
         print(json.dumps({"metric": metric, "value": float(value), "seconds": round(seconds, 2),
                           "budget_seconds": self.seconds, "over_budget": seconds > self.seconds,
-                          "epochs": self.epochs, "train_seconds": round(self.train_seconds, 2),
+                          "epochs": round(self.batches / self.per_epoch, 2), "batches": self.batches,
+                          "train_seconds": round(self.train_seconds, 2),
                           "images_per_second": round(self.seen / max(self.train_seconds, 1e-9), 1),
                           "n_train": n_train, "n_test": n_test, "recipe": recipe, **extra}), flush=True)
 

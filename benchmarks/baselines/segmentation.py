@@ -6,7 +6,7 @@ positive/negative patches, sliding-window inference); 2D data gets the same reci
 
 Orientation and spacing from the build's data facts, intensity scaled to [0, 1], foreground crop,
 UNet(16, 32, 64, 128, 256; strides 2; 2 residual units; batch norm), DiceLoss, Adam at 1e-4,
-RandCropByPosNegLabeld 96 (4 patches an image, at most the image's size), batch 2; whole epochs
+RandCropByPosNegLabeld 96 (4 patches an image, at most the image's size), batch 2; batches
 within the budget; mean foreground Dice over the test cases.
 """
 
@@ -60,19 +60,20 @@ def main() -> None:
                  channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, norm="batch")
     loss_fn, opt = DiceLoss(to_onehot_y=True, softmax=True), torch.optim.Adam(model.parameters(), 1e-4)
 
-    def epoch() -> int:
-        model.train()
+    def batches():
         samples = [s for i in np.random.permutation(len(train_data)) for s in crop(train_data[i])]
-        for i in range(0, len(samples), 2):
-            part = samples[i:i + 2]
-            x = torch.stack([torch.as_tensor(s["image"]) for s in part]).float()
-            y = torch.stack([torch.as_tensor(s["mask"]) for s in part]).long()
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-        return len(samples)
+        return [samples[i:i + 2] for i in range(0, len(samples), 2)]
 
-    budget.train(epoch, len(test_data), len(train_data))
+    def step(part):
+        x = torch.stack([torch.as_tensor(s["image"]) for s in part]).float()
+        y = torch.stack([torch.as_tensor(s["mask"]) for s in part]).long()
+        model.train()
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        return len(part)
+
+    budget.train(batches, step, len(test_data))
     model.eval()
     scores = []
     with torch.no_grad():
