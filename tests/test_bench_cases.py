@@ -57,14 +57,15 @@ def test_table_renders_each_case_with_completion_roles_and_ratios(tmp_path):
         evaluation=[{"round": 0, "evaluation": 4.0, "model_inference": 1.5, "interpretability_report": 12.5,
                      "n_test": 600}],
         baseline={"metric": "auroc", "value": 0.91, "seconds": 49.0, "budget_seconds": 50.0, "over_budget": False,
-                  "epochs": 3, "recipe": "MONAI DenseNet121"})
+                  "epochs": 0.25, "batches": 3, "recipe": "MONAI DenseNet121"})
     results["runs"][1]["baseline"] = {"error": "timed out after 600 s"}
     table = render(results)
     assert "| a | real | 2/2 | 1/2 | 5.0 / 1.0 |" in table
     assert "| b | real | 0/1 | 0/1 |" in table
     assert "| 50 | 40 | 10 | 10 | 5.00 | 4.00 | 1.02 | 1.20 | - | 0.910 |" in table and "QUICK" in table
     assert "training run <= 1.05 x the reference in 0 of 2 cases, 1 of 2 with its data preparation" in table
-    assert "- a: medbuilder 0.730 vs 0.910 (auroc) for MONAI DenseNet121: 3.0 epochs in 49.0 s of 50.0 s" in table
+    assert ("- a: medbuilder 0.730 vs 0.910 (auroc) for MONAI DenseNet121: 0.25 epochs (3 batches) in 49.0 s of "
+            "50.0 s") in table
     assert "| a | 1 | 2.0 | 7.0 | 41.0 | 50.0 |" in table  # evaluate-0 and -1 summed; the rest outside stages
     # the fixed part: 50 end-to-end - 40 training - 3 preparation - 1.5 inference
     assert "fixed part 5.5 s, within its 15 s budget" in table
@@ -118,7 +119,7 @@ def test_quick_case_through_the_cli(tmp_path):
     assert 0 < fixed["seconds"] < run["end_to_end_seconds"] and run["evaluation"][0]["model_inference"] > 0
     assert "Quality at equal time" in done.stdout and "fixed part" in done.stdout
     assert "| case | repeat | task_manager |" in done.stdout
-    again = check["run"]  # the second build's own split: no Prefect server start, warm imports
+    again = results["cache_check"]["run"]  # the second build's own split: no Prefect server start, warm imports
     assert again["repeat"] == "again" and again["fixed"]["seconds"] < fixed["seconds"]
     assert "| br35h-diagnosis | again |" in done.stdout
     assert (out / "bench.md").read_text().count("![") >= 1 and (out / "bench-metrics.png").stat().st_size > 1000

@@ -67,6 +67,7 @@ def _baseline_summary(baselines: list[dict]) -> dict | None:
         return None
     done = [b for b in baselines if not b.get("error")]
     return {"value": _mean(b.get("value") for b in done), "epochs": _mean(b.get("epochs") for b in done),
+            "batches": _mean(b.get("batches") for b in done),
             "seconds": _mean(b.get("seconds") for b in done), "budget": _mean(b.get("budget_seconds") for b in done),
             "over_budget": sum(bool(b.get("over_budget")) for b in done),
             "recipe": next((b["recipe"] for b in done if b.get("recipe")), None),
@@ -164,7 +165,8 @@ def baseline_lines(results: dict) -> list[str]:
             lines.append(f"- {row['case']}: the standard recipe failed: {base['errors'][0]}")
             continue
         over = f", over its budget in {base['over_budget']} repeat(s)" if base["over_budget"] else ""
-        epochs = f"{_fmt(base['epochs'], 1)} epochs" if base["epochs"] else "no training"
+        epochs = (f"{_fmt(base['epochs'], 2)} epochs ({_fmt(base['batches'], 0)} batches)" if base["epochs"] else
+                  "no training")
         lines.append(f"- {row['case']}: medbuilder {_fmt(row['value'])} vs {_fmt(base['value'])} ({row['metric']}) for "
                      f"{base['recipe']}: {epochs} in {_fmt(base['seconds'], 1)} s of {_fmt(base['budget'], 1)} s{over}")
     return lines or ["- none run"]
