@@ -32,7 +32,8 @@ DATA_FACTS = ("spatial_dims", "in_channels", "num_classes", "positive_label", "n
 
 def parse(description: str) -> tuple[dict, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, help="a build's rounds/<k>/config.json (only its data facts are read)")
+    parser.add_argument("--config", required=True,
+                        help="a build's rounds/<k>/config.json (only its data facts are read)")
     parser.add_argument("--index-dir", required=True, help="folder with train.json, test.json (label_dict.json)")
     parser.add_argument("--time-budget", type=float, required=True, help="wall seconds for the whole script")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's num_threads)")
@@ -55,8 +56,8 @@ def split(args: argparse.Namespace, facts: dict, key: str | None = "label") -> t
     """The index's train and test records, cut to a quick build's subset sizes with the same seeded choice."""
     train, test, labels = read_split(args.index_dir)
     seed = int(facts.get("seed", 0))
-    return (first_n(train, facts.get("max_train_items"), seed, key), first_n(test, facts.get("max_test_items"), seed, key),
-            labels)
+    return (first_n(train, facts.get("max_train_items"), seed, key),
+            first_n(test, facts.get("max_test_items"), seed, key), labels)
 
 
 class Budget:
@@ -71,8 +72,9 @@ class Budget:
 
     def train(self, batches, step, n_test: int, max_epochs: int = MAX_EPOCHS) -> None:
         """`batches()` gives one epoch's batches (a list); `step(batch)` trains on one and returns its image count
-        (its augmentation counts as training time). At least one batch, then while a batch more, the test pass (estimated at a third of a training
-        image's seconds per test image) and a 2% margin fit the budget: an epoch too long is cut short."""
+        (its augmentation counts as training time). At least one batch, then while a batch more, the test pass
+        (estimated at a third of a training image's seconds per test image) and a 2% margin fit the budget: an
+        epoch too long is cut short."""
         for epoch in range(max_epochs):
             order = batches()
             self.per_epoch = max(1, len(order))
@@ -80,8 +82,9 @@ class Budget:
                 t = time.perf_counter()
                 images = step(batch)
                 spent = time.perf_counter() - t
-                self.batches, self.train_seconds, self.seen = self.batches + 1, self.train_seconds + spent, \
-                    self.seen + images
+                self.batches += 1
+                self.train_seconds += spent
+                self.seen += images
                 test_estimate = n_test * self.train_seconds / self.seen / 3
                 if self.elapsed() + spent + test_estimate > 0.98 * self.seconds:
                     print(f"budget reached in epoch {epoch + 1}", flush=True)
