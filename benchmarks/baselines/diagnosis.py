@@ -19,19 +19,14 @@ from monai.transforms import (Compose, EnsureChannelFirst, LoadImage, RandFlip, 
 from sklearn.metrics import roc_auc_score
 
 from _common import Budget, class_names, parse, positive_index, split
+from _shared import load_images
 
 RECIPE = "MONAI DenseNet121, 224 px, Adam 1e-4, batch 32, rotate/flip/zoom (MedNIST tutorial)"
 
 
 def load_all(records: list[dict], size: list[int], channels: int) -> torch.Tensor:
-    load = Compose([LoadImage(image_only=True), EnsureChannelFirst(), ScaleIntensity(), Resize(size)])
-    images = []
-    for r in records:
-        x = torch.as_tensor(np.asarray(load(r["image"])), dtype=torch.float32)
-        if x.shape[0] != channels:
-            x = x.mean(0, keepdim=True).repeat(channels, *[1] * (x.ndim - 1))
-        images.append(x)
-    return torch.stack(images)
+    return load_images(records, {"in_channels": channels}, [LoadImage(image_only=True), EnsureChannelFirst(),
+                                                           ScaleIntensity(), Resize(size)])
 
 
 def main() -> None:
