@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 
 REFERENCES = Path(__file__).resolve().parent.parent / "references"
 sys.path.append(str(REFERENCES))  # after this folder: its diagnosis.py is not the reference's
 
-from _shared import first_n, read_split  # noqa: E402  (the references' index readers)
+from _shared import first_n, read_split, seed_and_threads  # noqa: E402  (the references' helpers)
 
 MAX_EPOCHS = 200  # a schedule's usual ceiling; tiny quick subsets would otherwise run thousands
 DATA_FACTS = ("spatial_dims", "in_channels", "num_classes", "positive_label", "normal_label", "max_train_items",
@@ -44,11 +41,7 @@ def parse(description: str) -> tuple[dict, argparse.Namespace]:
         sys.exit(f"error: {index} has no {' or '.join(missing)}: pass the build's workspace/index folder")
     cfg = json.loads(Path(args.config).read_text())
     facts = {k: cfg[k] for k in DATA_FACTS if k in cfg}
-    seed = int(facts.get("seed", 0))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.set_num_threads(int(args.threads or cfg.get("num_threads") or 2))
+    seed_and_threads(int(facts.get("seed", 0)), int(args.threads or cfg.get("num_threads") or 2))
     return facts, args
 
 

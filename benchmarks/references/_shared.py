@@ -31,12 +31,16 @@ def parse(description: str) -> tuple[dict, argparse.Namespace]:
     if args.epochs:
         cfg["epochs"] = args.epochs
     cfg["stop_after"] = min(int(cfg["epochs"]), args.stop_after or int(cfg["epochs"]))
-    seed = int(cfg.get("seed", 0))
+    seed_and_threads(int(cfg.get("seed", 0)), int(args.threads or cfg.get("num_threads") or 2))
+    return cfg, args
+
+
+def seed_and_threads(seed: int, threads: int) -> None:
+    """Seed Python, NumPy and torch; set torch's thread count."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(int(args.threads or cfg.get("num_threads") or 2))
-    return cfg, args
+    torch.set_num_threads(threads)
 
 
 def read_split(index_dir: str) -> tuple[list[dict], list[dict], dict]:
