@@ -92,3 +92,33 @@ def layouts(
     files = write(rows, out)
     typer.echo(render(rows))
     typer.echo(f"results in {files['json']} and {files['markdown']}; generated datasets in {out / 'data'}")
+
+
+@app.command()
+def scale(
+    sizes: str = typer.Option("500,1000,3000", "--sizes", help="Br35H images per point, comma-separated (n/2 per "
+                                                                "class; 3000 means every laid-out image, 2,700)."),
+    generated: str = typer.Option("2000,20000", "--generated",
+                                  help="Images per GENERATED point, comma-separated (empty: none); drawn once, "
+                                       "then reused."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs every build trains, so points differ only in size."),
+    out: Path = typer.Option(Path("bench/scale"), "--out", help="Folder for scale.json, scale.md, runs, data, logs."),
+) -> None:
+    """Build at each dataset size on a cold store (offline core, automatic approvals) and fill the store again on
+    its own; print time and peak memory of both against the number of images, and how they grow."""
+    from medbuilder.bench.scale import render, run_scale
+
+    counts = {name: _counts(name, value) for name, value in (("--sizes", sizes), ("--generated", generated))}
+    results = run_scale(counts["--sizes"], counts["--generated"], out, epochs, echo=typer.echo)
+    typer.echo(render(results))
+    typer.echo(f"{results['seconds']:.0f} s; results in {out / 'scale.json'} and {out / 'scale.md'}")
+
+
+def _counts(option: str, value: str) -> list[int]:
+    try:
+        counts = [int(n) for n in value.split(",") if n.strip()]
+    except ValueError:
+        fail(f"{option} must be whole numbers separated by commas, not {value!r}")
+    if any(n < 2 for n in counts):
+        fail(f"{option}: every point needs at least 2 images (one per class)")
+    return counts
