@@ -42,19 +42,59 @@ def _standardise(stack: np.ndarray) -> np.ndarray:
     return (flat - flat.mean(1, keepdims=True)) / (flat.std(1, keepdims=True) + 1e-6)
 
 
-def similarity(thumbs: np.ndarray) -> np.ndarray:
-    """Max correlation between thumbnails over the 8 flips and quarter turns (diagonal -1)."""
-    n = len(thumbs)
-    square = thumbs.reshape(n, THUMB, THUMB)
-    best = np.full((n, n), -1.0, dtype=np.float32)
+BLOCK = 512  # rows of the correlation computed at once: memory grows with BLOCK x n, never n x n
+
+
+def _moved(square: np.ndarray) -> list[np.ndarray]:
+    """The standardised thumbnails under each of the 8 flips and quarter turns (a group closed under inverses,
+    so the largest correlation over them is symmetric in the two images)."""
+    out = []
     for turns in range(4):
         for flip in (False, True):
             moved = np.rot90(square, turns, axes=(1, 2))
             moved = moved[:, :, ::-1] if flip else moved
-            corr = thumbs @ _standardise(np.ascontiguousarray(moved)).T / thumbs.shape[1]
-            np.maximum(best, np.maximum(corr, corr.T), out=best)
-    np.fill_diagonal(best, -1.0)
-    return best
+            out.append(_standardise(np.ascontiguousarray(moved)))
+    return out
+
+
+def near_groups(thumbs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Per thumbnail, the first index of its group (images linked by a correlation of `threshold` or more
+    under some flip or quarter turn, transitively); its own index when it has no near-duplicate.
+
+    The correlations are computed a block of rows at a time; each block's links are reduced to its
+    groups' spanning stars before the groups of all blocks are joined, so neither memory nor the number
+    of links kept grows with n x n."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(thumbs)
+    moved = _moved(thumbs.reshape(n, THUMB, THUMB))
+    stars = []
+    for start in range(0, n, BLOCK):
+        rows = thumbs[start:start + BLOCK]
+        best = np.full((len(rows), n), -1.0, dtype=np.float32)
+        for m in moved:
+            np.maximum(best, rows @ m.T / thumbs.shape[1], out=best)
+        i, j = np.nonzero(best >= threshold)
+        stars.append(_stars(start + i, j, n))
+    edges = np.concatenate(stars, axis=1) if stars else np.zeros((2, 0), dtype=np.int64)
+    _, labels = connected_components(coo_matrix((np.ones(edges.shape[1]), tuple(edges)), shape=(n, n)),
+                                     directed=False)
+    first = np.full(labels.max() + 1, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    return first[labels]
+
+
+def _stars(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """The links (i, j) replaced by one link from each linked image to its group's first image: same groups."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    first = np.full(labels.max() + 1, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    linked = np.unique(np.concatenate([i, j]))
+    return np.stack([linked, first[labels[linked]]])
 
 
 def _thumbnails(paths: Sequence[Path], unreadable: list[str] | None) -> np.ndarray:
@@ -72,14 +112,16 @@ def _thumbnails(paths: Sequence[Path], unreadable: list[str] | None) -> np.ndarr
 
 def duplicate_keys(paths: Sequence[Path], threshold: float = THRESHOLD,
                    unreadable: list[str] | None = None) -> list[list[str]]:
-    """Per image, keys that copies share: its sha256, and one key per near-duplicate pair.
+    """Per image, keys that copies share: its sha256 and, when it has near-duplicates, its group's key
+    ("near:<i>", i the group's first image).
 
     With `unreadable` (a list), a file that cannot be decoded is noted there and grouped by sha256 only.
     """
     keys = [[hashlib.sha256(Path(p).read_bytes()).hexdigest()] for p in paths]
     if len(paths) > 1:
-        sim = similarity(_thumbnails(paths, unreadable))
-        for i, j in np.argwhere(np.triu(sim >= threshold, 1)):
-            keys[i].append(f"near:{i}")
-            keys[j].append(f"near:{i}")
+        groups = near_groups(_thumbnails(paths, unreadable), threshold)
+        sizes = np.bincount(groups, minlength=len(paths))
+        for i, group in enumerate(groups):
+            if sizes[group] > 1:
+                keys[i].append(f"near:{group}")
     return keys
