@@ -81,9 +81,12 @@ def prepare_all(predictor, paths: list[str]) -> torch.Tensor:
 
     cache = predictor.__dict__.setdefault("_prepared_by_path", {})
     cache.update(stored_images(predictor, [p for p in dict.fromkeys(paths) if p not in cache]))
-    for p in paths:
-        if p not in cache:
-            cache[p] = predictor.prepare(p)
+    missing = [p for p in dict.fromkeys(paths) if p not in cache]
+    if missing:
+        from medbuilder.review.per_image import image_map
+
+        with image_map() as each:
+            cache.update(zip(missing, each(predictor.prepare, missing)))
     return torch.stack([cache[p] for p in paths])
 
 
@@ -264,25 +267,39 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
     through the rest of the predictor's chain in memory: what the model would see if the file had been
     blank outside the region. The first EXAMPLE_COUNTERFACTUALS are also written to folder as PNGs."""
     from medbuilder.protocol.confounders import cached_roi_detector
+    from medbuilder.review.per_image import image_map
 
     detector, load, rest = cached_roi_detector(roi), *_split_chain(predictor)
     folder.mkdir(parents=True, exist_ok=True)
-    out, skipped = [], 0
-    for i, r in enumerate(records):
+
+    def blanked(record: dict):
+        """(the loaded image blanked outside its region, that image prepared), or None to skip it."""
         try:
-            loaded = load({"image": str(r["image"])})
+            loaded = load({"image": str(record["image"])})
         except Exception:  # unreadable here: the other measures report it
-            skipped += 1
-            continue
+            return None
         keep = _region_of(loaded["image"], detector)
         if keep is None:
-            skipped += 1
-            continue
+            return None
         loaded["image"] = _blanked(loaded["image"], keep)
-        if len(out) < EXAMPLE_COUNTERFACTUALS:
-            _write_example(loaded["image"], folder / f"{i:04d}_{Path(r['image']).stem}.png")
-        out.append((str(r["image"]), rest(loaded)["image"]))
-    return out, skipped
+        return loaded["image"], rest(loaded)["image"]
+
+    def prepared(record: dict):
+        made = blanked(record)
+        return None if made is None else made[1]
+
+    out, first, examples = [], 0, 0
+    while first < len(records) and examples < EXAMPLE_COUNTERFACTUALS:  # in order, until the examples are written
+        made = blanked(records[first])
+        if made is not None:
+            _write_example(made[0], folder / f"{first:04d}_{Path(records[first]['image']).stem}.png")
+            examples += 1
+        out.append(None if made is None else made[1])
+        first += 1
+    with image_map() as each:
+        out += list(each(prepared, records[first:]))
+    pairs = [(str(r["image"]), x) for r, x in zip(records, out) if x is not None]
+    return pairs, len(records) - len(pairs)
 
 
 def _blanked(image, keep: np.ndarray):
