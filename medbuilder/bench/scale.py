@@ -149,8 +149,8 @@ def run_point(point: Point, out: Path, epochs: int, echo) -> dict:
     row = {"point": point.name, "dataset": point.dataset, "provenance": point.provenance, "images": images,
            "data_seconds": round(time.perf_counter() - started, 1)}
     scratch = Path(tempfile.mkdtemp(prefix="medbuilder-scale-"))
-    env = {**os.environ, "MEDBUILDER_DATA_DIR": str(data_dir.resolve()), "MEDBUILDER_RUNS_DIR": str((out / "runs").resolve()),
-           "MEDBUILDER_CACHE_DIR": str(scratch / "build-store"), "MEDBUILDER_TRAIN_EPOCHS": str(epochs),
+    env = {**os.environ, "MEDBUILDER_DATA_DIR": str(data_dir.resolve()),
+           "MEDBUILDER_RUNS_DIR": str((out / "runs").resolve()), "MEDBUILDER_CACHE_DIR": str(scratch / "build-store"), "MEDBUILDER_TRAIN_EPOCHS": str(epochs),
            "MEDBUILDER_ECHO_SCRIPTS": "false"}
     if point.provenance == "generated":
         env["MEDBUILDER_DATACARDS_DIR"] = str(cards_dir.resolve())
@@ -173,7 +173,8 @@ def run_point(point: Point, out: Path, epochs: int, echo) -> dict:
 def run_scale(sizes: list[int], generated: list[int], out: Path, epochs: int, echo=print) -> dict:
     started = time.perf_counter()
     rows = [run_point(p, Path(out), epochs, echo) for p in points(sizes, generated)]
-    results = {"epochs": epochs, "rows": rows, "growth": growth(rows), "seconds": round(time.perf_counter() - started, 1)}
+    results = {"epochs": epochs, "rows": rows, "growth": growth(rows),
+               "seconds": round(time.perf_counter() - started, 1)}
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "scale.json").write_text(json.dumps(results, indent=1))
     (Path(out) / "scale.md").write_text(render(results) + "\n")
@@ -191,8 +192,14 @@ GROWTH_FIGURES = {"build seconds": lambda r: (r.get("build") or {}).get("seconds
                   "build peak memory": lambda r: (r.get("build") or {}).get("peak_tree_mib"),
                   "training run": lambda r: r.get("training_run_seconds"),
                   "store fill seconds": lambda r: (r.get("cache") or {}).get("fill_seconds"),
-                  "store peak memory": lambda r: (r.get("cache") or {}).get("peak_rss_mib"),
+                  "store fill memory": lambda r: _above((r.get("cache") or {}).get("peak_rss_mib"),
+                                                        (r.get("cache") or {}).get("rss_before_mib")),
                   "store size": lambda r: (r.get("cache") or {}).get("store_mib")}
+
+
+def _above(peak: float | None, before: float | None) -> float | None:
+    """The fill's own memory: the process's peak above what it held after its imports."""
+    return None if peak is None or before is None else peak - before
 
 
 def growth(rows: list[dict]) -> list[dict]:
@@ -208,26 +215,42 @@ def _cell(value, fmt: str = "{:.1f}") -> str:
     return fmt.format(value) if isinstance(value, (int, float)) else "-"
 
 
+def build_cells(r: dict) -> list[str]:
+    build, stages = r.get("build") or {}, r.get("stages") or {}
+    evaluation = sum(e.get("evaluation") or 0 for e in r.get("evaluation") or []) or None
+    return [f"{r['point']} ({r['provenance']})", str(r["images"]), f"{r.get('n_train', '-')}/{r.get('n_test', '-')}",
+            _cell(build.get("seconds")), _cell(build.get("peak_tree_mib"), "{:.0f}"),
+            _cell(stages.get("data_engineer")), _cell(stages.get("module_architect")),
+            _cell((r.get("data_ready") or {}).get("preprocess_seconds")), _cell(r.get("training_run_seconds")),
+            _cell(evaluation)]
+
+
+def store_cells(r: dict) -> list[str]:
+    cache = r.get("cache") or {}
+    return [r["point"], str(r["images"]), _cell(cache.get("fill_seconds")), _cell(cache.get("peak_rss_mib"), "{:.0f}"),
+            _cell(cache.get("rss_before_mib"), "{:.0f}"), _cell(cache.get("read_seconds")), _cell(cache.get("store_mib"))]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def render(results: dict) -> str:
+    rows = results["rows"]
     lines = [f"Scale curve: every build trains {results['epochs']} epochs on a cold store (offline core, automatic "
-             "approvals); peak memory is the build's whole process tree; the store is then filled again in a "
-             "process of its own.", "",
-             "| point | images | train/test | build s | peak MiB | training run s | data prep s | evaluation s "
-             "| store fill s | store peak MiB | store read s | store MiB |", "|---" * 12 + "|"]
-    for r in results["rows"]:
-        build, cache = r.get("build") or {}, r.get("cache") or {}
-        evaluation = sum(e.get("evaluation") or 0 for e in r.get("evaluation") or []) or None
-        lines.append(f"| {r['point']} ({r['provenance']}) | {r['images']} | {r.get('n_train', '-')}/{r.get('n_test', '-')} "
-                     f"| {_cell(build.get('seconds'))} | {_cell(build.get('peak_tree_mib'), '{:.0f}')} "
-                     f"| {_cell(r.get('training_run_seconds'))} | {_cell((r.get('data_ready') or {}).get('preprocess_seconds'))} "
-                     f"| {_cell(evaluation)} | {_cell(cache.get('fill_seconds'))} | {_cell(cache.get('peak_rss_mib'), '{:.0f}')} "
-                     f"| {_cell(cache.get('read_seconds'))} | {_cell(cache.get('store_mib'))} |")
-        if r.get("error") or cache.get("error"):
-            lines.append(f"  - {r['point']}: {r.get('error') or 'store probe: ' + cache['error']}")
+             "approvals); peak memory is the build's whole process tree (flow, Prefect server, sandboxed scripts).", "",
+             *_table(["point", "images", "train/test", "build s", "peak MiB", "data engineer s", "module architect s",
+                      "of which store fill s", "training run s", "evaluation s"], [build_cells(r) for r in rows]),
+             "", "The store filled again for the delivered configuration, in a process of its own on an empty store "
+             "(its imports made first), then read back:", "",
+             *_table(["point", "images", "fill s", "peak MiB", "MiB before the fill", "read s", "store MiB"],
+                     [store_cells(r) for r in rows])]
+    lines += [f"- {r['point']}: {r.get('error') or 'store: ' + r['cache']['error']}"
+              for r in rows if r.get("error") or (r.get("cache") or {}).get("error")]
     if results["growth"]:
         names = list(GROWTH_FIGURES)
-        lines += ["", "Growth, b in figure ~ images^b (1 = linear):", "",
-                  "| from -> to | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for g in results["growth"]:
-            lines.append(f"| {g['from']} -> {g['to']} | " + " | ".join(_cell(g[n], "{:.2f}") for n in names) + " |")
+        lines += ["", "Growth, b in figure ~ images^b (1 = linear), between points of one dataset:", "",
+                  *_table(["from -> to", *names],
+                          [[f"{g['from']} -> {g['to']}", *(_cell(g[n], "{:.2f}") for n in names)]
+                           for g in results["growth"]])]
     return "\n".join(lines)
