@@ -99,7 +99,7 @@ def _matplotlib_cache() -> list[str]:
     """HOME is read-only: give matplotlib a writable cache in /tmp holding the host's font list (no rebuild)."""
     if "MPLCONFIGDIR" in os.environ:
         return []
-    argv = ["--setenv", "MPLCONFIGDIR", "/tmp/matplotlib"]
+    argv = ["--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--perms", "1777", "--dir", "/tmp/matplotlib"]
     host_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
     for fontlist in sorted(host_cache.glob("fontlist-*.json")):
         argv += ["--ro-bind", str(fontlist), f"/tmp/matplotlib/{fontlist.name}"]
