@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -112,6 +113,28 @@ def train_epochs(cfg: dict, clock: "Clock", model: torch.nn.Module, batches, ste
             clock.seen += len(batch[0])
         print(f"epoch {epoch + 1}/{cfg['epochs']} loss {loss:.5f}", flush=True)
     clock.loop = time.perf_counter() - loop_start
+
+
+def random_affine(x: torch.Tensor, degrees: float, zoom: float) -> torch.Tensor:
+    """A 2D batch (B, C, H, W), each image rotated by up to +-degrees and scaled by 1 +- zoom (uniform draws),
+    bilinear, zeros outside: the configuration's augmentation, written here with torch's affine grid."""
+    if degrees <= 0 and zoom <= 0:
+        return x
+    b = len(x)
+    angle = (torch.rand(b) * 2 - 1) * math.radians(degrees)
+    scale = 1 + (torch.rand(b) * 2 - 1) * zoom
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_contrast(x: torch.Tensor, log_range: float) -> torch.Tensor:
+    """Each image (values in [0, 1]) raised to a power whose logarithm is uniform in +-log_range."""
+    if log_range <= 0:
+        return x
+    power = torch.exp((torch.rand(len(x)) * 2 - 1) * log_range).view(-1, *[1] * (x.ndim - 1))
+    return x.clamp(min=0) ** power
 
 
 def shuffled_batches(n: int, batch_size: int):

@@ -15,8 +15,8 @@ from monai.transforms import CropForeground, EnsureChannelFirst, LoadImage, Resi
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, read_split,
-                     shuffled_batches, train_epochs)
+from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, random_affine,
+                     random_contrast, read_split, shuffled_batches, train_epochs)
 
 
 class SmallCNN(nn.Module):
@@ -76,9 +76,12 @@ def main() -> None:
     def batches():
         for idx in shuffled_batches(len(xtr), bs):
             x = xtr[idx]
-            if cfg.get("augment", True):  # random flips along the last axis
+            if cfg.get("augment", True):  # the configuration's augmentation: flips, rotation, zoom, contrast
                 flip = torch.rand(len(x)) < 0.5
                 x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
+                if x.ndim == 4:
+                    x = random_affine(x, float(cfg.get("rotate_degrees") or 0), float(cfg.get("zoom") or 0))
+                x = random_contrast(x, float(cfg.get("gamma") or 0))
             yield x, ytr[idx]
 
     def step(x, y):

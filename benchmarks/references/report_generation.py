@@ -14,10 +14,11 @@ import torch
 from monai.transforms import EnsureChannelFirst, LoadImage, Resize, ScaleIntensity
 from torch import nn
 
-from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, read_split,
-                     shuffled_batches, train_epochs)
+from _shared import (Clock, emit, first_n, load_images, optimise, optimizer_and_schedule, parse, random_affine,
+                     read_split, shuffled_batches, train_epochs)
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
+REPORT_ZOOM = 0.05  # the report template's fixed zoom (its augmentation reads only rotate_degrees from the config)
 
 
 def words(text: str) -> list[str]:
@@ -109,7 +110,14 @@ def main() -> None:
         loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
         return optimise(opt, sched, loss, model, clip=5.0)
 
-    train_epochs(cfg, clock, model, lambda: ((xtr[idx], tokens[idx]) for idx in shuffled_batches(len(xtr), bs)), step)
+    def batches():
+        for idx in shuffled_batches(len(xtr), bs):
+            x = xtr[idx]
+            if cfg.get("augment", True):  # rotation (the configuration's degrees) and a 5% zoom, no flips
+                x = random_affine(x, float(cfg.get("rotate_degrees") or 0), REPORT_ZOOM)
+            yield x, tokens[idx]
+
+    train_epochs(cfg, clock, model, batches, step)
     model.eval()
     hyps = []
     for i in range(0, len(xte), 64):

@@ -74,6 +74,14 @@ def _baseline_summary(baselines: list[dict]) -> dict | None:
             "errors": [b["error"] for b in baselines if b.get("error")]}
 
 
+def prefect_line(results: dict) -> str:
+    seconds = results.get("prefect_start_seconds")
+    if seconds is None:
+        return "The builds used the configured Prefect server (PREFECT_API_URL).\n"
+    return (f"The local Prefect server started once, before the first case, in {seconds:.1f} s; every build used it "
+            "(as builds use the server `medbuilder up` keeps running), so no case's seconds include that start.\n")
+
+
 def render(results: dict) -> str:
     """A markdown table: completion, actions/iterations per role, metric vs reference, the two ratios."""
     head = ["case", "data", "completed", "success", *[f"{SHORT[r]} act / it" for r in ROLES], "metric",
@@ -97,7 +105,8 @@ def render(results: dict) -> str:
         lines += ["", "Test sets (each interval resamples these independent units):", *units]
     lines += ["", parity_line(results), "", "Quality at equal time (medbuilder's choices against the standard recipe "
               "given the build's end-to-end seconds):", *baseline_lines(results), "", cache_line(results), "",
-              "Seconds per stage (`outside stages`: Prefect's start and stop, the gates, the flow itself):", "",
+              prefect_line(results),
+              "Seconds per stage (`outside stages`: the flow itself, its gates and Prefect's bookkeeping):", "",
               *stage_seconds_table(timed_runs(results)), "", "The fixed part (Prefect, agents, checks, gates, the "
               "interpretability report, delivery) against its budget (repeat `again`: the first case built once more "
               "in the same process, the Prefect server already up and the imports warm):",
@@ -111,7 +120,7 @@ def render(results: dict) -> str:
               "report, earlier rounds, delivery, Prefect); training ratio: training run s / reference s (the same "
               "configuration and epochs); training + preparation ratio: the same with the data preparation into the "
               "preprocessed store before the training; speed ratio: the generated training code's images per second "
-              "/ the reference loop's; fixed s: end-to-end less the training run, the data preparation and the "
+              "/ the reference's, both over whole epochs (batching, augmentation, steps); fixed s: end-to-end less the training run, the data preparation and the "
               "evaluation's model inference; standard recipe: the baseline's metric at the same wall-clock budget "
               "(all measured in the same run)."]
     return "\n".join(lines)

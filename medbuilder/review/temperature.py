@@ -97,6 +97,15 @@ def validation_items(run, snapshot: Path) -> list[dict]:
     return ns["split_records"](cfg)["val"]
 
 
+def validation_probabilities(predictor, paths: list[str]) -> np.ndarray:
+    """(N, classes) probabilities at temperature 1, columns in class-index order: the images read from the store
+    where it holds them (else prepared a thread per image), then the network in batches."""
+    from medbuilder.review.saliency import class_probabilities
+    from medbuilder.review.shortcuts import prepare_all
+
+    return class_probabilities(predictor, prepare_all(predictor, paths)).numpy().astype(float)
+
+
 def for_round(run, snapshot: Path, out_dir: Path) -> dict | None:
     """Fit T on the validation split and give the test figures before and after; {"temperature": None, "reason"}
     without a validation split of MIN_VALIDATION images of both classes; None for a model that is not binary."""
@@ -114,7 +123,7 @@ def for_round(run, snapshot: Path, out_dir: Path) -> dict | None:
                           f"({len(val)} held out of training: val_fraction {_val_fraction(snapshot)}); fitting on "
                           "the test split would make the test figures optimistic, so no temperature is fitted"}
     names = [predictor.names[i] for i in sorted(predictor.names)]
-    val_probs = np.array([[p["probabilities"][n] for n in names] for p in predictor.predict([i["image"] for i in val])])
+    val_probs = validation_probabilities(predictor, [i["image"] for i in val])
     t = fit(_log_probs(val_probs), val_labels)
     test, label_dict = fixed_test_split(run)
     predictions, _ = read_predictions(Path(snapshot))
