@@ -112,25 +112,37 @@ def resample(image, size: tuple[int, int]):
 
 def _variants(images: list[str], labels: list[str], positive: str, typical: dict, folder: Path) -> dict:
     """{kind: [(original, changed file)]} for the images whose class has an 'other' typical size."""
-    from PIL import Image
+    from medbuilder.review.per_image import image_map
+
+    def changed(i: int) -> dict[str, str]:
+        other = typical.get("negative" if labels[i] == positive else "positive")
+        return {} if other is None else _write_variants(images[i], other, folder, i)
 
     made = {"re-padded": [], "resampled": []}
-    for i, (path, label) in enumerate(zip(images, labels)):
-        other = typical.get("negative" if label == positive else "positive")
-        if other is None:
-            continue
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if im.mode not in ("RGB", "L") else im.mode)
-                changed = {"re-padded": repad(im, other[0] / other[1]), "resampled": resample(im, other)}
-        except (OSError, ValueError):
-            continue
-        for kind, picture in changed.items():
-            target = folder / kind / f"{i:04d}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            picture.save(target, compress_level=1)  # lossless; level 1 is ten times faster to write
-            made[kind].append((path, str(target)))
+    with image_map() as each:
+        for path, written in zip(images, each(changed, range(len(images)))):
+            for kind, target in written.items():
+                made[kind].append((path, target))
     return made
+
+
+def _write_variants(path: str, other: tuple[int, int], folder: Path, i: int) -> dict[str, str]:
+    """The image re-padded to the other class's typical shape and resampled to its size, written as PNGs."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if im.mode not in ("RGB", "L") else im.mode)
+            changed = {"re-padded": repad(im, other[0] / other[1]), "resampled": resample(im, other)}
+    except (OSError, ValueError):
+        return {}
+    written = {}
+    for kind, picture in changed.items():
+        target = folder / kind / f"{i:04d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target, compress_level=1)  # lossless; level 1 is ten times faster to write
+        written[kind] = str(target)
+    return written
 
 
 def _flips(predictor, pairs: list[tuple[str, str]]) -> dict:
