@@ -45,7 +45,8 @@ def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> di
     started = time.perf_counter()
     warm = offer(workspace, task, index_dir, [dataset_root], settings)
     warm_s = time.perf_counter() - started
-    return {"import_seconds": round(import_s, 2), "fill_seconds": round(cold_s, 2), "made": cold.made, "fill_reason": cold.reason,
+    return {"import_seconds": round(import_s, 2), "fill_seconds": round(cold_s, 2), "made": cold.made,
+            "fill_reason": cold.reason,
             "rss_before_mib": round(before_mib, 1), "peak_rss_mib": round(peak_mib, 1),
             "read_seconds": round(warm_s, 2), "hits": warm.hits,
             "store_mib": round(folder_bytes(settings.resolve_cache_dir()) / 2**20, 1), "pid": os.getpid()}

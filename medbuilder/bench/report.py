@@ -120,8 +120,9 @@ def render(results: dict) -> str:
               "report, earlier rounds, delivery, Prefect); training ratio: training run s / reference s (the same "
               "configuration and epochs); training + preparation ratio: the same with the data preparation into the "
               "preprocessed store before the training; speed ratio: the generated training code's images per second "
-              "/ the reference's, both over whole epochs (batching, augmentation, steps); fixed s: end-to-end less the training run, the data preparation and the "
-              "evaluation's model inference; standard recipe: the baseline's metric at the same wall-clock budget "
+              "/ the reference's, both over whole epochs (batching, augmentation, steps); fixed s: end-to-end less "
+              "the training run, the data preparation and the evaluation's model inference; standard recipe: the "
+              "baseline's metric at the same wall-clock budget "
               "(all measured in the same run)."]
     return "\n".join(lines)
 

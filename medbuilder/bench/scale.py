@@ -150,8 +150,8 @@ def run_point(point: Point, out: Path, epochs: int, echo) -> dict:
            "data_seconds": round(time.perf_counter() - started, 1)}
     scratch = Path(tempfile.mkdtemp(prefix="medbuilder-scale-"))
     env = {**os.environ, "MEDBUILDER_DATA_DIR": str(data_dir.resolve()),
-           "MEDBUILDER_RUNS_DIR": str((out / "runs").resolve()), "MEDBUILDER_CACHE_DIR": str(scratch / "build-store"), "MEDBUILDER_TRAIN_EPOCHS": str(epochs),
-           "MEDBUILDER_ECHO_SCRIPTS": "false"}
+           "MEDBUILDER_RUNS_DIR": str((out / "runs").resolve()), "MEDBUILDER_CACHE_DIR": str(scratch / "build-store"),
+           "MEDBUILDER_TRAIN_EPOCHS": str(epochs), "MEDBUILDER_ECHO_SCRIPTS": "false"}
     if point.provenance == "generated":
         env["MEDBUILDER_DATACARDS_DIR"] = str(cards_dir.resolve())
     try:
@@ -228,7 +228,8 @@ def build_cells(r: dict) -> list[str]:
 def store_cells(r: dict) -> list[str]:
     cache = r.get("cache") or {}
     return [r["point"], str(r["images"]), _cell(cache.get("fill_seconds")), _cell(cache.get("peak_rss_mib"), "{:.0f}"),
-            _cell(cache.get("rss_before_mib"), "{:.0f}"), _cell(cache.get("read_seconds")), _cell(cache.get("store_mib"))]
+            _cell(cache.get("rss_before_mib"), "{:.0f}"), _cell(cache.get("read_seconds")),
+            _cell(cache.get("store_mib"))]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
