@@ -64,9 +64,6 @@ def near_groups(thumbs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     The correlations are computed a block of rows at a time; each block's links are reduced to its
     groups' spanning stars before the groups of all blocks are joined, so neither memory nor the number
     of links kept grows with n x n."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(thumbs)
     moved = _moved(thumbs.reshape(n, THUMB, THUMB))
     stars = []
@@ -78,8 +75,15 @@ def near_groups(thumbs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
         i, j = np.nonzero(best >= threshold)
         stars.append(_stars(start + i, j, n))
     edges = np.concatenate(stars, axis=1) if stars else np.zeros((2, 0), dtype=np.int64)
-    _, labels = connected_components(coo_matrix((np.ones(edges.shape[1]), tuple(edges)), shape=(n, n)),
-                                     directed=False)
+    return _first_of_group(edges[0], edges[1], n)
+
+
+def _first_of_group(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Per image of n, the smallest index of its connected group under the links (i, j)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
     first = np.full(labels.max() + 1, n, dtype=np.int64)
     np.minimum.at(first, labels, np.arange(n))
     return first[labels]
@@ -87,14 +91,8 @@ def near_groups(thumbs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
 
 def _stars(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     """The links (i, j) replaced by one link from each linked image to its group's first image: same groups."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
-    first = np.full(labels.max() + 1, n, dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(n))
     linked = np.unique(np.concatenate([i, j]))
-    return np.stack([linked, first[labels[linked]]])
+    return np.stack([linked, _first_of_group(i, j, n)[linked]])
 
 
 def _thumbnails(paths: Sequence[Path], unreadable: list[str] | None) -> np.ndarray:
