@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import resource
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> di
             "fill_reason": cold.reason,
             "rss_before_mib": round(before_mib, 1), "peak_rss_mib": round(peak_mib, 1),
             "read_seconds": round(warm_s, 2), "hits": warm.hits,
-            "store_mib": round(folder_bytes(settings.resolve_cache_dir()) / 2**20, 1), "pid": os.getpid()}
+            "store_mib": round(folder_bytes(settings.resolve_cache_dir()) / 2**20, 1)}
 
 
 def main() -> None:

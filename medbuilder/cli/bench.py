@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from medbuilder.bench.scale import DEFAULT_GENERATED, DEFAULT_SIZES
 from medbuilder.cli.common import fail
 from medbuilder.settings import get_settings
 
@@ -96,9 +97,9 @@ def layouts(
 
 @app.command()
 def scale(
-    sizes: str = typer.Option("500,1000,3000", "--sizes", help="Br35H images per point, comma-separated (n/2 per "
+    sizes: str = typer.Option(",".join(map(str, DEFAULT_SIZES)), "--sizes", help="Br35H images per point, comma-separated (n/2 per "
                                                                 "class; 3000 means every laid-out image, 2,700)."),
-    generated: str = typer.Option("2000,20000", "--generated",
+    generated: str = typer.Option(",".join(map(str, DEFAULT_GENERATED)), "--generated",
                                   help="Images per GENERATED point, comma-separated (empty: none); drawn once, "
                                        "then reused."),
     epochs: int = typer.Option(3, "--epochs", min=1, help="Epochs every build trains, so points differ only in size."),
