@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from medbuilder.protocol.run_folder import RunFolder
-from medbuilder.review.acquisition import border_width, features
+from medbuilder.review.acquisition import BORDER_TOLERANCE, _intensity, border_width, features
 from medbuilder.review.metadata_audit import AUDIT_FILE, audit_lines, audit_records
 
 
@@ -16,6 +16,30 @@ def test_border_width_is_the_uniform_margin():
     image = np.zeros((100, 100), dtype=np.uint8)
     image[10:90, 20:80] = np.random.default_rng(0).integers(50, 255, (80, 60))
     assert border_width(image) == pytest.approx((0.10 + 0.10 + 0.20 + 0.20) / 4, abs=0.02)
+
+
+def _border_by_definition(gray: np.ndarray) -> float:
+    """Each edge's uniform depth, every line compared pixel by pixel with the edge's median."""
+    gray = gray.astype(np.float64)
+    scale = 255.0 / max(float(gray.max() - gray.min()), 1e-6)
+    fractions = []
+    for view in (gray, gray[::-1], gray.T, gray.T[::-1]):
+        uniform = np.abs(view - np.median(view[0])).max(axis=1) * scale <= BORDER_TOLERANCE
+        fractions.append((int(np.argmin(uniform)) if not uniform.all() else len(uniform)) / len(uniform))
+    return float(np.mean(fractions))
+
+
+def test_fast_border_and_intensity_match_their_definitions():
+    rng = np.random.default_rng(3)
+    for i in range(200):
+        gray = rng.integers(0, 256, (int(rng.integers(1, 50)), int(rng.integers(1, 50)))).astype(np.uint8)
+        if i % 2:
+            gray[: int(rng.integers(0, gray.shape[0] + 1))] = int(rng.integers(0, 256))  # a uniform top band
+        assert border_width(gray) == pytest.approx(_border_by_definition(gray), abs=1e-12)
+        fast = _intensity(gray)  # uint8: from the histogram
+        exact = _intensity(gray.astype(np.int32))  # any other type: from the pixels
+        lo, hi = np.percentile(gray.astype(np.float64), [1, 99])
+        assert fast == pytest.approx(exact, abs=1e-9) and (fast["p01"], fast["p99"]) == pytest.approx((lo, hi))
 
 
 def _generated(tmp_path, size_follows_label: bool, n: int = 60) -> list[dict]:

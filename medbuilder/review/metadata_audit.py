@@ -49,9 +49,9 @@ def audit_records(records: list[dict], label_dict: dict, positive: str | None, s
     x, names = feature_matrix([row for _, row in usable])
     if folds < 2 or x.shape[1] == 0:
         return {**base, "auroc": None, "note": "too few independent units of each class to cross-validate"}
-    scores = _out_of_fold(x, y, units, folds, seed)
+    scores, importance = _out_of_fold(x, y, units, folds, seed)
     auroc = auroc_of(y, scores)  # both classes are present: folds >= 2
-    top = _top(x, y, names, seed)
+    top = _top(importance, names)
     return {**base, "auroc": round(auroc, 4), "positive_label": positive, "folds": folds, "unit": unit,
             "n_units": int(len(set(units.tolist()))), "features": names, "top_features": top,
             "warning": auroc >= WARN_AUROC, "summary": summary_line(auroc, folds, unit, top)}
@@ -63,10 +63,13 @@ def _positive_of(label_dict: dict) -> str:
     return next((n for n in by_number if label_dict[n] == 1), by_number[-1])
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, seed: int) -> np.ndarray:
+def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold scores, and the feature importances averaged over the fold models (a fold whose
+    training part holds one class scores its prevalence and adds none)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    scores = np.zeros(len(y))
+    scores, importances = np.zeros(len(y)), []
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(x, y, units):
         if len(set(y[train].tolist())) < 2:
@@ -74,11 +77,13 @@ def _out_of_fold(x: np.ndarray, y: np.ndarray, units: np.ndarray, folds: int, se
             continue
         model = metadata_forest(seed).fit(x[train], y[train])
         scores[test] = model.predict_proba(x[test])[:, 1]
-    return scores
+        importances.append(model.feature_importances_)
+    if not importances:
+        importances.append(metadata_forest(seed).fit(x, y).feature_importances_)
+    return scores, np.mean(importances, axis=0)
 
 
-def _top(x: np.ndarray, y: np.ndarray, names: list[str], seed: int, k: int = 5) -> list[dict]:
-    importance = metadata_forest(seed).fit(x, y).feature_importances_
+def _top(importance: np.ndarray, names: list[str], k: int = 5) -> list[dict]:
     order = np.argsort(importance)[::-1][:k]
     return [{"feature": names[i], "importance": round(float(importance[i]), 3)} for i in order]
 
