@@ -70,15 +70,13 @@ def main() -> None:
                  norm=cfg.get("norm", "instance"))
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     bs = int(cfg["batch_size"])
-    per_epoch = len(train_data) * (int(cfg.get("samples_per_image", 4)) if patch else 1)
-    opt, sched = optimizer_and_schedule(model, cfg, -(-per_epoch // bs))
+    opt, sched = optimizer_and_schedule(model, cfg, -(-len(train_data) // bs))
 
     def batches():
-        samples = []
-        for i in np.random.permutation(len(train_data)):
-            samples += crop(train_data[i]) if crop else [train_data[i]]
-        for i in range(0, len(samples), bs):
-            part = samples[i:i + bs]
+        # batch_size images a step, each giving samples_per_image patches (MONAI's convention)
+        order = np.random.permutation(len(train_data))
+        for i in range(0, len(order), bs):
+            part = [s for j in order[i:i + bs] for s in (crop(train_data[j]) if crop else [train_data[j]])]
             x = torch.stack([torch.as_tensor(s["image"]) for s in part]).float()
             y = torch.stack([torch.as_tensor(s["mask"]) for s in part]).long()
             if cfg.get("augment", True):
