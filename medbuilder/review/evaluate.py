@@ -96,7 +96,7 @@ def interpretation_kind(metrics: dict, snapshot: Path) -> str | None:
 
 def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -> dict:
     """Run the interpretability report; when it cannot run, the evaluation fails (the stage says why)."""
-    from medbuilder.review.interpret import interpret_round
+    from medbuilder.review.interpret import interpret_round, load_predictor
     from medbuilder.review.segmentation_saliency import interpret_segmentation
 
     objective, roi = objective_and_roi(run)
@@ -105,9 +105,10 @@ def interpret(run: RunFolder, k: int, snapshot: Path, folder: Path, kind: str) -
             report = interpret_segmentation(run.workspace, run.index_dir, folder, snapshot=snapshot)
             return {"kind": kind, "cases": report["cases"], "report": f"report/round-{k}/interpretability.md",
                     "seconds": report["seconds"]}
+        predictor = load_predictor(run.workspace, snapshot)
         report = interpret_round(run.workspace, run.index_dir, folder, objective=objective, roi=roi,
-                                 snapshot=snapshot)
-        reliance = metadata_reliance.for_round(run, snapshot, folder)
+                                 snapshot=snapshot, predictor=predictor)
+        reliance = metadata_reliance.for_round(run, snapshot, folder, predictor=predictor)
     except Exception as err:
         raise InterpretabilityError(f"the interpretability report of round {k} could not be made "
                                     f"({type(err).__name__}: {err}); the round's model and metrics are kept in "

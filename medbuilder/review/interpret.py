@@ -244,19 +244,22 @@ def publish_artifacts(markdown: str, rows: list[dict], key: str) -> bool:
 
 
 def interpret_round(workspace: Path, index_dir: Path, out_dir: Path, objective: dict | None = None,
-                    roi: str | None = None, max_images: int = 6, snapshot: Path | None = None) -> dict:
+                    roi: str | None = None, max_images: int = 6, snapshot: Path | None = None,
+                    predictor=None) -> dict:
     """Write the interpretability report of a trained diagnosis round to out_dir and return its numbers.
 
     workspace: the template workspace (its predict.py builds the model); snapshot: a round folder
     (rounds/<k>/) to read config, checkpoint and predictions.json from instead of the workspace.
     index_dir: the data index (its test.json gives confounder_mask and counterfactual paths).
     roi: a region-of-interest confounder (e.g. "head"): measures look outside that region.
+    predictor: the round's load_predictor(workspace, source), when the caller has it (its prepared images are
+    shared with the caller's other measures).
     """
     started = time.time()
     workspace, out_dir = Path(workspace), Path(out_dir)
     source = Path(snapshot) if snapshot else workspace
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = load_predictor(workspace, source)
+    predictor = predictor or load_predictor(workspace, source)
     positive = predictor.names[predictor.positive] if predictor.positive is not None else None
     records = shortcuts.join_records(json.loads(predictions_file(source).read_text()), Path(index_dir))
     torch.manual_seed(0)

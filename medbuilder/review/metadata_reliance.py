@@ -225,13 +225,14 @@ def write(out_dir: Path, reliance: dict) -> None:
     (Path(out_dir) / "metadata_reliance.json").write_text(json.dumps(reliance, indent=1))
 
 
-def for_round(run, snapshot: Path, out_dir: Path) -> dict:
-    """The reliance of a trained binary round (its snapshot) on acquisition properties; written to out_dir."""
+def for_round(run, snapshot: Path, out_dir: Path, predictor=None) -> dict:
+    """The reliance of a trained binary round (its snapshot) on acquisition properties; written to out_dir.
+    `predictor`: the snapshot's, when the caller loaded it (the test images it prepared are reused)."""
     from medbuilder.protocol.untrusted import read_text_nofollow
     from medbuilder.review.interpret import load_predictor
     from medbuilder.review.verified_metric import fixed_test_split, read_predictions
 
-    predictor = load_predictor(run.workspace, snapshot)
+    predictor = predictor or load_predictor(run.workspace, snapshot)
     if predictor.positive is None:
         return {"reason": "measured for binary models only"}
     positive = predictor.names[predictor.positive]
