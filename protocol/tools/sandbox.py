@@ -275,7 +275,7 @@ UPPER_BOUND_MARGIN = 64 * MIB  # the kernel's per-thread RSS counters lag by a f
 
 def _tree_memory(tree: dict[int, float], page: int, limit: int) -> int:
     """The tree's memory as `_anon_bytes` sums it. Reading smaps_rollup walks a process's page tables under its
-    memory-map lock (28 ms for a 2 GB training process, four times a second), so the counters in
+    memory-map lock (29 ms for a 1.4 GiB training process, four times a second), so the counters in
     /proc/<pid>/status are summed first: resident anonymous and shared pages bound the proportional shares
     from above, and while that bound is under the limit the exact sum is too."""
     bounds = [_resident_bound(pid) for pid in tree]
