@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,8 @@ from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.tools import Workspace
 from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RoleOutcome(BaseModel):
@@ -109,6 +112,33 @@ def attempt_history(run: RunFolder, role: str) -> list[str]:
     return lines
 
 
+def role_workspace(role: Role, ctx: RoleContext) -> Workspace:
+    """The run's workspace as `role` sees it: its read-only roots, the run's limits and sandbox."""
+    settings = ctx.settings
+    return Workspace.create(ctx.run.workspace, [Path(p) for p in role.read_roots(ctx)],
+                            output_chars=settings.tool_output_chars, script_timeout_s=settings.script_timeout_s,
+                            sandbox=SandboxConfig.from_settings(settings))
+
+
+def prestart_scripts(name: str, run: RunFolder, settings: Settings, record: str | None = None, count: int = 1) -> int:
+    """Start the Pythons of role `name`'s next `count` scripts now, in its sandbox (they import while other
+    work goes on), unless its stage `record` is done already; how many were started. Never fails a build:
+    without them the scripts start cold."""
+    from medbuilder.protocol.tools import prestart
+
+    try:
+        if json.loads((run.root / "stages" / f"{record or name}.json").read_text()).get("status") == "completed":
+            return 0
+    except (OSError, ValueError):
+        pass
+    try:
+        ctx = RoleContext.load(run, settings, next_attempt(run, name), last_feedback(run, name))
+        return prestart.prestart(role_workspace(ROLES[name], ctx), count)
+    except (OSError, ValueError) as err:
+        log.info("no prestarted Python for %s: %s", name, err)
+        return 0
+
+
 def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | None = None,
              stage: str | None = None) -> RoleOutcome:
     role = ROLES[name]
@@ -122,12 +152,9 @@ def run_role(name: str, run: RunFolder, settings: Settings, core_name: str | Non
                             path=run.root / "trajectories" / f"{name}-{attempt}.json")
     if inputs and _repeats_last_attempt(run, name, attempt, inputs):
         _give_up(run, name, attempt, trajectory, ctx.feedback)
-    workspace = replace(Workspace.create(run.workspace, [Path(p) for p in role.read_roots(ctx)],
-                                         output_chars=settings.tool_output_chars,
-                                         script_timeout_s=settings.script_timeout_s,
-                                         sandbox=SandboxConfig.from_settings(settings)),
-                        live_log=run.root / "logs" / f"{name}-{attempt}.log", echo=settings.echo_scripts,
-                        dataset=role.dataset(ctx) if role.dataset else None, before_script=role.before_script(ctx))
+    workspace = replace(role_workspace(role, ctx), live_log=run.root / "logs" / f"{name}-{attempt}.log",
+                        echo=settings.echo_scripts, dataset=role.dataset(ctx) if role.dataset else None,
+                        before_script=role.before_script(ctx))
     job = RoleJob(name, role.system_prompt(values), role.brief(values), role.policy, values)
     try:
         final = core.run(job, Toolbox(workspace, role.tools, trajectory), trajectory)

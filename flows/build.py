@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 
+from medbuilder.agents.runner import prestart_scripts
 from medbuilder.flows.describe import dataset_question, gate_questions, review_question
 from medbuilder.flows.gates import ask, run_dir_to_continue, stop_at_question, was_asked
 from medbuilder.flows.logs import run_log
@@ -26,6 +27,7 @@ from medbuilder.lifecycle.gate_forms import ReviewDecision
 from medbuilder.lifecycle.open import open_run
 from medbuilder.protocol.artifacts import Plan
 from medbuilder.protocol.run_folder import RunFolder
+from medbuilder.protocol.tools import prestart
 from medbuilder.review.compare import objective_met
 from medbuilder.review.metadata_audit import AUDIT_FILE, audit_run
 from medbuilder.review.refine import write_refinement
@@ -50,6 +52,8 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
             get_run_logger().error("run %s stopped: %s", run.run_id, str(err).splitlines()[0] if str(err) else
                                    type(err).__name__, exc_info=True)
             return finish(run, "failed", failure=failure_of(run, err))
+        finally:
+            prestart.discard(run.workspace)  # a Python started ahead that no script took
 
 
 def _this_flow_run() -> tuple[str, str]:
@@ -82,6 +86,7 @@ def _build(run: RunFolder, core: str, approve: str, settings) -> dict:
             return finish(run, "rejected", round_k)
         round_k += 1
         write_refinement(run, round_k, decision.feedback or "", reading_edits(decision))
+        prestart_scripts("model_trainer", run, settings, f"model_trainer-{round_k}")
         stage_task("model_trainer", retries)(str(run.root), f"model_trainer-{round_k}", core)
 
 
@@ -140,6 +145,8 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
             if plan.objective and not run.exists("objective.json"):
                 run.write("objective.json", plan.objective)
             stage_task("prepare_data")(str(run.root), f"prepare_data{suffix}")
+            # the batch check's and train.py's Pythons (the Model Trainer's sandbox is the Module Architect's)
+            prestart_scripts("module_architect", run, settings, count=2)
         stage_task("data_engineer", retries)(str(run.root), f"data_engineer{suffix}", core)
         gate = f"dataset-{round_k}"
         if not was_asked(run, gate):  # a run resumed at this gate audited before it asked

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     sandbox_tmp_mib: int = Field(2048, ge=1, description="Size of the sandbox's private /tmp and /dev/shm, MiB.")
     sandbox_uid: int = Field(62391, ge=1, description="When medbuilder runs as root, sandboxed scripts run as this "
                                                       "unprivileged uid and gid (the workspace is handed to it).")
+    sandbox_warm_imports: str = Field("torch,monai", description="Modules (comma-separated) a sandboxed Python "
+                                      "imports ahead, where the flow knows a script is coming; empty: every "
+                                      "script starts a fresh Python.")
     approve: Literal["auto", "terminal", "prefect"] = Field("prefect", description="How gates are answered.")
     gate_timeout_s: int = Field(86400, ge=1, description="How long a paused gate waits for an answer.")
     gate_poll_s: int = Field(2, ge=1, description="How often a paused gate checks for an answer, and how "

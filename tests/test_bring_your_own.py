@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from medbuilder.bench.layout_families import FAMILIES, generate
 from medbuilder.cli import app
+from medbuilder.protocol.tools import prestart
 
 runner = CliRunner()
 
@@ -106,3 +107,7 @@ def test_a_new_layout_builds_to_a_model_with_approve_auto(folders, prefect_api, 
     assert not {r["patient_id"] for r in train} & {r["patient_id"] for r in test}  # each patient in one split
     decision = json.loads((run_dir / "decisions" / "dataset-1.json").read_text())
     assert (decision["action"], decision["via"]) == ("approve", "auto")
+    for role in ("module_architect", "model_trainer"):  # the batch check and train.py: Pythons started ahead
+        assert "Python started ahead with torch, monai imported" in (run_dir / "logs" / f"{role}-1.log").read_text()
+    workspace = str((run_dir / "workspace").resolve())
+    assert not any(key[0] == workspace for key in prestart.POOL._queued)  # the build's end discarded the rest

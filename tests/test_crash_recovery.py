@@ -64,10 +64,12 @@ def _alive(pid: int) -> bool:
 
 
 def _training_pids(pid: int) -> list[int]:
+    """The training's processes below the flow: train.py's, or the Python started ahead that runs it."""
     found = []
     for child in descendants(pid):
         try:
-            if b"train.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"train.py" in command or b"prestarted_python.py" in command:
                 found.append(child)
         except OSError:
             continue

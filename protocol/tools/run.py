@@ -8,7 +8,8 @@ after a grace period, so children the script started die too; when the command
 ends, any process it left behind is stopped as well. Output (stdout and stderr
 together) is captured in a bounded buffer: head and tail are kept, the middle is
 counted and replaced by a marker; the live log gets at most the file size limit.
-The result says what stopped the command and how it was isolated.
+The result says what stopped the command and how it was isolated. A Python script may run in a Python the
+flow started ahead in the same sandbox, torch and MONAI already imported (``prestart.py``); the result says so.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from medbuilder.protocol.tools import prestart
 from medbuilder.protocol.tools.clean import CleanStream, clean_output
 from medbuilder.protocol.tools.context import ToolError, Workspace
+from medbuilder.protocol.tools.script_env import child_env
 from medbuilder.protocol.tools.sandbox import (
     MIB, MemoryCgroup, PidsCgroup, Prepared, SandboxLimits, SandboxUnavailable, Watchdog, kill_tree, make_preexec, prepare, process_tree,
 )
@@ -100,17 +103,16 @@ def run_script(ctx: Workspace, command: str, timeout_s: float | None = None) -> 
     except SandboxUnavailable as err:
         raise ToolError(f"cannot run scripts: {err}") from None
     before = _before_script(ctx, argv)
-    limits = ctx.sandbox.limits
-    cgroups = (PidsCgroup.create(limits.processes), MemoryCgroup.create(limits.memory_mib))
+    watchdog = Watchdog(ctx.root, ctx.sandbox.limits)  # measures the workspace before the script can write
+    process, cgroups, prepared = _start(ctx, argv, prepared)
+    watchdog.memory_cgroup = cgroups[1]
     try:
-        result = _run_prepared(ctx, command, prepared, limits, cgroups, limit)
+        result = _run_started(ctx, command, prepared, process, cgroups, watchdog, limit)
         if before:
             result.notes.insert(0, before)
         return result
     finally:
-        for cgroup in cgroups:
-            if cgroup:
-                cgroup.remove()
+        prestart.remove_cgroups(cgroups)
 
 
 def _before_script(ctx: Workspace, argv: list[str]) -> str | None:
@@ -120,15 +122,33 @@ def _before_script(ctx: Workspace, argv: list[str]) -> str | None:
     return ctx.before_script(ctx)
 
 
-def _run_prepared(ctx: Workspace, command: str, prepared: Prepared, limits: SandboxLimits,
-                  cgroups: tuple, limit: float) -> ScriptResult:
-    watchdog = Watchdog(ctx.root, limits, memory_cgroup=cgroups[1])
+def _start(ctx: Workspace, argv: list[str], prepared: Prepared) -> tuple[subprocess.Popen, tuple, Prepared]:
+    """The command's process and cgroups: the workspace's prestarted Python if there is one for a Python script
+    (handed the script), else a fresh process."""
+    ready = prestart.take(ctx) if prestart.fits(argv) else None
+    if ready is not None and ready.hand_over(argv[1:]):
+        note = f"; Python started ahead with {', '.join(ready.imports)} imported"
+        return ready.process, ready.cgroups, replace(prepared, description=prepared.description + note)
+    if ready is not None:
+        ready.discard()
+    limits = ctx.sandbox.limits
+    cgroups = (PidsCgroup.create(limits.processes), MemoryCgroup.create(limits.memory_mib))
+    try:
+        process = subprocess.Popen(
+            prepared.argv, cwd=ctx.root, env=child_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=make_preexec(limits, *cgroups),
+        )
+    except BaseException:
+        prestart.remove_cgroups(cgroups)
+        raise
+    return process, cgroups, prepared
+
+
+def _run_started(ctx: Workspace, command: str, prepared: Prepared, process: subprocess.Popen, cgroups: tuple,
+                 watchdog: Watchdog, limit: float) -> ScriptResult:
+    limits = ctx.sandbox.limits
     started = time.monotonic()
-    process = subprocess.Popen(
-        prepared.argv, cwd=ctx.root, env=_child_env(ctx), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=make_preexec(limits, *cgroups),
-    )
     watchdog.watch(process.pid)
     capture = _BoundedCapture(process.stdout, ctx.output_chars, _live_sinks(ctx, command, prepared, limits))
     capture.start()
@@ -237,27 +257,6 @@ def _argv_for(ctx: Workspace, command: str) -> list[str]:
     if script.suffix == ".sh" or Path(head).name in SHELL_NAMES:
         return ["bash", str(script), *args]
     return [sys.executable, str(script), *args]
-
-
-# The only variables a script gets from the flow's environment; everything else (credentials, API URLs
-# with passwords, the Prefect auth string, agent sockets) stays out. Locale variables (LC_*) pass too.
-ENV_ALLOWLIST = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "NO_COLOR", "COLUMNS",
-    "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONUTF8",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MPLBACKEND", "MPLCONFIGDIR",
-})
-
-
-def _child_env(ctx: Workspace) -> dict[str, str]:
-    """The allowlisted part of the parent's environment, with this Python's folder first on PATH."""
-    env = {k: v for k, v in os.environ.items() if k in ENV_ALLOWLIST or k.startswith("LC_")}
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-    if sys.prefix != sys.base_prefix:
-        env["VIRTUAL_ENV"] = sys.prefix
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _kill_group(process: subprocess.Popen, grace_s: float, sandboxed: bool) -> None:

@@ -61,6 +61,7 @@ class SandboxConfig:
     bwrap: str = "bwrap"  # command name or path of bubblewrap
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     uid: int = SANDBOX_UID  # when medbuilder runs as root, scripts run as this uid (and group)
+    warm_imports: tuple[str, ...] = ()  # modules a prestarted Python imports before its script (prestart.py)
 
     @classmethod
     def from_settings(cls, settings) -> SandboxConfig:
@@ -68,7 +69,8 @@ class SandboxConfig:
             cpu_s=settings.sandbox_cpu_s, memory_mib=settings.sandbox_memory_mib, file_mib=settings.sandbox_file_mib,
             processes=settings.sandbox_processes, workspace_mib=settings.sandbox_workspace_mib,
             tmp_mib=settings.sandbox_tmp_mib,
-        ), getattr(settings, "sandbox_uid", SANDBOX_UID))
+        ), getattr(settings, "sandbox_uid", SANDBOX_UID),
+            tuple(m.strip() for m in getattr(settings, "sandbox_warm_imports", "").split(",") if m.strip()))
 
 
 class SandboxUnavailable(RuntimeError):
