@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from medbuilder.review import inference_clock, saliency, shortcuts  # noqa: E402
+from medbuilder.review import inference_clock, panels, saliency, shortcuts  # noqa: E402
 from medbuilder.review.trusted_code import TRUSTED_CODE, trusted_predict  # noqa: E402
 
 
@@ -84,23 +84,13 @@ def saliency_grid(predictor, cases: list[dict], title: str, path: Path) -> Path 
         return None
     images = shortcuts.prepare_all(predictor, [r["image"] for r in cases])
     cams = saliency.gradcam(predictor, images)
-    fig, axes = plt.subplots(len(cases), 3, figsize=(6.0, 2.0 * len(cases)), squeeze=False)
-    for row, (r, x, cam) in enumerate(zip(cases, images, cams)):
+    rows = []
+    for x, cam in zip(images, cams):
         grey = _display(saliency.as_numpy_2d(x))
         occ = saliency.occlusion(predictor, x).numpy()
-        for col, (overlay, name) in enumerate(((None, "image"), (cam.numpy(), "GradCAM"), (occ, "occlusion"))):
-            ax = axes[row, col]
-            ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
-            if overlay is not None:
-                ax.imshow(_display(overlay), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(f"{r['label']} -> {r['prediction']}\nscore {r.get('score', 0):.2f}", fontsize=7)
-            if row == 0:
-                ax.set_title(name, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+        rows.append([panels.panel(grey), panels.panel(grey, _display(cam.numpy())), panels.panel(grey, _display(occ))])
+    labels = [f"{r['label']} -> {r['prediction']}\nscore {r.get('score') or 0:.2f}" for r in cases]
+    return panels.grid_png(rows, labels, ["image", "GradCAM", "occlusion"], title, path)
 
 
 VIEWER_CASES = 40  # per category: the case viewer's true positives, false positives and false negatives
