@@ -26,11 +26,12 @@ import atexit
 import json
 import logging
 import os
+import queue
 import select
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,8 @@ class Prestarted:
             os.close(self.ready_fd)
 
     def hand_over(self, argv: list[str]) -> bool:
-        """Give the process its script (argv without the interpreter) at the normal priority; False when it
-        is gone."""
+        """Give the process its script (argv without the interpreter) and its normal CPU share back; False
+        when it is gone."""
         if not self.alive():
             return False
         low_priority(self, False)
@@ -141,7 +142,9 @@ class Pool:
     def __init__(self):
         self._lock = threading.Lock()
         self._queued: dict[tuple, list[Future]] = {}
-        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prestart")
+        self._jobs: queue.Queue = queue.Queue()
+        self._spawner: threading.Thread | None = None
+        self._importing = threading.Event()  # the spawner waits for a process's imports
 
     def prestart(self, ctx, count: int = 1) -> int:
         """Have `count` processes for the workspace's next scripts on their way; how many were added."""
@@ -149,19 +152,29 @@ class Pool:
             return 0
         key = key_of(ctx)
         with self._lock:
-            queue = self._queued.setdefault(key, [])
-            added = [Future() for _ in range(max(0, count - len(queue)))]
-            queue.extend(added)
+            waiting = self._queued.setdefault(key, [])
+            added = [Future() for _ in range(max(0, count - len(waiting)))]
+            waiting.extend(added)
+            if self._spawner is None:  # a daemon: the interpreter's exit does not wait for an import
+                self._spawner = threading.Thread(target=self._spawn_jobs, name="prestart", daemon=True)
+                self._spawner.start()
         for future in added:
-            self._spawner.submit(_spawn_into, future, ctx)
+            self._jobs.put((future, ctx))
         return len(added)
+
+    def _spawn_jobs(self) -> None:
+        while True:
+            future, ctx = self._jobs.get()
+            _spawn_into(future, ctx, self._importing)
 
     def take(self, ctx) -> Prestarted | None:
         """The oldest prestarted process of the workspace, still alive, for the caller to hand its script to."""
         with self._lock:
-            queue = self._queued.get(key_of(ctx)) or []
-            future = queue.pop(0) if queue else None
-        ready = _result(future) if future else None
+            waiting = self._queued.get(key_of(ctx)) or []
+            future = waiting.pop(0) if waiting else None
+        if future is None or (self._importing.is_set() and future.cancel()):
+            return None  # queued behind another process's imports: a cold start is sooner
+        ready = _result(future)
         if ready is not None and ready.alive():
             return ready
         if ready is not None:
@@ -174,7 +187,7 @@ class Pool:
             keys = [k for k in self._queued if root is None or k[0] == str(Path(root).resolve())]
             futures = [f for k in keys for f in self._queued.pop(k)]
         for future in futures:
-            ready = _result(future)
+            ready = None if future.cancel() else _result(future)
             if ready is not None:
                 ready.discard()
         return len(futures)
@@ -188,8 +201,11 @@ def _result(future: Future) -> Prestarted | None:
         return None
 
 
-def _spawn_into(future: Future, ctx) -> None:
-    """Spawn one process into `future`, then wait for its imports before the spawner starts the next."""
+def _spawn_into(future: Future, ctx, importing: threading.Event) -> None:
+    """Spawn one process into `future` (unless it was cancelled), then wait for its imports before the
+    spawner starts the next."""
+    if not future.set_running_or_notify_cancel():
+        return
     try:
         ready = _spawn(ctx)
     except BaseException as err:
@@ -197,7 +213,11 @@ def _spawn_into(future: Future, ctx) -> None:
         return
     future.set_result(ready)
     if ready is not None:
-        ready.wait_ready(READY_WAIT_S)  # the next import starts when this one is done
+        importing.set()
+        try:
+            ready.wait_ready(READY_WAIT_S)  # the next import starts when this one is done
+        finally:
+            importing.clear()
 
 
 def _spawn(ctx) -> Prestarted | None:
