@@ -19,7 +19,8 @@ import numpy as np
 
 from medbuilder.protocol.templates._common.confounders import ROI_DETECTORS, head_mask
 
-__all__ = ["ROI_DETECTORS", "blank_outside", "cached_roi_detector", "head_mask", "outside_roi_content", "roi_detector"]
+__all__ = ["ROI_DETECTORS", "blank_outside", "cached_roi_detector", "detectors_file", "head_mask", "outside_roi_content",
+           "roi_detector"]
 
 
 def outside_roi_content(image: np.ndarray, roi: np.ndarray, level: float = 0.25) -> float:
@@ -39,9 +40,15 @@ def roi_detector(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return ROI_DETECTORS[name]
 
 
+def detectors_file() -> str:
+    """The file of the detectors' code (its digest names what their results were computed by)."""
+    from medbuilder.protocol.templates._common import confounders as detectors
+
+    return detectors.__file__
+
+
 def cached_roi_detector(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """roi_detector(name), remembering each image's mask across rounds and builds (``cache/host_memo.py``)."""
     from medbuilder.cache.host_memo import memoized_detector, source_digest
-    from medbuilder.protocol.templates._common import confounders as detectors
 
-    return memoized_detector(name, roi_detector(name), source_digest(detectors.__file__))
+    return memoized_detector(name, roi_detector(name), source_digest(detectors_file()))

@@ -16,7 +16,8 @@ says whether the model uses them, two ways:
   whose predicted class changes, and the mean change in the positive-class score.
 
 Images are written as PNG (lossless) to a temporary folder; a few examples are kept in
-``report/round-<k>/acquisition_counterfactuals/``.
+``report/round-<k>/acquisition_counterfactuals/``. Each changed image, prepared, is kept in the store
+beside the image's own entry, so a later round or build with the same preprocessing reads it.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from medbuilder.review.acquisition import FEATURES_FILE, feature_matrix, features_of, metadata_forest
 from medbuilder.review.metrics import auroc
 
+if TYPE_CHECKING:
+    import torch
+
 STRATA = 20  # at most; about 25 test images per stratum
 PER_STRATUM = 25
 MAX_CASES = 100
 KEPT_EXAMPLES = 4
+KINDS = ("re-padded", "resampled")
 
 
 def feature_rows(run, images: list[str]) -> list[dict]:
@@ -118,12 +125,45 @@ def _variants(images: list[str], labels: list[str], positive: str, typical: dict
         other = typical.get("negative" if labels[i] == positive else "positive")
         return {} if other is None else _write_variants(images[i], other, folder, i)
 
-    made = {"re-padded": [], "resampled": []}
+    made = {kind: [] for kind in KINDS}
     with image_map() as each:
         for path, written in zip(images, each(changed, range(len(images)))):
             for kind, target in written.items():
                 made[kind].append((path, target))
     return made
+
+
+def _prepared_variants(predictor, images: list[str], labels: list[str], positive: str, typical: dict,
+                       folder: Path) -> tuple[dict, dict]:
+    """({kind: [(original, changed image prepared)]}, {kind: [(original, changed file)]} of those made now).
+
+    A changed image prepared by an earlier round or build with the same preprocessing is read from the store
+    (``StoredVariants``); the others are written as PNGs to `folder`, prepared, and stored. The first
+    KEPT_EXAMPLES images are always made: their files are the examples a reviewer opens."""
+    from medbuilder.cache.host_memo import source_digest
+    from medbuilder.cache.lookup import StoredVariants
+    from medbuilder.review.shortcuts import prepare_all
+
+    others = [typical.get("negative" if label == positive else "positive") for label in labels]
+    shelves: dict[tuple, StoredVariants] = {}
+    for other in {o for o in others if o is not None}:
+        mine = [path for path, o in zip(images, others) if o == other]
+        for kind in KINDS:
+            what = f"{kind} to the file shape {other[0]} x {other[1]} (code {source_digest(__file__)})"
+            shelves[kind, other] = StoredVariants(predictor, what, mine)
+    found = {(i, kind): image for i, other in enumerate(others) if other is not None and i >= KEPT_EXAMPLES
+             for kind in KINDS if (image := shelves[kind, other].get(images[i])) is not None}
+    to_make = [i for i, other in enumerate(others) if other is not None and any((i, k) not in found for k in KINDS)]
+    files = _variants([images[i] for i in to_make], [labels[i] for i in to_make], positive, typical, folder)
+    position = {path: i for i, path in enumerate(images)}
+    for kind, pairs in files.items():
+        prepared = prepare_all(predictor, [changed for _, changed in pairs])
+        for (original, _), image in zip(pairs, prepared):
+            i = position[original]
+            found[i, kind] = image
+            shelves[kind, others[i]].put(original, image)
+    made = {kind: [(images[i], found[i, kind]) for i in range(len(images)) if (i, kind) in found] for kind in KINDS}
+    return made, files
 
 
 def _write_variants(path: str, other: tuple[int, int], folder: Path, i: int) -> dict[str, str]:
@@ -145,13 +185,16 @@ def _write_variants(path: str, other: tuple[int, int], folder: Path, i: int) -> 
     return written
 
 
-def _flips(predictor, pairs: list[tuple[str, str]]) -> dict:
+def _flips(predictor, pairs: list[tuple[str, torch.Tensor]]) -> dict:
+    """(original file, its changed copy prepared) pairs: the share whose class changes."""
+    import torch
+
     from medbuilder.review import saliency, shortcuts
 
     if not pairs:
         return {"value": None, "n": 0}
     p0 = saliency.class_probabilities(predictor, shortcuts.prepare_all(predictor, [a for a, _ in pairs]))
-    p1 = saliency.class_probabilities(predictor, shortcuts.prepare_all(predictor, [b for _, b in pairs]))
+    p1 = saliency.class_probabilities(predictor, torch.stack([b for _, b in pairs]))
     flips = (p0.argmax(1) != p1.argmax(1)).float()
     delta = (p0[:, predictor.positive] - p1[:, predictor.positive]).abs()
     out = {"value": round(float(flips.mean()), 4), "n": len(pairs),
@@ -182,11 +225,11 @@ def measure(run, predictor, train: list[dict], test: list[dict], scores: dict[st
     typical = {"positive": _typical(rows, labels, positive), "negative": _typical(rows, labels, negative)}
     picked = np.random.default_rng(seed).permutation(len(test))[:MAX_CASES]
     with tempfile.TemporaryDirectory(prefix="medbuilder-acq-") as tmp:
-        made = _variants([str(test[i]["image"]) for i in picked], [str(test[i]["label"]) for i in picked],
-                         positive, typical, Path(tmp))
+        made, files = _prepared_variants(predictor, [str(test[i]["image"]) for i in picked],
+                                         [str(test[i]["label"]) for i in picked], positive, typical, Path(tmp))
         for kind, pairs in made.items():
             result[kind] = {**_flips(predictor, pairs), "made_from": typical}
-        _keep_examples(made, out_dir / "acquisition_counterfactuals")
+        _keep_examples(files, out_dir / "acquisition_counterfactuals")
     return result
 
 

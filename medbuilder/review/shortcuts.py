@@ -265,12 +265,19 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
 
     The region is detected on the image as loaded, before any preprocessing, and the blanked image goes
     through the rest of the predictor's chain in memory: what the model would see if the file had been
-    blank outside the region. The first EXAMPLE_COUNTERFACTUALS are also written to folder as PNGs."""
-    from medbuilder.protocol.confounders import cached_roi_detector
+    blank outside the region. The first EXAMPLE_COUNTERFACTUALS are also written to folder as PNGs. A
+    prepared blanked image is kept in the store beside the image's own entry (``StoredVariants``), so later
+    rounds and builds with the same preprocessing read it."""
+    from medbuilder.cache.host_memo import source_digest
+    from medbuilder.cache.lookup import StoredVariants
+    from medbuilder.protocol.confounders import cached_roi_detector, detectors_file
     from medbuilder.review.per_image import image_map
 
     detector, load, rest = cached_roi_detector(roi), *_split_chain(predictor)
     folder.mkdir(parents=True, exist_ok=True)
+    code = source_digest(detectors_file(), __file__)
+    stored = StoredVariants(predictor, f"blanked outside the {roi} region (code {code})",
+                            [str(r["image"]) for r in records])
 
     def blanked(record: dict):
         """(the loaded image blanked outside its region, that image prepared), or None to skip it."""
@@ -285,7 +292,13 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
         return loaded["image"], rest(loaded)["image"]
 
     def prepared(record: dict):
+        """The prepared blanked image: from the store when an earlier round or build made it."""
+        kept = stored.get(str(record["image"]))
+        if kept is not None:
+            return kept
         made = blanked(record)
+        if made is not None:
+            stored.put(str(record["image"]), made[1])
         return None if made is None else made[1]
 
     out, first, examples = [], 0, 0
@@ -293,6 +306,7 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
         made = blanked(records[first])
         if made is not None:
             _write_example(made[0], folder / f"{first:04d}_{Path(records[first]['image']).stem}.png")
+            stored.put(str(records[first]["image"]), made[1])
             examples += 1
         out.append(None if made is None else made[1])
         first += 1
