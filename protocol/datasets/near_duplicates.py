@@ -47,13 +47,14 @@ BLOCK = 512  # rows of the correlation computed at once: memory grows with BLOCK
 
 def _moved(square: np.ndarray) -> list[np.ndarray]:
     """The standardised thumbnails under each of the 8 flips and quarter turns (a group closed under inverses,
-    so the largest correlation over them is symmetric in the two images)."""
+    so the largest correlation over them is symmetric in the two images). Moving pixels keeps a thumbnail's
+    mean and variance: they stay standardised."""
     out = []
     for turns in range(4):
         for flip in (False, True):
             moved = np.rot90(square, turns, axes=(1, 2))
             moved = moved[:, :, ::-1] if flip else moved
-            out.append(_standardise(np.ascontiguousarray(moved)))
+            out.append(np.ascontiguousarray(moved).reshape(len(square), -1))
     return out
 
 
@@ -61,19 +62,20 @@ def near_groups(thumbs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     """Per thumbnail, the first index of its group (images linked by a correlation of `threshold` or more
     under some flip or quarter turn, transitively); its own index when it has no near-duplicate.
 
-    The correlations are computed a block of rows at a time; each block's links are reduced to its
-    groups' spanning stars before the groups of all blocks are joined, so neither memory nor the number
-    of links kept grows with n x n."""
+    The correlations are computed a block of rows at a time, against the columns from the block's first row
+    on (the largest correlation is symmetric: the links below the diagonal are those above it); each
+    block's links are reduced to its groups' spanning stars before the groups of all blocks are joined, so
+    neither memory nor the number of links kept grows with n x n."""
     n = len(thumbs)
     moved = _moved(thumbs.reshape(n, THUMB, THUMB))
     stars = []
     for start in range(0, n, BLOCK):
         rows = thumbs[start:start + BLOCK]
-        best = np.full((len(rows), n), -1.0, dtype=np.float32)
+        best = np.full((len(rows), n - start), -1.0, dtype=np.float32)
         for m in moved:
-            np.maximum(best, rows @ m.T / thumbs.shape[1], out=best)
+            np.maximum(best, rows @ m[start:].T / thumbs.shape[1], out=best)
         i, j = np.nonzero(best >= threshold)
-        stars.append(_stars(start + i, j, n))
+        stars.append(_stars(start + i, start + j, n))
     edges = np.concatenate(stars, axis=1) if stars else np.zeros((2, 0), dtype=np.int64)
     return _first_of_group(edges[0], edges[1], n)
 
@@ -123,7 +125,15 @@ def duplicate_keys(paths: Sequence[Path], threshold: float = THRESHOLD,
 
     With `unreadable` (a list), a file that cannot be decoded is noted there and grouped by sha256 only.
     """
-    keys = [[hashlib.sha256(Path(p).read_bytes()).hexdigest()] for p in paths]
+    near = near_keys(paths, threshold, unreadable)
+    return [[hashlib.sha256(Path(p).read_bytes()).hexdigest(), *extra] for p, extra in zip(paths, near)]
+
+
+def near_keys(paths: Sequence[Path], threshold: float = THRESHOLD,
+              unreadable: list[str] | None = None) -> list[list[str]]:
+    """Per image, its near-duplicate group's key ("near:<i>") when it has near-duplicates, else none (the
+    caller groups identical files by their digests)."""
+    keys: list[list[str]] = [[] for _ in paths]
     if len(paths) > 1:
         groups = near_groups(_thumbnails(paths, unreadable), threshold)
         sizes = np.bincount(groups, minlength=len(paths))

@@ -29,13 +29,13 @@ def content_key(path: Path) -> str:
 
 
 def _near_duplicate_keys(paths: list[Path], keys: list[list[str]], warn) -> None:
-    from medbuilder.protocol.datasets.near_duplicates import duplicate_keys
+    from medbuilder.protocol.datasets.near_duplicates import near_keys
 
     chosen = [i for i, p in enumerate(paths) if p.suffix.lower() in PIL_FORMATS]
     if len(chosen) < 2 or len(chosen) > NEAR_DUPLICATE_LIMIT:
         return
     unreadable: list[str] = []
-    near = duplicate_keys([paths[i] for i in chosen], unreadable=unreadable)
+    near = near_keys([paths[i] for i in chosen], unreadable=unreadable)  # the digests are in keys already
     for problem in unreadable:  # the index check names them again, with the fix
         warn(f"cannot decode {problem}; grouped by content only")
     largest = max(Counter(group_by_keys(near)).values())
@@ -44,7 +44,7 @@ def _near_duplicate_keys(paths: list[Path], keys: list[list[str]], warn) -> None
              "grouping by identical content only")
         return
     for i, extra in zip(chosen, near):
-        keys[i] += [f"near:{chosen[int(k.split(':')[1])]}" for k in extra[1:]]
+        keys[i] += [f"near:{chosen[int(k.split(':')[1])]}" for k in extra]
 
 
 def group_ids(records: list[dict], two_d: bool, warn=lambda text: None) -> list[int]:
