@@ -13,6 +13,7 @@ import sys
 
 del sys.path[0]  # this file's folder (medbuilder's tools: copy.py, files.py, ...) would shadow modules
 
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import runpy  # noqa: E402
@@ -22,11 +23,16 @@ IDLE_S = 1800
 
 
 def preload(names: list[str]) -> None:
+    """Import the modules, then freeze what they made: the garbage collector no longer walks those objects, in
+    the script's collections or in the one at exit (with torch and MONAI loaded that last one alone took
+    1.4 s of a script's run; frozen it takes 0.1 s)."""
     for name in names:
         try:
             __import__(name)
         except BaseException:  # noqa: BLE001 - the script meets the same problem when it imports the module
             pass
+    gc.collect()
+    gc.freeze()
 
 
 def next_request() -> list[str] | None:
