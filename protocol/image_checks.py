@@ -10,6 +10,7 @@ what is checked.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,21 +143,31 @@ def _mismatch(image: ImageInfo, mask: ImageInfo) -> str | None:
     return None
 
 
+def _inspect_pair(pair: tuple[Path, Path | None]) -> tuple[ImageInfo | None, ImageInfo | None, list[str]]:
+    """(image info, mask info, why a file is unreadable) for one record's image and mask."""
+    infos, problems = [], []
+    for path, as_mask in zip(pair, (False, True)):
+        if path is None or not path.is_file():
+            infos.append(None)
+            continue
+        try:
+            infos.append(inspect_file(path, as_mask))
+        except Unreadable as err:
+            problems.append(f"{path}: {err}")
+            infos.append(None)
+    return infos[0], infos[1], problems
+
+
 def image_problems(index: DataIndex, run_id: str = "RUN") -> list[str]:
     """Unreadable files, empty or constant masks, image/mask shape or spacing mismatches, as feedback."""
+    from concurrent.futures import ThreadPoolExecutor
+
     unreadable, empty, constant, mismatched = [], [], [], []
-    for image_path, mask_path in _pairs(index):
-        infos = []
-        for path, as_mask in ((image_path, False), (mask_path, True)):
-            if path is None or not path.is_file():
-                infos.append(None)
-                continue
-            try:
-                infos.append(inspect_file(path, as_mask))
-            except Unreadable as err:
-                unreadable.append(f"{path}: {err}")
-                infos.append(None)
-        image, mask = infos
+    pairs = _pairs(index)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:  # decoders free the GIL
+        inspected = list(pool.map(_inspect_pair, pairs))
+    for (image_path, mask_path), (image, mask, problems) in zip(pairs, inspected):
+        unreadable += problems
         if mask and mask.values and mask.values[0] == mask.values[1]:
             high = mask.values[1]
             if high != 0:
