@@ -28,7 +28,9 @@ def test_bench_prints_measures_before_and_after(tmp_path):
                                         "confounded_fpr"}
         assert 0.0 <= row["auroc"] <= 1.0 and row["train_seconds"] > 0 and row["measure_seconds"] > 0
     strategy = results["strategies"]["counterfactual_aug+group_balanced"]
-    seconds = {k: r["train_seconds"] + r["measure_seconds"] for k, r in results["strategies"].items()}
+    seconds = {k: r["prepare_seconds"] + r["train_seconds"] + r["measure_seconds"]
+               for k, r in results["strategies"].items()}
+    assert all("preprocessed cache: " in r["prepared"] for r in results["strategies"].values())
     assert strategy["round_ratio"] == pytest.approx(seconds["counterfactual_aug+group_balanced"] / seconds["baseline"],
                                                     abs=0.01)
     assert "round / round 0 |" in done.stdout and "x round 0's in" in done.stdout
