@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from medbuilder.agents.layout.labels import LabelMatcher
 from medbuilder.agents.roles.base import RoleContext
 from medbuilder.protocol.indexing import DatasetFacts, IndexingReport, IndexJob
+from medbuilder.protocol.indexing.memo import run_indexer_script
 from medbuilder.protocol.layout import Layout
 from medbuilder.protocol.tools import Workspace
-from medbuilder.protocol.tools.run import run_script
 from medbuilder.protocol.tools.sandbox import SandboxConfig
 from medbuilder.protocol.untrusted import UntrustedFileError, copy_nofollow, read_text_nofollow
 
@@ -80,9 +80,9 @@ def run_indexer(folder: Path, dataset_root: Path, job: IndexJob, settings) -> In
                                  script_timeout_s=settings.script_timeout_s,
                                  sandbox=SandboxConfig.from_settings(settings))
     (folder / "index_job.json").write_text(job.model_dump_json(indent=1))
-    ran = run_script(workspace, "python -m medbuilder.protocol.indexing index_job.json")
-    if ran.exit_code != 0:
-        return ran.output.strip()[-1500:] or f"the indexer stopped with exit code {ran.exit_code}"
+    exit_code, output = run_indexer_script(workspace, "index_job.json", preview=False)
+    if exit_code != 0:
+        return output.strip()[-1500:] or f"the indexer stopped with exit code {exit_code}"
     try:
         report_name = "layout_preview.json" if os.path.lexists(folder / "index" / "layout_preview.json") \
             else "indexing_report.json"

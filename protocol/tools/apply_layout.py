@@ -1,8 +1,9 @@
 """Dataset tool apply_layout: try a typed layout on the dataset, or submit it as the Data Engineer's answer.
 
 The layout's JSON schema is the tool's argument schema (`medbuilder.protocol.layout.Layout`). The
-shared indexer (`python -m medbuilder.protocol.indexing`) runs in the sandbox, like every script; its
-report is read back without following links.
+shared indexer (`python -m medbuilder.protocol.indexing`) runs in the sandbox, like every script (or a
+remembered run of the same job on the unchanged dataset is restored: ``indexing/memo.py``); its report is
+read back without following links.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from medbuilder.protocol.indexing import IndexingReport, IndexJob
+from medbuilder.protocol.indexing.memo import run_indexer_script
 from medbuilder.protocol.layout import Layout
 from medbuilder.protocol.tools.context import ToolError, Workspace
-from medbuilder.protocol.tools.run import run_script
 from medbuilder.protocol.untrusted import UntrustedFileError, read_text_nofollow
 
 LAYOUT_FILE = "layout.json"
@@ -63,9 +64,9 @@ def apply_layout(ctx: Workspace, layout: Layout, submit: bool = False) -> Layout
     job = IndexJob.of(ctx.dataset, parsed)
     (ctx.root / JOB_FILE).unlink(missing_ok=True)
     (ctx.root / JOB_FILE).write_text(job.model_dump_json(indent=1))
-    ran = run_script(ctx, f"python -m medbuilder.protocol.indexing {JOB_FILE} --preview")
-    if ran.exit_code != 0:
-        raise ToolError(f"the layout could not be applied: {ran.output.strip()[-1500:]}")
+    exit_code, output = run_indexer_script(ctx, JOB_FILE, preview=True)
+    if exit_code != 0:
+        raise ToolError(f"the layout could not be applied: {output.strip()[-1500:]}")
     try:
         report = IndexingReport.model_validate_json(read_text_nofollow(ctx.root, PREVIEW_FILE))
     except (OSError, UntrustedFileError, ValidationError) as err:
