@@ -245,6 +245,7 @@ def test_blanked_counterfactuals_join_the_stored_images_and_are_read_back(setup,
         variants = [c for c in PreprocessStore(settings.cache_dir, 1 << 30).summary()
                     if c.what.get("kind", "").startswith("variant: blanked outside the head region")]
         assert len(variants) == 1 and variants[0].entries == len(first) - 1  # the unstored copy is not kept
+        assert variants[0].what["dataset"] == str(Path(root).resolve())  # listed with its dataset
         entries = sorted((settings.cache_dir / variants[0].key).glob("??/*.npy"))
         np.save(entries[0], np.full((1, 32, 32), 7.0, dtype=np.float32))  # what is read back is what is stored
         second, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-1")

@@ -8,6 +8,7 @@ chain of its own, so the next round or build reads it instead of making it again
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,14 @@ def _base_chain(predictor, settings) -> tuple[object, str, list[Path]] | None:
     chain = chain_key(task, cfg, keys, "base")
     folders = store.chain_folders(chain)
     return (store, chain, folders) if folders else None
+
+
+def _dataset_of(chain_folder: Path) -> str:
+    """The dataset a stored chain was made for, as its chain.json says."""
+    try:
+        return str(json.loads((chain_folder / "chain.json").read_text()).get("dataset", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _load(entry: Path) -> torch.Tensor | None:
@@ -90,9 +99,10 @@ class StoredVariants:
                     self.entries[path] = part / variant / (vkey := item_key(variant, [digest]))[:2] / f"{vkey}.npy"
         finally:
             memo.close()
-        for part in {entry.parents[1] for entry in self.entries.values()}:
-            self.store.describe_chain(part.relative_to(self.store.root).as_posix(),
+        for folder in {entry.parents[1] for entry in self.entries.values()}:
+            self.store.describe_chain(folder.relative_to(self.store.root).as_posix(),
                                       {"task": predictor.task, "kind": f"variant: {what}",
+                                       "dataset": _dataset_of(folder.parent / chain),
                                        "config": {k: predictor.cfg.get(k) for k in predictor.cache_keys}})
 
     def get(self, path: str) -> torch.Tensor | None:

@@ -27,7 +27,6 @@ import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
