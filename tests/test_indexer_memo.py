@@ -41,8 +41,8 @@ def run(folder: Path, root: Path, layout: dict, preview: bool) -> tuple[int | No
                          normal_class="no")
     ctx = Workspace.create(folder, [root], output_chars=4000, script_timeout_s=120,
                            sandbox=SandboxConfig.from_settings(Settings()))
-    (folder / "index_job.json").write_text(IndexJob.of(facts, Layout.model_validate(layout)).model_dump_json())
-    return run_indexer_script(ctx, "index_job.json", preview)
+    job = IndexJob.of(facts, Layout.model_validate(layout)).model_dump_json()
+    return run_indexer_script(ctx, "index_job.json", job, preview)
 
 
 def remembered(store: Path) -> int:
@@ -77,3 +77,15 @@ def test_a_preview_brings_back_its_report_only(dataset, tmp_path):
     assert (folder / "index" / "train.json").read_text() == "[]"
     assert [p.name for p in next(store.glob("_host/indexer/*/*")).iterdir()] in (
         ["layout_preview.json", "output.txt"], ["output.txt", "layout_preview.json"])
+
+
+def test_a_link_planted_in_the_index_folder_is_replaced_not_followed(dataset, tmp_path):
+    folder, outside = tmp_path / "ws", tmp_path / "host-file.txt"
+    assert run(folder, dataset, FOLDERS, preview=True)[0] == 0
+    outside.write_text("the host's own file")
+    target = folder / "index" / "layout_preview.json"
+    target.unlink()
+    target.symlink_to(outside)  # what an agent's script could leave in its workspace
+    assert run(folder, dataset, FOLDERS, preview=True)[0] == 0  # restored from the memo
+    assert outside.read_text() == "the host's own file"
+    assert not target.is_symlink() and '"images_found": 16' in target.read_text()

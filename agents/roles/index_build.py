@@ -79,8 +79,7 @@ def run_indexer(folder: Path, dataset_root: Path, job: IndexJob, settings) -> In
     workspace = Workspace.create(folder, [dataset_root], output_chars=settings.tool_output_chars,
                                  script_timeout_s=settings.script_timeout_s,
                                  sandbox=SandboxConfig.from_settings(settings))
-    (folder / "index_job.json").write_text(job.model_dump_json(indent=1))
-    exit_code, output = run_indexer_script(workspace, "index_job.json", preview=False)
+    exit_code, output = run_indexer_script(workspace, "index_job.json", job.model_dump_json(indent=1), preview=False)
     if exit_code != 0:
         return output.strip()[-1500:] or f"the indexer stopped with exit code {exit_code}"
     try:

@@ -73,13 +73,16 @@ class IndexerMemo:
         self.folder = self.parent / key
 
     def restore(self, index_dir: Path) -> str | None:
-        """Copy a remembered run's files into index_dir; its output, or None when there is none."""
+        """Write a remembered run's files into index_dir (an agent-writable folder: a link there is replaced,
+        never followed); its output, or None when there is none."""
         if not self.enabled or not (self.folder / OUTPUT).is_file():
             return None
         try:
+            if os.path.islink(index_dir):
+                return None  # the indexer runs and meets it in its sandbox
             index_dir.mkdir(parents=True, exist_ok=True)
-            for file in self.folder.glob("*.json"):
-                shutil.copyfile(file, index_dir / file.name)
+            for file in sorted(self.folder.glob("*.json")):
+                _write_new(index_dir / file.name, file.read_bytes())
             os.utime(self.folder)  # recently used: kept longer
             return (self.folder / OUTPUT).read_text(encoding="utf-8")
         except OSError:
@@ -117,17 +120,27 @@ class IndexerMemo:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _write_new(target: Path, data: bytes) -> None:
+    """target as a new regular file holding data; whatever was at that name (a link too) is removed first."""
+    if os.path.lexists(target):
+        os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 PREVIEW = "layout_preview.json"
 BUILT = ("train.json", "test.json", "label_dict.json", "indexing_report.json", PREVIEW)
 
 
-def run_indexer_script(ctx, job_file: str, preview: bool) -> tuple[int | None, str]:
-    """Run the shared indexer on ctx.root/job_file in ctx's sandbox, or restore a remembered run of the same
-    job on the same dataset tree with the same code: (exit code, output). A preview keeps only its report
-    (the folder may hold an index built before); a build keeps the files it wrote."""
+def run_indexer_script(ctx, job_file: str, job_text: str, preview: bool) -> tuple[int | None, str]:
+    """Write the job to ctx.root/job_file and run the shared indexer on it in ctx's sandbox, or restore a
+    remembered run of the same job on the same dataset tree with the same code: (exit code, output). A
+    preview keeps only its report (the folder may hold an index built before); a build keeps the files it
+    wrote."""
     from medbuilder.protocol.tools.run import run_script  # the tools import this module
 
-    job_text = (ctx.root / job_file).read_text(encoding="utf-8")
+    _write_new(ctx.root / job_file, job_text.encode("utf-8"))
     memo = IndexerMemo(Path(json.loads(job_text)["root"]), job_text, preview)
     index_dir = ctx.root / "index"
     remembered = memo.restore(index_dir)

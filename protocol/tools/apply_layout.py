@@ -62,9 +62,7 @@ def apply_layout(ctx: Workspace, layout: Layout, submit: bool = False) -> Layout
     except ValidationError as err:
         raise ToolError(f"the layout is not valid: {_problems(err)}") from None
     job = IndexJob.of(ctx.dataset, parsed)
-    (ctx.root / JOB_FILE).unlink(missing_ok=True)
-    (ctx.root / JOB_FILE).write_text(job.model_dump_json(indent=1))
-    exit_code, output = run_indexer_script(ctx, JOB_FILE, preview=True)
+    exit_code, output = run_indexer_script(ctx, JOB_FILE, job.model_dump_json(indent=1), preview=True)
     if exit_code != 0:
         raise ToolError(f"the layout could not be applied: {output.strip()[-1500:]}")
     try:
