@@ -13,8 +13,8 @@ exec, and one process runs one script only.
 
 The imports run at a low CPU share (``low_priority``): they take mostly CPU time nothing else wants, so
 they hardly slow the stages they overlap; the hand-over gives the process its normal share back. Several
-processes for one workspace are started one after the other, the next when the last has finished its
-imports.
+processes are started one after the other, the next when the last has finished its imports or was taken
+by a script (its imports then finish at the normal share while the next one's begin).
 
 Every process is spawned from one long-lived thread: a process (``PR_SET_PDEATHSIG``, bwrap's
 ``--die-with-parent``) dies with the thread that started it, and a flow's task threads come and go.
@@ -31,8 +31,9 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbuilder.protocol.tools.sandbox import (
@@ -56,16 +57,22 @@ class Prestarted:
     cgroups: tuple
     imports: tuple[str, ...]
     ready_fd: int
+    taken: threading.Event = field(default_factory=threading.Event)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Whether the imports finished (the process wrote its byte, or ended) within timeout_s. Called once,
-        by the spawner thread, which alone closes the pipe."""
+        """Whether the imports finished (the process wrote its byte, or ended) within timeout_s; the wait also
+        ends when a script takes the process (its imports then run at the normal share, and the next
+        process need not wait for them). Called once, by the spawner thread, which alone closes the pipe."""
+        deadline = time.monotonic() + timeout_s
         try:
-            readable, _, _ = select.select([self.ready_fd], [], [], timeout_s)
-            return bool(readable)
+            while not self.taken.is_set() and time.monotonic() < deadline:
+                readable, _, _ = select.select([self.ready_fd], [], [], min(0.2, max(0.0, deadline - time.monotonic())))
+                if readable:
+                    return True
+            return False
         finally:
             os.close(self.ready_fd)
 
@@ -74,6 +81,7 @@ class Prestarted:
         when it is gone."""
         if not self.alive():
             return False
+        self.taken.set()
         low_priority(self, False)
         try:
             self.process.stdin.write(json.dumps({"argv": argv}).encode() + b"\n")
