@@ -224,59 +224,54 @@ def test_predict_reads_the_store_and_gives_the_same_predictions(setup, tmp_path)
     assert predict_with_store(predictor, [*files, unstored], settings) == predictor.predict([*files, unstored])
 
 
-def test_blanked_counterfactuals_join_the_stored_images_and_are_read_back(setup, tmp_path, monkeypatch):
-    from medbuilder.review import shortcuts
+@pytest.fixture()
+def stored_predictor(setup, tmp_path, monkeypatch):
+    """(a predictor of the workspace's configuration, the setup): the build's images stored, the store in use
+    by host-side code (settings from the environment)."""
     from medbuilder.review.trusted_code import trusted_predict
     from medbuilder.settings import get_settings
 
     workspace, index, settings, root = setup
     offer(workspace, "diagnosis", index, [root], settings)
     monkeypatch.setenv("MEDBUILDER_CACHE_DIR", str(settings.cache_dir))
-    monkeypatch.setattr(shortcuts, "EXAMPLE_COUNTERFACTUALS", 2)
     get_settings.cache_clear()
     template = trusted_predict("diagnosis", workspace, tmp_path / "trusted")
-    predictor = template["Predictor"](json.loads((workspace / "config.json").read_text()), torch.nn.Identity())
+    yield template["Predictor"](json.loads((workspace / "config.json").read_text()), torch.nn.Identity()), setup
+    get_settings.cache_clear()
+
+
+def test_blanked_counterfactuals_join_the_stored_images_and_are_read_back(stored_predictor, tmp_path, monkeypatch):
+    from medbuilder.review import shortcuts
+
+    predictor, (_, index, settings, root) = stored_predictor
+    monkeypatch.setattr(shortcuts, "EXAMPLE_COUNTERFACTUALS", 2)
     records = [*json.loads((index / "train.json").read_text()), *json.loads((index / "test.json").read_text())]
     unstored = tmp_path / "copy.jpg"
     unstored.write_bytes(Path(records[0]["image"]).read_bytes() + b"\0")  # other bytes: no entry of the build's
     records.append({"image": str(unstored), "label": records[0]["label"]})
-    try:
-        first, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-0")
-        variants = [c for c in PreprocessStore(settings.cache_dir, 1 << 30).summary()
-                    if c.what.get("kind", "").startswith("variant: blanked outside the head region")]
-        assert len(variants) == 1 and variants[0].entries == len(first) - 1  # the unstored copy is not kept
-        assert variants[0].what["dataset"] == str(Path(root).resolve())  # listed with its dataset
-        entries = sorted((settings.cache_dir / variants[0].key).glob("??/*.npy"))
-        np.save(entries[0], np.full((1, 32, 32), 7.0, dtype=np.float32))  # what is read back is what is stored
-        second, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-1")
-    finally:
-        get_settings.cache_clear()
+    first, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-0")
+    variants = [c for c in PreprocessStore(settings.cache_dir, 1 << 30).summary()
+                if c.what.get("kind", "").startswith("variant: blanked outside the head region")]
+    assert len(variants) == 1 and variants[0].entries == len(first) - 1  # the unstored copy is not kept
+    assert variants[0].what["dataset"] == str(Path(root).resolve())  # listed with its dataset
+    entries = sorted((settings.cache_dir / variants[0].key).glob("??/*.npy"))
+    np.save(entries[0], np.full((1, 32, 32), 7.0, dtype=np.float32))  # what is read back is what is stored
+    second, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-1")
     assert [p for p, _ in first] == [p for p, _ in second]
     changed = [p for (p, a), (_, b) in zip(first, second) if not torch.equal(torch.as_tensor(a), b)]
     assert len(changed) == 1 and changed[0] != str(unstored)
 
 
-def test_acquisition_variants_join_the_stored_images_and_are_read_back(setup, tmp_path, monkeypatch):
+def test_acquisition_variants_join_the_stored_images_and_are_read_back(stored_predictor, tmp_path, monkeypatch):
     from medbuilder.review import metadata_reliance
-    from medbuilder.review.trusted_code import trusted_predict
-    from medbuilder.settings import get_settings
 
-    workspace, index, settings, root = setup
-    offer(workspace, "diagnosis", index, [root], settings)
-    monkeypatch.setenv("MEDBUILDER_CACHE_DIR", str(settings.cache_dir))
+    predictor, (_, index, settings, _) = stored_predictor
     monkeypatch.setattr(metadata_reliance, "KEPT_EXAMPLES", 1)
-    get_settings.cache_clear()
-    template = trusted_predict("diagnosis", workspace, tmp_path / "trusted")
-    predictor = template["Predictor"](json.loads((workspace / "config.json").read_text()), torch.nn.Identity())
     records = json.loads((index / "train.json").read_text())
     images, labels = [r["image"] for r in records], [r["label"] for r in records]
     typical = {"positive": (300, 240), "negative": (256, 256)}
-    try:
-        made, files = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical, tmp_path / "a")
-        again, files_again = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical,
-                                                                  tmp_path / "b")
-    finally:
-        get_settings.cache_clear()
+    made, files = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical, tmp_path / "a")
+    again, files_again = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical, tmp_path / "b")
     assert all(len(made[kind]) == len(images) and len(files[kind]) == len(images) for kind in made)
     assert all(len(files_again[kind]) == 1 for kind in made)  # only the example is made again
     for kind in made:
