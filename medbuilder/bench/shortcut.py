@@ -208,8 +208,6 @@ def render(results: dict) -> str:
 @contextmanager
 def empty_store():
     """The bench's rounds use a store of their own, empty at the start (removed after)."""
-    from medbuilder.settings import get_settings
-
     saved = os.environ.get("MEDBUILDER_CACHE_DIR")
     store = tempfile.mkdtemp(prefix="medbuilder-shortcut-store-")
     os.environ["MEDBUILDER_CACHE_DIR"] = store
