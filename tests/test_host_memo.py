@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medbuilder.cache.host_memo import HostMemo, memoized_detector
+from medbuilder.cache.host_memo import MEMO_MIN_PIXELS, HostMemo, memoized_detector
 from medbuilder.cache.store import HOST_PART, PreprocessStore
 from medbuilder.protocol.confounders import cached_roi_detector, head_mask
 from medbuilder.review import acquisition
@@ -64,6 +64,11 @@ def test_a_mask_is_detected_once_per_image_and_is_the_detectors_own(settings):
     assert len(calls) == 4  # other pixels: another key
     memoized_detector("head", counting, "other-code", HostMemo("roi-head", "other-code", settings))(images[0])
     assert len(calls) == 5  # other code: another folder
+    small = images[0][::4, ::4].copy()
+    assert small.size < MEMO_MIN_PIXELS <= images[0].size
+    for _ in range(2):
+        assert np.array_equal(memoized_detector("head", counting, "test-code", memo)(small), head_mask(small))
+    assert len(calls) == 7  # a small image is detected each time: its mask is not written
 
 
 def test_the_memo_lives_outside_every_datasets_part_and_clear_removes_it(settings):
