@@ -92,15 +92,36 @@ def sha256_of(path: Path) -> str:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(folder) / name
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # a dangling link counts as missing
-                continue
-            yield path.relative_to(root).as_posix(), stat, path
+    """(relative path, stat, path) of every file under root, each folder's files (sorted) before its
+    subfolders (sorted), as os.walk visits them: links to files are followed, links to folders are not
+    entered, and a dangling link counts as missing. Strings and os.scandir, not Path objects: a comparison
+    runs before and after every stage."""
+    yield from ((rel, st, Path(full)) for rel, st, full in _scan(str(root), ""))
+
+
+def _scan(folder: str, prefix: str) -> Iterator[tuple[str, os.stat_result, str]]:
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError:  # as os.walk: a folder that cannot be listed is skipped
+        return
+    folders = []
+    for entry in entries:
+        try:
+            is_folder = entry.is_dir()
+        except OSError:
+            is_folder = False
+        if is_folder:
+            if not entry.is_symlink():
+                folders.append(entry)
+            continue
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:  # a dangling link counts as missing
+            continue
+        yield prefix + entry.name, stat, entry.path
+    for entry in folders:
+        yield from _scan(entry.path, f"{prefix}{entry.name}/")
 
 
 def take_manifest(root: Path) -> DatasetManifest:
