@@ -1,4 +1,5 @@
-"""image_map: results in order, one torch thread per worker meanwhile, torch's thread count restored after."""
+"""image_map: results in order, one torch thread per worker meanwhile, torch's thread count restored after;
+process_map: the same over forked processes, tensors back as plain tensors, a worker's error raised."""
 
 from __future__ import annotations
 
@@ -41,3 +42,38 @@ def test_image_map_raises_the_first_error_and_still_restores():
     else:
         raise AssertionError("the worker's error was lost")
     assert torch.get_num_threads() == before
+
+
+def test_process_map_runs_in_other_processes_and_keeps_order():
+    import os
+
+    from medbuilder.review.per_image import MIN_FORKED_ITEMS, process_map
+
+    def work(i: int):
+        return os.getpid(), torch.full((2, 3), float(i)), {"square": i * i}
+
+    n = MIN_FORKED_ITEMS + 10
+    with process_map(workers=2) as each:
+        results = list(each(work, range(n)))
+    assert {pid for pid, _, _ in results} - {os.getpid()} and os.getpid() not in {pid for pid, _, _ in results}
+    assert all(torch.equal(t, torch.full((2, 3), float(i))) and type(t) is torch.Tensor and d == {"square": i * i}
+               for i, (_, t, d) in enumerate(results))
+    with process_map(workers=2) as each:  # few items: threads of this process
+        assert {pid for pid, _, _ in each(work, range(3))} == {os.getpid()}
+
+
+def test_process_map_raises_a_workers_error():
+    from medbuilder.review.per_image import MIN_FORKED_ITEMS, process_map
+
+    def fail_on_three(i: int) -> int:
+        if i == 3:
+            raise ValueError("cannot read image file 3.png")
+        return i
+
+    try:
+        with process_map(workers=2) as each:
+            list(each(fail_on_three, range(MIN_FORKED_ITEMS * 2)))
+    except ValueError as err:
+        assert "3.png" in str(err)
+    else:
+        raise AssertionError("the worker's error was lost")

@@ -17,13 +17,13 @@ import runpy
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medbuilder.cache.digests import DigestMemo, inside_without_links
 from medbuilder.cache.keys import chain_key, dataset_part, item_key
 from medbuilder.cache.store import PreprocessStore
+from medbuilder.review.per_image import process_map
 
 MANIFEST = "preprocessed.json"
 SIBLINGS = ("common", "engine", "confounders", "dataloader", "model", "predict_common")
@@ -151,9 +151,9 @@ def _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, r
             missing.append((key, item, key_of_item))
     memo.flush()
     transform = template["Compose"](chain)
-    with ThreadPoolExecutor(max_workers=max(1, int(cfg.get("num_threads") or 1))) as pool:
-        for key, path in zip([m[0] for m in missing], pool.map(lambda m: _make(store, key_of_chain, transform, m),
-                                                                missing)):
+    with process_map(max(1, int(cfg.get("num_threads") or 1))) as each:
+        for key, path in zip([m[0] for m in missing], each(lambda m: _make(store, key_of_chain, transform, m),
+                                                           missing)):
             if path is None:
                 result.skipped += 1
             else:

@@ -118,14 +118,14 @@ def resample(image, size: tuple[int, int]):
 
 def _variants(images: list[str], labels: list[str], positive: str, typical: dict, folder: Path) -> dict:
     """{kind: [(original, changed file)]} for the images whose class has an 'other' typical size."""
-    from medbuilder.review.per_image import image_map
+    from medbuilder.review.per_image import process_map
 
     def changed(i: int) -> dict[str, str]:
         other = typical.get("negative" if labels[i] == positive else "positive")
         return {} if other is None else _write_variants(images[i], other, folder, i)
 
     made = {kind: [] for kind in KINDS}
-    with image_map() as each:
+    with process_map() as each:
         for path, written in zip(images, each(changed, range(len(images)))):
             for kind, target in written.items():
                 made[kind].append((path, target))

@@ -4,13 +4,26 @@ per thread with single-threaded tensor ops.
 Test images are small: an op on one of them splits across torch's threads for less work than the split
 costs, and with another process on the cores each op waits for the slowest thread (3 x slower measured on
 2 cores). Whole images per thread use the same cores without that wait.
+
+Much of MONAI's per-image work is Python that holds the GIL, so threads reach about 1.5 cores of 2.
+``process_map`` runs the images in forked worker processes instead (540 Br35H test images blanked outside
+the head and prepared: 4.3 s on two threads, 3.3 s on two processes): a worker is a copy of this process
+made at the call, so the function needs no pickling, and it runs numpy, PIL and one-thread torch only, with
+side effects confined to files (the store's entries). Its results come back pickled (tensors as numpy
+arrays); anything it changes in memory stays in the worker.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+
+MIN_FORKED_ITEMS = 64  # fewer: starting the workers costs more than it saves
+_forking = threading.Lock()  # one forked map at a time: the workers find their job in a module global
+_job: tuple[Callable, list] | None = None
 
 
 def _one_thread() -> None:
@@ -32,3 +45,75 @@ def image_map(workers: int | None = None) -> Iterator[Callable[[Callable, Iterab
             yield pool.map
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def process_map(workers: int | None = None) -> Iterator[Callable[[Callable, Iterable], Iterator]]:
+    """Like image_map, over `workers` forked processes (default: torch's thread count). Tensors in a result
+    come back as plain tensors (a MetaTensor's metadata stays behind). Falls back to image_map's threads for
+    few items, one worker, a platform without fork, or while another process_map runs."""
+    import torch
+
+    count = max(1, workers or torch.get_num_threads())
+    with image_map(count) as threaded:
+        def each(function: Callable, items: Iterable) -> Iterator:
+            items = list(items)
+            if count < 2 or len(items) < MIN_FORKED_ITEMS or "fork" not in multiprocessing.get_all_start_methods() \
+                    or not _forking.acquire(blocking=False):
+                yield from threaded(function, items)
+                return
+            try:
+                yield from _forked(function, items, count)
+            finally:
+                _forking.release()
+
+        yield each
+
+
+def _forked(function: Callable, items: list, workers: int) -> Iterator:
+    global _job
+    _job = (function, items)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
+            chunk = max(1, len(items) // (workers * 8))
+            yield from (_from_wire(result) for result in pool.imap(_run_one, range(len(items)), chunk))
+    finally:
+        _job = None
+
+
+def _run_one(i: int):
+    function, items = _job
+    return _to_wire(function(items[i]))
+
+
+def _to_wire(value):
+    """Tensors as numpy arrays (no shared-memory handles between the processes), recursively in tuples,
+    lists and dicts."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return _Tensor(value.detach().cpu().as_subclass(torch.Tensor).numpy())
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_wire(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_wire(v) for k, v in value.items()}
+    return value
+
+
+def _from_wire(value):
+    import torch
+
+    if isinstance(value, _Tensor):
+        return torch.from_numpy(value.array)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_from_wire(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _from_wire(v) for k, v in value.items()}
+    return value
+
+
+class _Tensor:
+    """A tensor's values on their way back from a worker."""
+
+    def __init__(self, array):
+        self.array = array

@@ -83,9 +83,9 @@ def prepare_all(predictor, paths: list[str]) -> torch.Tensor:
     cache.update(stored_images(predictor, [p for p in dict.fromkeys(paths) if p not in cache]))
     missing = [p for p in dict.fromkeys(paths) if p not in cache]
     if missing:
-        from medbuilder.review.per_image import image_map
+        from medbuilder.review.per_image import process_map
 
-        with image_map() as each:
+        with process_map() as each:
             cache.update(zip(missing, each(predictor.prepare, missing)))
     return torch.stack([cache[p] for p in paths])
 
@@ -271,7 +271,7 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
     from medbuilder.cache.host_memo import source_digest
     from medbuilder.cache.lookup import StoredVariants
     from medbuilder.protocol.confounders import cached_roi_detector, detectors_file
-    from medbuilder.review.per_image import image_map
+    from medbuilder.review.per_image import process_map
 
     detector, load, rest = cached_roi_detector(roi), *_split_chain(predictor)
     folder.mkdir(parents=True, exist_ok=True)
@@ -291,11 +291,8 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
         loaded["image"] = _blanked(loaded["image"], keep)
         return loaded["image"], rest(loaded)["image"]
 
-    def prepared(record: dict):
-        """The prepared blanked image: from the store when an earlier round or build made it."""
-        kept = stored.get(str(record["image"]))
-        if kept is not None:
-            return kept
+    def made_and_stored(record: dict):
+        """The prepared blanked image, made now and kept in the store (None to skip the image)."""
         made = blanked(record)
         if made is not None:
             stored.put(str(record["image"]), made[1])
@@ -310,8 +307,12 @@ def blank_outside_roi(predictor, records: list[dict], roi: str, folder: Path) ->
             examples += 1
         out.append(None if made is None else made[1])
         first += 1
-    with image_map() as each:
-        out += list(each(prepared, records[first:]))
+    rest_out = [stored.get(str(r["image"])) for r in records[first:]]  # made by an earlier round or build
+    to_make = [i for i, image in enumerate(rest_out) if image is None]
+    with process_map() as each:
+        for i, image in zip(to_make, each(made_and_stored, [records[first + i] for i in to_make])):
+            rest_out[i] = image
+    out += rest_out
     pairs = [(str(r["image"]), x) for r, x in zip(records, out) if x is not None]
     return pairs, len(records) - len(pairs)
 
