@@ -163,8 +163,10 @@ def test_up_deployments_trigger_and_down(tmp_path):
             assert run.parameters["dataset"] == "br35h-copy" and run.parameters["approve"] == "prefect"
             assert run.parameters["request"].startswith("Classify brain MRI images as no or yes")
 
-            # cancel it (it would wait at the dataset gate anyway)
-            state_now = client.read_flow_run(run.id).state
+            # cancel it (it would wait at the dataset gate anyway); a run still pending (its process starting)
+            # is left to start first: Cancelling it then raced the start on a busy machine and stayed unanswered
+            state_now = _wait(lambda: (s := client.read_flow_run(run.id).state) and not s.is_pending() and s, 120,
+                              "the triggered run to leave Pending")
             client.set_flow_run_state(run.id, Cancelled() if state_now.is_scheduled() else Cancelling(), force=True)
             final = _wait(lambda: (s := client.read_flow_run(run.id).state).is_final() and s, 90,
                           "the triggered run to be cancelled")
