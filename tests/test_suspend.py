@@ -44,7 +44,11 @@ def _deployment_ready() -> bool:
     return True
 
 
-def _flow_pid(run_dir: Path) -> int:
+def _flow_pid(run_dir: Path, timeout_s: float = 30) -> int:
+    """The flow process's pid from process.json, which the flow writes just after it makes the run folder."""
+    deadline = time.monotonic() + timeout_s
+    while not (run_dir / "process.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
     return json.loads((run_dir / "process.json").read_text())["pid"]
 
 
