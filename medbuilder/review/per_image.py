@@ -87,29 +87,25 @@ def _run_one(i: int):
 
 
 def _to_wire(value):
-    """Tensors as numpy arrays (no shared-memory handles between the processes), recursively in tuples,
-    lists and dicts."""
+    """Tensors as numpy arrays (no shared-memory handles between the processes), in tuples, lists and dicts."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        return _Tensor(value.detach().cpu().as_subclass(torch.Tensor).numpy())
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_wire(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_wire(v) for k, v in value.items()}
-    return value
+    return _each_leaf(value, lambda x: _Tensor(x.detach().cpu().as_subclass(torch.Tensor).numpy())
+                      if isinstance(x, torch.Tensor) else x)
 
 
 def _from_wire(value):
     import torch
 
-    if isinstance(value, _Tensor):
-        return torch.from_numpy(value.array)
+    return _each_leaf(value, lambda x: torch.from_numpy(x.array) if isinstance(x, _Tensor) else x)
+
+
+def _each_leaf(value, change: Callable):
     if isinstance(value, (tuple, list)):
-        return type(value)(_from_wire(v) for v in value)
+        return type(value)(_each_leaf(v, change) for v in value)
     if isinstance(value, dict):
-        return {k: _from_wire(v) for k, v in value.items()}
-    return value
+        return {k: _each_leaf(v, change) for k, v in value.items()}
+    return change(value)
 
 
 class _Tensor:
