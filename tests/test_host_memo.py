@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from medbuilder.cache.host_memo import MEMO_MIN_PIXELS, HostMemo, memoized_detector
 from medbuilder.cache.store import HOST_PART, PreprocessStore
@@ -102,3 +103,26 @@ def test_feature_rows_are_remembered_by_content_and_links_are_never_followed(set
     shutil.copyfile(source[2], a)  # new bytes: read again; a link is read (refused) every time
     again = acquisition.features_of([a, folder / "link.jpg"])
     assert read == ["a.jpg", "link.jpg"] and again[0] == real(a) != first[0]
+
+
+def test_many_feature_rows_are_read_and_remembered_on_worker_processes(settings, monkeypatch):
+    from medbuilder.review import per_image
+
+    files = sorted(_br35h_dir().rglob("*.jpg"))[:per_image.MIN_FORKED_ITEMS + 6]
+    forked = []
+    real_forked = per_image._forked
+    monkeypatch.setattr(per_image, "_forked", lambda *args: forked.append(len(args[1])) or real_forked(*args))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two workers on any machine
+    try:
+        rows = acquisition.features_of(files)
+    finally:
+        torch.set_num_threads(threads)
+    assert forked == [len(files)]  # every row read on the workers
+    assert rows == [acquisition.features(f) for f in files] and not any("error" in r for r in rows)
+
+    def unread(path):
+        raise AssertionError(f"{path} read again: the workers' rows were not remembered")
+
+    monkeypatch.setattr(acquisition, "features", unread)
+    assert acquisition.features_of(files) == rows

@@ -43,24 +43,30 @@ def features(path: Path) -> dict:
 
 def features_of(paths: list) -> list[dict]:
     """features() of each path, each file's row remembered by its content across builds
-    (``cache/host_memo.py``); links, folders and unreadable files are read (or refused) every time."""
+    (``cache/host_memo.py``); links, folders and unreadable files are read (or refused) every time. The rows
+    not remembered are read, and written to the memo, on forked worker processes (``review/per_image.py``)."""
     from medbuilder.cache.host_memo import HostMemo, source_digest
+    from medbuilder.review.per_image import process_map
 
+    paths = [Path(p) for p in paths]
     memo = HostMemo("acquisition", source_digest(__file__))
     try:
-        return [_remembered(memo, Path(p)) if memo.enabled else features(Path(p)) for p in paths]
+        keys = [memo.file_key(p) if memo.enabled else None for p in paths]
+        rows = [memo.get_json(k) if k else None for k in keys]
+
+        def read_and_remember(i: int) -> dict:
+            row = features(paths[i])
+            if keys[i] and "error" not in row:
+                memo.put_json(keys[i], row)
+            return row
+
+        missing = [i for i, row in enumerate(rows) if row is None]
+        with process_map() as each:
+            for i, row in zip(missing, each(read_and_remember, missing)):
+                rows[i] = row
+        return rows
     finally:
         memo.close()
-
-
-def _remembered(memo, path: Path) -> dict:
-    key = memo.file_key(path)
-    row = memo.get_json(key) if key else None
-    if row is None:
-        row = features(path)
-        if key and "error" not in row:
-            memo.put_json(key, row)
-    return row
 
 
 def _file_kib(path: Path) -> float:
