@@ -77,3 +77,30 @@ def test_process_map_raises_a_workers_error():
         assert "3.png" in str(err)
     else:
         raise AssertionError("the worker's error was lost")
+
+
+def test_workers_end_quietly_under_a_handler_that_raises_on_sigterm(capfd):
+    """Prefect's flow process raises on SIGTERM; the forked workers must not inherit that into the flow's log."""
+    import signal
+
+    from medbuilder.review.per_image import MIN_FORKED_ITEMS, process_map
+
+    class Terminated(Exception):
+        pass
+
+    def raise_on_term(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_on_term)
+    try:
+        for stop_early in (False, True):
+            with process_map(workers=2) as each:
+                results = each(lambda i: i + 1, range(MIN_FORKED_ITEMS * 2))
+                assert next(results) == 1
+                if not stop_early:
+                    assert list(results)[-1] == MIN_FORKED_ITEMS * 2
+                results.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Terminated" not in err

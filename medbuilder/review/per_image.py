@@ -73,12 +73,27 @@ def process_map(workers: int | None = None) -> Iterator[Callable[[Callable, Iter
 def _forked(function: Callable, items: list, workers: int) -> Iterator:
     global _job
     _job = (function, items)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
-            chunk = max(1, len(items) // (workers * 8))
-            yield from (_from_wire(result) for result in pool.imap(_run_one, range(len(items)), chunk))
+        chunk = max(1, len(items) // (workers * 8))
+        yield from (_from_wire(result) for result in pool.imap(_run_one, range(len(items)), chunk))
+    except BaseException:  # a worker's error, or the caller stopped early: end the workers now
+        pool.terminate()
+        raise
+    else:
+        pool.close()  # the workers finish their loop and exit: no signal reaches them
     finally:
+        pool.join()
         _job = None
+
+
+def _worker_start() -> None:
+    """A worker ends on SIGTERM at once: it inherits the parent's handlers (Prefect's raises an exception that
+    would print a traceback into the flow's log), and its work is the parent's to report."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _one_thread()
 
 
 def _run_one(i: int):
