@@ -22,7 +22,7 @@ from pathlib import Path
 
 from medbuilder.cache.digests import DigestMemo, inside_without_links
 from medbuilder.cache.keys import chain_key, dataset_part, item_key
-from medbuilder.cache.store import PreprocessStore
+from medbuilder.cache.store import ENTRY, PreprocessStore
 from medbuilder.review.per_image import process_map
 
 MANIFEST = "preprocessed.json"
@@ -101,7 +101,7 @@ def _fill(task: str, cfg: dict, index_dir: Path, roots: list[Path], store: Prepr
                 entries[kind] = _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, result)
         finally:
             memo.close()
-    used = {Path(p) for kind in entries.values() for p in kind.values()}
+    used = {p for kind in entries.values() for p in kind.values()}
     store.touch(used)
     store.evict(keep=used)
     config = {key: cfg.get(key) for key in template["CACHE_KEYS"]}
@@ -136,17 +136,18 @@ def _kind_entries(task, cfg, template, kind, chain, items, roots, store, memo, r
                                         "config": {k: cfg.get(k) for k in template["CACHE_KEYS"]}})
     readable = [*roots, *(Path(r).resolve() for r in roots)]
     found, missing = {}, []
+    folder = os.fspath(store.root / key_of_chain)
     for inputs, item in items:
         paths = [inside_without_links(p, readable) for p in inputs]
         if any(p is None for p in paths):
             result.skipped += 1
             continue
         key_of_item = item_key(bare, [memo.digest(p) for p in paths])
-        entry = store.entry(key_of_chain, key_of_item)
+        entry = f"{folder}/{key_of_item[:2]}/{key_of_item}{ENTRY}"  # store.entry(), without pathlib's cost per item
         key = "\n".join(inputs)
-        if entry.is_file():
+        if os.path.isfile(entry):
             result.hits += 1
-            found[key] = str(entry)
+            found[key] = entry
         else:
             missing.append((key, item, key_of_item))
     memo.flush()

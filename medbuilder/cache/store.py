@@ -91,13 +91,19 @@ class PreprocessStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _entries(self):
+        """(path as a string, size, mtime) of every entry; os.scandir, for a store of many thousand entries."""
         for chain in self._chains():
-            for path in chain.glob("??/*" + ENTRY):
-                try:
-                    info = path.stat()
-                except FileNotFoundError:
+            for shard in _scan(os.fspath(chain)):
+                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
                     continue
-                yield path, info.st_size, info.st_mtime
+                for item in _scan(shard.path):
+                    if not item.name.endswith(ENTRY) or not item.is_file(follow_symlinks=False):
+                        continue
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    yield item.path, info.st_size, info.st_mtime
 
     def _chains(self) -> list[Path]:
         """Every <dataset>/<chain> folder."""
@@ -118,13 +124,13 @@ class PreprocessStore:
         """Remove least recently used entries until the store is within its limit; returns bytes freed."""
         with self.locked():
             entries = sorted(self._entries(), key=lambda e: e[2])
-            total, freed = sum(e[1] for e in entries), 0
+            total, freed, keep = sum(e[1] for e in entries), 0, {os.fspath(p) for p in keep}
             for path, size, _ in entries:
                 if total - freed <= self.max_bytes:
                     break
                 if path in keep:
                     continue
-                path.unlink(missing_ok=True)
+                Path(path).unlink(missing_ok=True)
                 freed += size
             return freed
 
@@ -152,6 +158,14 @@ class PreprocessStore:
             if chain_key is None:  # everything: the host's per-image features and masks too
                 shutil.rmtree(self.root / HOST_PART, ignore_errors=True)
             return removed
+
+
+def _scan(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _matches(chain: Path, wanted: str) -> bool:
