@@ -50,5 +50,5 @@ def test_bench_scale_measures_a_real_build_and_its_store(tmp_path):
     assert 0 < row["training_run_seconds"] < row["build"]["seconds"]
     cache = row["cache"]
     assert cache["made"] == 12 and cache["hits"] == 12 and cache["store_mib"] > 0, cache
-    assert cache["peak_rss_mib"] >= cache["rss_before_mib"] > 0
+    assert cache["peak_mib"] >= cache["before_mib"] > 0
     assert "generated-12 (generated) | 12 | " in result.output

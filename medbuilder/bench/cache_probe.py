@@ -6,9 +6,9 @@ Run by `medbuilder bench scale` in its own process, so that its peak memory is t
         --index-dir I --dataset-root R
 
 The workspace is a copy (the offer writes its manifest there). Printed: the imports the build's process
-had already made (seconds, apart), the cold fill (seconds, images made, resident memory before it and the
-process's peak), the warm read (seconds, images found) and
-the store's size on disk.
+had already made (seconds, apart), the cold fill (seconds, images made, the memory of this process and its
+forked workers before it and at its peak: summed PSS, ``memory.py``), the warm read (seconds, images found)
+and the store's size on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import resource
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +28,7 @@ def folder_bytes(root: Path) -> int:
 def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> dict:
     import psutil
 
+    from medbuilder.bench.memory import TreeMemory, tree_bytes
     from medbuilder.cache.offer import offer
     from medbuilder.settings import get_settings
 
@@ -36,17 +37,18 @@ def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> di
         importlib.import_module(module)
     import_s = time.perf_counter() - started
     settings = get_settings()
-    before_mib = psutil.Process().memory_info().rss / 2**20
+    before_mib = tree_bytes(psutil.Process()) / 2**20
     started = time.perf_counter()
-    cold = offer(workspace, task, index_dir, [dataset_root], settings)
+    with TreeMemory(os.getpid()) as memory:
+        cold = offer(workspace, task, index_dir, [dataset_root], settings)
     cold_s = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = memory.peak_bytes / 2**20
     started = time.perf_counter()
     warm = offer(workspace, task, index_dir, [dataset_root], settings)
     warm_s = time.perf_counter() - started
     return {"import_seconds": round(import_s, 2), "fill_seconds": round(cold_s, 2), "made": cold.made,
             "fill_reason": cold.reason,
-            "rss_before_mib": round(before_mib, 1), "peak_rss_mib": round(peak_mib, 1),
+            "before_mib": round(before_mib, 1), "peak_mib": round(peak_mib, 1),
             "read_seconds": round(warm_s, 2), "hits": warm.hits,
             "store_mib": round(folder_bytes(settings.resolve_cache_dir()) / 2**20, 1)}
 

@@ -1,7 +1,7 @@
 """`medbuilder bench scale`: time and peak memory of a build, and of the preprocessed store, against dataset size.
 
 Each point is one build (`medbuilder build ... --approve auto`, offline core) in its own process on a
-cold store, its whole process tree's resident memory sampled every quarter second; then the store is
+cold store, its whole process tree's memory (summed PSS, ``memory.py``) sampled every quarter second; then the store is
 filled again for the delivered workspace by :mod:`cache_probe` in a process of its own (fill time,
 its peak memory, the warm read, the size on disk). Every training runs the same epochs, so the
 points differ only in the number of images. Growth between points is the exponent b of
@@ -17,16 +17,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from medbuilder.bench import scale_data
+from medbuilder.bench.memory import TreeMemory
 
 DEFAULT_SIZES = (500, 1000, 3000)
 DEFAULT_GENERATED = (2000, 20_000)
-SAMPLE_S = 0.25
 BUILD_TIMEOUT_S = 3600
 
 
@@ -43,40 +42,6 @@ def points(sizes: list[int], generated: list[int]) -> list[Point]:
     return ([Point(f"br35h-{n}", "br35h", scale_data.BR35H_REQUEST, "real", n) for n in sorted(sizes)]
             + [Point(f"generated-{n}", scale_data.GENERATED_NAME, scale_data.GENERATED_REQUEST, "generated", n)
                for n in sorted(generated)])
-
-
-class TreeMemory:
-    """The peak of the summed resident memory of a process and everything below it, sampled in a thread."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.process, self.peak_bytes, self._stop = psutil.Process(pid), 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = 0
-            try:
-                for proc in [self.process, *self.process.children(recursive=True)]:
-                    try:
-                        total += proc.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                return
-            self.peak_bytes = max(self.peak_bytes, total)
-            self._stop.wait(SAMPLE_S)
-
-    def __enter__(self) -> "TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_build(point: Point, env: dict, log: Path) -> dict:
@@ -192,8 +157,8 @@ GROWTH_FIGURES = {"build seconds": lambda r: (r.get("build") or {}).get("seconds
                   "build peak memory": lambda r: (r.get("build") or {}).get("peak_tree_mib"),
                   "training run": lambda r: r.get("training_run_seconds"),
                   "store fill seconds": lambda r: (r.get("cache") or {}).get("fill_seconds"),
-                  "store fill memory": lambda r: _above((r.get("cache") or {}).get("peak_rss_mib"),
-                                                        (r.get("cache") or {}).get("rss_before_mib")),
+                  "store fill memory": lambda r: _above((r.get("cache") or {}).get("peak_mib"),
+                                                        (r.get("cache") or {}).get("before_mib")),
                   "store size": lambda r: (r.get("cache") or {}).get("store_mib")}
 
 
@@ -227,8 +192,8 @@ def build_cells(r: dict) -> list[str]:
 
 def store_cells(r: dict) -> list[str]:
     cache = r.get("cache") or {}
-    return [r["point"], str(r["images"]), _cell(cache.get("fill_seconds")), _cell(cache.get("peak_rss_mib"), "{:.0f}"),
-            _cell(cache.get("rss_before_mib"), "{:.0f}"), _cell(cache.get("read_seconds")),
+    return [r["point"], str(r["images"]), _cell(cache.get("fill_seconds")), _cell(cache.get("peak_mib"), "{:.0f}"),
+            _cell(cache.get("before_mib"), "{:.0f}"), _cell(cache.get("read_seconds")),
             _cell(cache.get("store_mib"))]
 
 
@@ -239,7 +204,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render(results: dict) -> str:
     rows = results["rows"]
     lines = [f"Scale curve: every build trains {results['epochs']} epochs on a cold store (offline core, automatic "
-             "approvals); peak memory is the build's whole process tree (flow, Prefect server, sandboxed scripts).", "",
+             "approvals); peak memory is the build's whole process tree (flow, Prefect server, sandboxed scripts, "
+             "forked workers), summed PSS: a page shared by n processes counts 1/n in each.", "",
              *_table(["point", "images", "train/test", "build s", "peak MiB", "data engineer s", "module architect s",
                       "of which store fill s", "training run s", "evaluation s"], [build_cells(r) for r in rows]),
              "", "The store filled again for the delivered configuration, in a process of its own on an empty store "
