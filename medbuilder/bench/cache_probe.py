@@ -7,7 +7,7 @@ Run by `medbuilder bench scale` in its own process, so that its peak memory is t
 
 The workspace is a copy (the offer writes its manifest there). Printed: the imports the build's process
 had already made (seconds, apart), the cold fill (seconds, images made, the memory of this process and its
-forked workers before it and at its peak: summed PSS, ``memory.py``), the warm read (seconds, images found)
+forked workers before it and at its peak: summed PSS every second, ``memory.py``), the warm read (seconds, images found)
 and the store's size on disk.
 """
 
@@ -28,7 +28,7 @@ def folder_bytes(root: Path) -> int:
 def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> dict:
     import psutil
 
-    from medbuilder.bench.memory import TreeMemory, tree_bytes
+    from medbuilder.bench.memory import TreeMemory, tree_pss
     from medbuilder.cache.offer import offer
     from medbuilder.settings import get_settings
 
@@ -37,9 +37,9 @@ def probe(workspace: Path, task: str, index_dir: Path, dataset_root: Path) -> di
         importlib.import_module(module)
     import_s = time.perf_counter() - started
     settings = get_settings()
-    before_mib = tree_bytes(psutil.Process()) / 2**20
+    before_mib = tree_pss(psutil.Process()) / 2**20
     started = time.perf_counter()
-    with TreeMemory(os.getpid()) as memory:
+    with TreeMemory(os.getpid(), pss_every_s=1.0) as memory:
         cold = offer(workspace, task, index_dir, [dataset_root], settings)
     cold_s = time.perf_counter() - started
     peak_mib = memory.peak_bytes / 2**20

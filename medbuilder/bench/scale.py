@@ -1,7 +1,7 @@
 """`medbuilder bench scale`: time and peak memory of a build, and of the preprocessed store, against dataset size.
 
 Each point is one build (`medbuilder build ... --approve auto`, offline core) in its own process on a
-cold store, its whole process tree's memory (summed PSS, ``memory.py``) sampled every quarter second; then the store is
+cold store, its whole process tree's memory sampled (summed PSS, ``memory.py``); then the store is
 filled again for the delivered workspace by :mod:`cache_probe` in a process of its own (fill time,
 its peak memory, the warm read, the size on disk). Every training runs the same epochs, so the
 points differ only in the number of images. Growth between points is the exponent b of
@@ -62,6 +62,7 @@ def run_build(point: Point, env: dict, log: Path) -> dict:
     run_dir = next((line.split(":", 1)[1].strip() for line in log.read_text().splitlines()
                     if line.startswith("run_dir:")), None)
     return {"exit": code, "seconds": round(seconds, 2), "peak_tree_mib": round(memory.peak_bytes / 2**20, 1),
+            "peak_rss_sum_mib": round(memory.peak_rss_bytes / 2**20, 1),
             "run_dir": run_dir, "log": str(log)}
 
 
@@ -205,7 +206,8 @@ def render(results: dict) -> str:
     rows = results["rows"]
     lines = [f"Scale curve: every build trains {results['epochs']} epochs on a cold store (offline core, automatic "
              "approvals); peak memory is the build's whole process tree (flow, Prefect server, sandboxed scripts, "
-             "forked workers), summed PSS: a page shared by n processes counts 1/n in each.", "",
+             "forked workers), summed PSS sampled every 5 s (a page shared by n processes counts 1/n in each); its summed "
+             "RSS, sampled every 0.25 s, is in scale.json.", "",
              *_table(["point", "images", "train/test", "build s", "peak MiB", "data engineer s", "module architect s",
                       "of which store fill s", "training run s", "evaluation s"], [build_cells(r) for r in rows]),
              "", "The store filled again for the delivered configuration, in a process of its own on an empty store "
