@@ -71,8 +71,18 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
+def _as_postgres() -> list[str]:
+    """The command prefix that runs a program as the postgres user (root only). runuser is in /usr/sbin or
+    /sbin, which a user's PATH may lack."""
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not found:
+        raise PostgresError("runuser is not installed (util-linux): medbuilder runs PostgreSQL as the postgres "
+                            "user with it when started as root; `apt-get install -y util-linux`")
+    return [found, "-u", "postgres", "--"]
+
+
 def _run(args: list[str], what: str, timeout: float = 60, password: str | None = None) -> str:
-    cmd = (["runuser", "-u", "postgres", "--"] if _as_root() else []) + args
+    cmd = (_as_postgres() if _as_root() else []) + args
     env = {**os.environ, "PGPASSWORD": password} if password else None
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd="/",
                             env=env)
@@ -88,7 +98,7 @@ def _reachable_by_postgres(folder: Path) -> bool:
     existing = folder
     while not existing.exists():
         existing = existing.parent
-    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(existing)], cwd="/",
+    probe = subprocess.run([*_as_postgres(), "test", "-x", str(existing)], cwd="/",
                            capture_output=True)
     return probe.returncode == 0
 
