@@ -3,6 +3,7 @@ process_map: the same over forked processes, tensors back as plain tensors, a wo
 
 from __future__ import annotations
 
+import os
 import threading
 
 import torch
@@ -104,3 +105,40 @@ def test_workers_end_quietly_under_a_handler_that_raises_on_sigterm(capfd):
         signal.signal(signal.SIGTERM, previous)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Terminated" not in err
+
+
+
+def test_a_sigterm_before_the_workers_start_ends_it():
+    """A worker forked inside sigterm_blocked() that is sent SIGTERM before _worker_start has reset the
+    parent's handler: the signal waits (the handler, which raises, never runs) and ends the worker once
+    _worker_start unblocks it. Unblocked, the parent's handler would raise (a traceback in the flow's log);
+    a signal caught there and dropped once the handler is reset would leave a worker waiting on the pool's
+    queue, and terminate() waiting for it, forever."""
+    import signal
+    import time
+
+    from medbuilder.review.per_image import _worker_start, sigterm_blocked
+
+    class Terminated(Exception):
+        pass
+
+    def raise_on_term(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_on_term)
+    try:
+        with sigterm_blocked():
+            pid = os.fork()
+            if pid == 0:  # the worker, as a pool's: it never leaves this block
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.2)
+                    _worker_start()
+                    time.sleep(0.2)
+                    os._exit(3)  # survived the signal
+                except BaseException:
+                    os._exit(4)  # the parent's handler ran
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, os.waitstatus_to_exitcode(status)

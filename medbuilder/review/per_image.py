@@ -11,12 +11,16 @@ the head and prepared: 4.3 s on two threads, 3.3 s on two processes): a worker i
 made at the call, so the function needs no pickling, and it runs numpy, PIL and one-thread torch only, with
 side effects confined to files (the store's entries, the host memo's rows). Its results come back pickled
 (tensors as numpy arrays); anything it changes in memory stays in the worker. The workers exit on their own
-once the map is done; they die quietly on SIGTERM (the flow's process raises on it, Prefect's handler).
+once the map is done; they die quietly on SIGTERM (the flow's process raises on it, Prefect's handler). They
+are forked with SIGTERM blocked, and unblock it once they have reset its handler: a SIGTERM that arrived in
+between would otherwise be caught by the parent's handler and then dropped, and the worker would wait on the
+pool's queue forever while ``terminate`` waited for it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +78,7 @@ def process_map(workers: int | None = None) -> Iterator[Callable[[Callable, Iter
 def _forked(function: Callable, items: list, workers: int) -> Iterator:
     global _job
     _job = (function, items)
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start)
+    pool = _start_pool(workers)
     try:
         chunk = max(1, len(items) // (workers * 8))
         yield from (_from_wire(result) for result in pool.imap(_run_one, range(len(items)), chunk))
@@ -88,12 +92,29 @@ def _forked(function: Callable, items: list, workers: int) -> Iterator:
         _job = None
 
 
+def _start_pool(workers: int):
+    """A fork pool whose workers start with SIGTERM blocked (the mask is inherited; the pool's own threads,
+    started here too, keep it blocked, so the parent's SIGTERM goes to its other threads as before)."""
+    with sigterm_blocked():
+        return multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start)
+
+
+@contextmanager
+def sigterm_blocked() -> Iterator[None]:
+    """SIGTERM blocked in the calling thread meanwhile (a signal sent then waits, and arrives after)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_start() -> None:
     """A worker ends on SIGTERM at once: it inherits the parent's handlers (Prefect's raises an exception that
-    would print a traceback into the flow's log), and its work is the parent's to report."""
-    import signal
-
+    would print a traceback into the flow's log), and its work is the parent's to report. A SIGTERM sent
+    before this point is pending, and ends the worker when it is unblocked."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _one_thread()
 
 
