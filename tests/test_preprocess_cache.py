@@ -272,8 +272,15 @@ def test_acquisition_variants_join_the_stored_images_and_are_read_back(stored_pr
     typical = {"positive": (300, 240), "negative": (256, 256)}
     made, files = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical, tmp_path / "a")
     again, files_again = metadata_reliance._prepared_variants(predictor, images, labels, "yes", typical, tmp_path / "b")
-    assert all(len(made[kind]) == len(images) and len(files[kind]) == len(images) for kind in made)
+    assert all(len(made[kind]) == len(images) and len(files[kind]) == 1 for kind in made)  # one example file
     assert all(len(files_again[kind]) == 1 for kind in made)  # only the example is made again
+    for kind in made:  # prepared in memory as from the PNG: the example's file, and a copy written here
+        assert torch.equal(torch.as_tensor(made[kind][0][1]), predictor.prepare(files[kind][0][1]))
+        for j in (1, len(images) - 1):
+            other = typical["negative" if labels[j] == "yes" else "positive"]
+            png = tmp_path / f"{kind}-{j}.png"
+            metadata_reliance._changed_pictures(images[j], other)[kind].save(png, compress_level=1)
+            assert torch.equal(torch.as_tensor(made[kind][j][1]), predictor.prepare(png)), (kind, j)
     for kind in made:
         assert all(a == c and torch.equal(torch.as_tensor(b), d) for (a, b), (c, d) in zip(made[kind], again[kind]))
     kinds = {c.what.get("kind", "").split(" (code")[0] for c in PreprocessStore(settings.cache_dir, 1 << 30).summary()}

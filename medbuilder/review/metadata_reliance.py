@@ -15,9 +15,10 @@ says whether the model uses them, two ways:
   typical original size (width and height of its most common file in the training split). The share
   whose predicted class changes, and the mean change in the positive-class score.
 
-Images are written as PNG (lossless) to a temporary folder; a few examples are kept in
-``report/round-<k>/acquisition_counterfactuals/``. Each changed image, prepared, is kept in the store
-beside the image's own entry, so a later round or build with the same preprocessing reads it.
+Each changed image is prepared in memory as the PNG holding it would be (``pictures.py``); a few examples
+are written as PNGs and kept in ``report/round-<k>/acquisition_counterfactuals/``. Each changed image,
+prepared, is kept in the store beside the image's own entry, so a later round or build with the same
+preprocessing reads it.
 """
 
 from __future__ import annotations
@@ -116,32 +117,37 @@ def resample(image, size: tuple[int, int]):
     return image.resize(size, Image.BILINEAR)
 
 
-def _variants(images: list[str], labels: list[str], positive: str, typical: dict, folder: Path) -> dict:
-    """{kind: [(original, changed file)]} for the images whose class has an 'other' typical size."""
+def _variants(predictor, images: list[str], others: list[tuple[int, int]], examples: int,
+              folder: Path) -> list[dict]:
+    """Per image, {kind: (the changed copy prepared, its PNG file or None)}; the first `examples` images'
+    copies are also written as PNGs to `folder` (for a reviewer), the others are prepared in memory."""
     from medbuilder.review.per_image import process_map
+    from medbuilder.review.pictures import prepare_picture
 
-    def changed(i: int) -> dict[str, str]:
-        other = typical.get("negative" if labels[i] == positive else "positive")
-        return {} if other is None else _write_variants(images[i], other, folder, i)
+    def changed(i: int) -> dict:
+        pictures = _changed_pictures(images[i], others[i])
+        out = {}
+        for kind, picture in pictures.items():
+            target = folder / kind / f"{i:04d}.png"
+            if i < examples:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                picture.save(target, compress_level=1)  # lossless; level 1 is ten times faster to write
+            out[kind] = (prepare_picture(predictor, picture, target), str(target) if i < examples else None)
+        return out
 
-    made = {kind: [] for kind in KINDS}
     with process_map() as each:
-        for path, written in zip(images, each(changed, range(len(images)))):
-            for kind, target in written.items():
-                made[kind].append((path, target))
-    return made
+        return list(each(changed, range(len(images))))
 
 
 def _prepared_variants(predictor, images: list[str], labels: list[str], positive: str, typical: dict,
                        folder: Path) -> tuple[dict, dict]:
-    """({kind: [(original, changed image prepared)]}, {kind: [(original, changed file)]} of those made now).
+    """({kind: [(original, changed image prepared)]}, {kind: [(original, changed file)]} of the examples).
 
     A changed image prepared by an earlier round or build with the same preprocessing is read from the store
-    (``StoredVariants``); the others are written as PNGs to `folder`, prepared, and stored. The first
-    KEPT_EXAMPLES images are always made: their files are the examples a reviewer opens."""
+    (``StoredVariants``); the others are made and prepared now, and stored. The first KEPT_EXAMPLES images
+    are always made and written as PNGs to `folder`: their files are the examples a reviewer opens."""
     from medbuilder.cache.host_memo import source_digest
     from medbuilder.cache.lookup import StoredVariants
-    from medbuilder.review.shortcuts import prepare_all
 
     others = [typical.get("negative" if label == positive else "positive") for label in labels]
     shelves: dict[tuple, StoredVariants] = {}
@@ -153,35 +159,30 @@ def _prepared_variants(predictor, images: list[str], labels: list[str], positive
     found = {(i, kind): image for i, other in enumerate(others) if other is not None and i >= KEPT_EXAMPLES
              for kind in KINDS if (image := shelves[kind, other].get(images[i])) is not None}
     to_make = [i for i, other in enumerate(others) if other is not None and any((i, k) not in found for k in KINDS)]
-    files = _variants([images[i] for i in to_make], [labels[i] for i in to_make], positive, typical, folder)
-    position = {path: i for i, path in enumerate(images)}
-    for kind, pairs in files.items():
-        prepared = prepare_all(predictor, [changed for _, changed in pairs])
-        for (original, _), image in zip(pairs, prepared):
-            i = position[original]
+    examples = sum(1 for i in to_make if i < KEPT_EXAMPLES)  # to_make is in order: these come first
+    files: dict[str, list[tuple[str, str]]] = {kind: [] for kind in KINDS}
+    made_now = _variants(predictor, [images[i] for i in to_make], [others[i] for i in to_make], examples, folder)
+    for i, changed in zip(to_make, made_now):
+        for kind, (image, file) in changed.items():
             found[i, kind] = image
-            shelves[kind, others[i]].put(original, image)
+            shelves[kind, others[i]].put(images[i], image)
+            if file:
+                files[kind].append((images[i], file))
     made = {kind: [(images[i], found[i, kind]) for i in range(len(images)) if (i, kind) in found] for kind in KINDS}
     return made, files
 
 
-def _write_variants(path: str, other: tuple[int, int], folder: Path, i: int) -> dict[str, str]:
-    """The image re-padded to the other class's typical shape and resampled to its size, written as PNGs."""
+def _changed_pictures(path: str, other: tuple[int, int]) -> dict:
+    """The image re-padded to the other class's typical shape and resampled to its size (PIL images, in
+    the mode its PNG would have); none when the file cannot be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im = im.convert("L" if im.mode not in ("RGB", "L") else im.mode)
-            changed = {"re-padded": repad(im, other[0] / other[1]), "resampled": resample(im, other)}
+            return {"re-padded": repad(im, other[0] / other[1]), "resampled": resample(im, other)}
     except (OSError, ValueError):
         return {}
-    written = {}
-    for kind, picture in changed.items():
-        target = folder / kind / f"{i:04d}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target, compress_level=1)  # lossless; level 1 is ten times faster to write
-        written[kind] = str(target)
-    return written
 
 
 def _flips(predictor, pairs: list[tuple[str, torch.Tensor]]) -> dict:
