@@ -105,7 +105,7 @@ def test_feature_rows_are_remembered_by_content_and_links_are_never_followed(set
     assert read == ["a.jpg", "link.jpg"] and again[0] == real(a) != first[0]
 
 
-def test_many_feature_rows_are_read_and_remembered_on_worker_processes(settings, monkeypatch):
+def test_many_feature_rows_are_read_on_worker_processes_and_remembered(settings, monkeypatch):
     from medbuilder.review import per_image
 
     files = sorted(_br35h_dir().rglob("*.jpg"))[:per_image.MIN_FORKED_ITEMS + 6]

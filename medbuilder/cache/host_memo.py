@@ -4,8 +4,11 @@ features and region-of-interest masks.
 They live under ``<store>/_host/<kind>/<code digest>/``, a folder no sandbox mounts (a build's sandbox
 sees only its dataset's part of the store), and are keyed by content: a feature row by its file's sha256,
 a mask by the bytes of the array it was detected on. The code digest is that of the module computing
-them, so edited code never reads an old result. Files are written whole (a temporary file renamed into
-place): concurrent builds share them safely. Only medbuilder's own code writes here, from data it read.
+them, so edited code never reads an old result. A mask is a file written whole (a temporary file renamed
+into place); feature rows are rows of one SQLite table there (``rows.sqlite``, WAL), written in one
+transaction when the memo is closed: a file per row cost about 0.65 ms of CPU each, 1.4 s for Br35H's
+2,160 training images. Concurrent builds share both safely. Only medbuilder's own code writes here, from
+data it read.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import stat
 from collections.abc import Callable
 from functools import cache
@@ -51,6 +55,8 @@ class HostMemo:
         self.store_root = store_for(settings).root
         self.folder = self.store_root / HOST_PART / kind / code
         self._digests = None
+        self._rows: sqlite3.Connection | None = None
+        self._pending: dict[str, str] = {}
 
     def file_key(self, path: Path) -> str | None:
         """The sha256 of a regular file (never through a link); None when it is not one or cannot be read."""
@@ -70,13 +76,35 @@ class HostMemo:
 
     def get_json(self, key: str) -> dict | None:
         try:
-            value = json.loads(self._path(key, ".json").read_text())
-        except (OSError, ValueError):
+            found = self._pending.get(key) or self._table().execute(
+                "SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
+            value = json.loads(found if isinstance(found, str) else found[0]) if found else None
+        except (sqlite3.Error, OSError, ValueError):
             return None
         return value if isinstance(value, dict) else None
 
     def put_json(self, key: str, value: dict) -> None:
-        self._write(self._path(key, ".json"), json.dumps(value).encode())
+        """Kept in memory until flush() or close() writes it (a forked worker's rows would be lost: put them
+        from the process that opened the memo)."""
+        self._pending[key] = json.dumps(value)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        try:
+            with self._table() as db:
+                db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?)", self._pending.items())
+        except (sqlite3.Error, OSError):  # a full or read-only disk costs the reuse, never the result
+            pass
+        self._pending.clear()
+
+    def _table(self) -> sqlite3.Connection:
+        if self._rows is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._rows = sqlite3.connect(self.folder / "rows.sqlite", timeout=60, check_same_thread=False)
+            self._rows.execute("PRAGMA journal_mode=WAL")
+            self._rows.execute("CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, value TEXT)")
+        return self._rows
 
     def get_mask(self, key: str, shape: tuple) -> np.ndarray | None:
         try:
@@ -102,6 +130,10 @@ class HostMemo:
             pass
 
     def close(self) -> None:
+        self.flush()
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
         if self._digests is not None:
             self._digests.close()
             self._digests = None

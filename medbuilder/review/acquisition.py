@@ -44,7 +44,8 @@ def features(path: Path) -> dict:
 def features_of(paths: list) -> list[dict]:
     """features() of each path, each file's row remembered by its content across builds
     (``cache/host_memo.py``); links, folders and unreadable files are read (or refused) every time. The rows
-    not remembered are read, and written to the memo, on forked worker processes (``review/per_image.py``)."""
+    not remembered are read on forked worker processes (``review/per_image.py``) and written to the memo
+    here, in one transaction."""
     from medbuilder.cache.host_memo import HostMemo, source_digest
     from medbuilder.review.per_image import process_map
 
@@ -54,16 +55,12 @@ def features_of(paths: list) -> list[dict]:
         keys = [memo.file_key(p) if memo.enabled else None for p in paths]
         rows = [memo.get_json(k) if k else None for k in keys]
 
-        def read_and_remember(i: int) -> dict:
-            row = features(paths[i])
-            if keys[i] and "error" not in row:
-                memo.put_json(keys[i], row)
-            return row
-
         missing = [i for i, row in enumerate(rows) if row is None]
         with process_map() as each:
-            for i, row in zip(missing, each(read_and_remember, missing)):
+            for i, row in zip(missing, each(lambda i: features(paths[i]), missing)):
                 rows[i] = row
+                if keys[i] and "error" not in row:
+                    memo.put_json(keys[i], row)
         return rows
     finally:
         memo.close()
