@@ -76,9 +76,11 @@ class HostMemo:
 
     def get_json(self, key: str) -> dict | None:
         try:
-            found = self._pending.get(key) or self._table().execute(
-                "SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
-            value = json.loads(found if isinstance(found, str) else found[0]) if found else None
+            text = self._pending.get(key)
+            if text is None:
+                found = self._table().execute("SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
+                text = found[0] if found else None
+            value = json.loads(text) if text is not None else None
         except (sqlite3.Error, OSError, ValueError):
             return None
         return value if isinstance(value, dict) else None

@@ -9,7 +9,7 @@ Much of MONAI's per-image work is Python that holds the GIL, so threads reach ab
 ``process_map`` runs the images in forked worker processes instead (540 Br35H test images blanked outside
 the head and prepared: 4.3 s on two threads, 3.3 s on two processes): a worker is a copy of this process
 made at the call, so the function needs no pickling, and it runs numpy, PIL and one-thread torch only, with
-side effects confined to files (the store's entries, the host memo's rows). Its results come back pickled
+side effects confined to files (the store's entries, the host memo's masks). Its results come back pickled
 (tensors as numpy arrays); anything it changes in memory stays in the worker. The workers exit on their own
 once the map is done; they die quietly on SIGTERM (the flow's process raises on it, Prefect's handler). They
 are forked with SIGTERM blocked, and unblock it once they have reset its handler: a SIGTERM that arrived in
