@@ -11,6 +11,14 @@ import torch
 from medbuilder.review.per_image import image_map
 
 
+class Terminated(Exception):
+    """What Prefect's SIGTERM handler does in the flow's process: raise."""
+
+
+def _raise_on_term(signum, frame):
+    raise Terminated(signum)
+
+
 def test_image_map_keeps_order_and_restores_threads():
     before = torch.get_num_threads()
     seen = set()
@@ -86,13 +94,7 @@ def test_workers_end_quietly_under_a_handler_that_raises_on_sigterm(capfd):
 
     from medbuilder.review.per_image import MIN_FORKED_ITEMS, process_map
 
-    class Terminated(Exception):
-        pass
-
-    def raise_on_term(signum, frame):
-        raise Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, raise_on_term)
+    previous = signal.signal(signal.SIGTERM, _raise_on_term)
     try:
         for stop_early in (False, True):
             with process_map(workers=2) as each:
@@ -119,13 +121,7 @@ def test_a_sigterm_before_the_workers_start_ends_it():
 
     from medbuilder.review.per_image import _worker_start, sigterm_blocked
 
-    class Terminated(Exception):
-        pass
-
-    def raise_on_term(signum, frame):
-        raise Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, raise_on_term)
+    previous = signal.signal(signal.SIGTERM, _raise_on_term)
     try:
         with sigterm_blocked():
             pid = os.fork()
