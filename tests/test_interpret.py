@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from medbuilder.protocol.templates import fill_template, run_training
-from medbuilder.review import interpret, shortcuts
+from medbuilder.review import interpret, roi_blanking, shortcuts
 from medbuilder.review.saliency import last_conv_layer, normalise
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -174,7 +174,7 @@ def test_roi_counterfactual_blanks_outside_the_head_on_real_br35h(tmp_path):
     n_test = report["n_test"]
     flips = report["measures"]["counterfactual_flip_rate"]
     blanked = sorted((tmp_path / "report" / "counterfactuals").glob("*.png"))
-    assert n_test >= 1 and n_test == flips["n"] and len(blanked) == min(n_test, shortcuts.EXAMPLE_COUNTERFACTUALS)
+    assert n_test >= 1 and n_test == flips["n"] and len(blanked) == min(n_test, roi_blanking.EXAMPLE_COUNTERFACTUALS)
     # one epoch on 8 images: the model may predict one class throughout, and then the rate is withheld
     assert (0 <= flips["value"] <= 1) if flips["value"] is not None else "predicts one class" in flips["reason"]
     assert "blanked outside the head" in flips["made_by"]
@@ -189,7 +189,7 @@ def test_roi_counterfactual_blanks_outside_the_head_on_real_br35h(tmp_path):
     # in memory, the blanked image is what the model would see had the file been blank outside the head
     predictor = interpret.load_predictor(ws, ws)
     records = json.loads((tmp_path / "index" / "test.json").read_text())
-    in_memory, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "again")
+    in_memory, _ = roi_blanking.blank_outside_roi(predictor, records, "head", tmp_path / "again")
     for (original_path, prepared), path in zip(in_memory, blanked):
         assert torch.allclose(prepared, predictor.prepare(path), atol=1e-6), original_path
     share = report["measures"]["attribution_share"]
@@ -199,7 +199,7 @@ def test_roi_counterfactual_blanks_outside_the_head_on_real_br35h(tmp_path):
 
 def test_channel_mean_gives_numpys_mean_over_the_last_axis():
     """The region detector's grey image of a colour picture: the same values as array.mean(axis=-1)."""
-    from medbuilder.review.shortcuts import _channel_mean
+    from medbuilder.review.roi_blanking import _channel_mean
 
     rng = np.random.default_rng(0)
     for shape, scale in [((64, 48, 3), 255.0), ((31, 7, 4), 1.0), ((16, 16, 3), 1e-3)]:

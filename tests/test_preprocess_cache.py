@@ -241,22 +241,22 @@ def stored_predictor(setup, tmp_path, monkeypatch):
 
 
 def test_blanked_counterfactuals_join_the_stored_images_and_are_read_back(stored_predictor, tmp_path, monkeypatch):
-    from medbuilder.review import shortcuts
+    from medbuilder.review import roi_blanking
 
     predictor, (_, index, settings, root) = stored_predictor
-    monkeypatch.setattr(shortcuts, "EXAMPLE_COUNTERFACTUALS", 2)
+    monkeypatch.setattr(roi_blanking, "EXAMPLE_COUNTERFACTUALS", 2)
     records = [*json.loads((index / "train.json").read_text()), *json.loads((index / "test.json").read_text())]
     unstored = tmp_path / "copy.jpg"
     unstored.write_bytes(Path(records[0]["image"]).read_bytes() + b"\0")  # other bytes: no entry of the build's
     records.append({"image": str(unstored), "label": records[0]["label"]})
-    first, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-0")
+    first, _ = roi_blanking.blank_outside_roi(predictor, records, "head", tmp_path / "round-0")
     variants = [c for c in PreprocessStore(settings.cache_dir, 1 << 30).summary()
                 if c.what.get("kind", "").startswith("variant: blanked outside the head region")]
     assert len(variants) == 1 and variants[0].entries == len(first) - 1  # the unstored copy is not kept
     assert variants[0].what["dataset"] == str(Path(root).resolve())  # listed with its dataset
     for entry in (settings.cache_dir / variants[0].key).glob("??/*.npy"):  # what is read back is what is stored
         np.save(entry, np.full((1, 32, 32), 7.0, dtype=np.float32))
-    second, _ = shortcuts.blank_outside_roi(predictor, records, "head", tmp_path / "round-1")
+    second, _ = roi_blanking.blank_outside_roi(predictor, records, "head", tmp_path / "round-1")
     assert [p for p, _ in first] == [p for p, _ in second]
     changed = [p for (p, a), (_, b) in zip(first, second) if not torch.equal(torch.as_tensor(a), b)]
     made_again = {str(r["image"]) for r in records[:2]} | {str(unstored)}  # the examples, and the unstored copy

@@ -35,7 +35,7 @@ from medbuilder.protocol.datacard import Confounder
 from medbuilder.protocol.datasets import prepare, reference_index
 from medbuilder.protocol.registry import Registry
 from medbuilder.protocol.templates import fill_template, run_training
-from medbuilder.review import shortcuts
+from medbuilder.review import roi_blanking, shortcuts
 from medbuilder.review.interpret import load_predictor
 from medbuilder.review.strategies import strategies_for
 from medbuilder.settings import get_settings
@@ -103,7 +103,7 @@ def deconfounded_auroc(predictor, records: list[dict], positive: str, found: dic
     from medbuilder.review import saliency
 
     with tempfile.TemporaryDirectory() as examples:
-        blanked, skipped = shortcuts.blank_outside_roi(predictor, records, roi, Path(examples))
+        blanked, skipped = roi_blanking.blank_outside_roi(predictor, records, roi, Path(examples))
     if skipped or not blanked:
         return None
     probs = saliency.class_probabilities(predictor, torch.stack([x for _, x in blanked]))

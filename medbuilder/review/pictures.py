@@ -6,7 +6,7 @@ and prepared from the files: the encoding and the decoding took about 11 of the 
 the predictor's loading step runs with a reader that hands it the picture instead of opening a file, and
 gets its array and metadata from the loader's own PIL reader (MONAI's ``PILReader.get_data``): the same
 array, orientation and metadata the file would give, through the rest of the same chain.
-``tests/test_metadata_reliance.py`` checks the result equals that of the written PNG.
+``tests/test_preprocess_cache.py`` checks the result equals that of the written PNG.
 """
 
 from __future__ import annotations
@@ -40,11 +40,17 @@ def pil_reader_of(load_step):
     return readers[0] if readers else PILReader()
 
 
+def split_chain(predictor):
+    """The predictor's preprocessing as (its loading step, everything after it)."""
+    from monai.transforms import Compose
+
+    steps = list(predictor.preprocessing.transforms)
+    return steps[0], Compose(steps[1:])
+
+
 def prepare_picture(predictor, picture, name: str | Path) -> torch.Tensor:
     """The picture prepared by the predictor's chain, as the PNG file `name` holding it would be."""
-    from medbuilder.review.shortcuts import _split_chain
-
-    load, rest = _split_chain(predictor)
+    load, rest = split_chain(predictor)
     picture.format = "PNG"  # what PIL reports for the file; the loader keeps it in the metadata
     loaded = load({"image": str(name)}, reader=_PictureReader(picture, pil_reader_of(load)))
     return rest(loaded)["image"]
