@@ -29,16 +29,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from functools import lru_cache
+from importlib import import_module
+
 from medbuilder.protocol.datacard import Task
-from medbuilder.protocol.datasets import (brain_mask, br35h, br35h_heldout, iu_xray, synth_cxr, synth_cxr_drain,
-                                          synth_seg3d)
 from medbuilder.protocol.datasets.base import Item, NoImagesError, Recipe, SourceMissingError
 from medbuilder.protocol.datasets.engine import MANIFEST, read_manifest, run
 from medbuilder.protocol.index import DataIndex
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    br35h.RECIPE, br35h_heldout.RECIPE, iu_xray.RECIPE, brain_mask.RECIPE, synth_seg3d.RECIPE, synth_cxr.RECIPE,
-    synth_cxr_drain.RECIPE)}
+# imported when RECIPES is first read: the generators need scipy, and the indexer, which imports this
+# package for near_duplicates, needs none of them
+RECIPE_MODULES = ("br35h", "br35h_heldout", "iu_xray", "brain_mask", "synth_seg3d", "synth_cxr", "synth_cxr_drain")
+
+
+@lru_cache(maxsize=1)
+def _recipes() -> dict[str, Recipe]:
+    modules = [import_module(f"{__name__}.{m}") for m in RECIPE_MODULES]
+    return {m.RECIPE.name: m.RECIPE for m in modules}
+
+
+def __getattr__(name: str):
+    if name == "RECIPES":
+        return _recipes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["RECIPES", "Recipe", "Item", "prepare", "reference_index", "get_recipe", "read_manifest",
            "MANIFEST", "SourceMissingError", "NoImagesError"]
@@ -47,9 +60,9 @@ __all__ = ["RECIPES", "Recipe", "Item", "prepare", "reference_index", "get_recip
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; a KeyError lists the valid names."""
     try:
-        return RECIPES[name]
+        return _recipes()[name]
     except KeyError:
-        raise KeyError(f"unknown dataset recipe '{name}'. Valid names: {', '.join(sorted(RECIPES))}") from None
+        raise KeyError(f"unknown dataset recipe '{name}'. Valid names: {', '.join(sorted(_recipes()))}") from None
 
 
 def prepare(name: str, target: Path, limit: int | None = None, *, force: bool = False,
