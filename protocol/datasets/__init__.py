@@ -26,11 +26,10 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 from functools import lru_cache
 from importlib import import_module
+from pathlib import Path
+from typing import Callable
 
 from medbuilder.protocol.datacard import Task
 from medbuilder.protocol.datasets.base import Item, NoImagesError, Recipe, SourceMissingError
