@@ -22,6 +22,7 @@ from medbuilder.agents.runner import prestart_scripts
 from medbuilder.flows.describe import dataset_question, gate_questions, review_question
 from medbuilder.flows.gates import ask, run_dir_to_continue, stop_at_question, was_asked
 from medbuilder.flows.logs import run_log
+from medbuilder.heap import freeze_survivors, unfreeze_all
 from medbuilder.lifecycle.finish import failure_of, finish
 from medbuilder.lifecycle.gate_forms import ReviewDecision
 from medbuilder.lifecycle.open import open_run
@@ -54,6 +55,7 @@ def build_model(request: str = "", dataset: str | None = None, core: str | None 
             return finish(run, "failed", failure=failure_of(run, err))
         finally:
             prestart.discard(run.workspace)  # a Python started ahead that no script took
+            unfreeze_all()  # the stages froze what they kept (medbuilder/heap.py)
 
 
 def _this_flow_run() -> tuple[str, str]:
@@ -170,6 +172,7 @@ def choose_dataset(run: RunFolder, core: str, approve: str, retries: int) -> Pla
 
 def audit_acquisition(run: RunFolder, task: str) -> None:
     """The metadata-only baseline for the dataset gate; a failure is written down and shown, not fatal."""
+    freeze_survivors()  # as a stage does (medbuilder/heap.py): the gate runs between stages
     try:
         audit_run(run, task)
     except (OSError, ValueError, KeyError) as err:

@@ -6,6 +6,7 @@ is only read.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import shutil
@@ -21,6 +22,7 @@ from medbuilder.protocol.index import DataIndex, IndexRecord
 from medbuilder.protocol.run_folder import RunFolder
 from medbuilder.protocol.manifest import (MANIFEST_FILE, VIOLATION_FILE, DatasetModified, compare, read_manifest,
                                           take_manifest)
+from medbuilder.heap import unfreeze_all
 from medbuilder.stages.record import run_stage
 
 COLIN = "/usr/share/mricron/templates/ch2.nii.gz"
@@ -43,6 +45,16 @@ def _run(tmp_path, root) -> RunFolder:
         "label_names": ["no", "yes"], "file_formats": ["jpg"], "licence": "as Br35H", "provenance": "real",
         "source": "tests"})
     return run
+
+
+def test_a_stage_starts_with_what_the_process_kept_out_of_the_collectors_sight(tmp_path):
+    run = _run(tmp_path, _dataset(tmp_path / "data", n=1))
+    gc.unfreeze()
+    seen = []
+    run_stage(run, "task_manager", lambda: seen.append(gc.get_freeze_count()) or {})
+    assert seen[0] > 1000  # the modules, classes and caches imported so far
+    unfreeze_all()
+    assert gc.get_freeze_count() == 0
 
 
 def test_manifest_has_full_sha256_and_sees_modified_deleted_added(tmp_path):

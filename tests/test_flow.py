@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ def test_no_dataset_fits(prefect_api, data_env):
 
     summary = build_model(request="Segment the liver in abdominal CT scans", approve="auto")
     assert summary["status"] == "no_fit"
+    assert gc.get_freeze_count() == 0  # the Task Manager's stage froze the heap; the build's end gave it back
     assert summary["reasons"][0] == "no dataset fits"
     assert any("brain-mask-3d" in r and "modality" in r for r in summary["reasons"])
     run = RunFolder(summary["run_dir"])

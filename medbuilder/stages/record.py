@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from medbuilder.heap import freeze_survivors
 from medbuilder.protocol.artifacts import now
 from medbuilder.protocol.manifest import guard_dataset
 from medbuilder.protocol.run_folder import RunFolder
@@ -29,6 +30,7 @@ def run_stage(run: RunFolder, name: str, work: Callable[[], dict[str, Any]],
     record.status, record.attempts, record.error = "running", record.attempts + 1, None
     record.started = record.started or now()
     run.save_stage(record)
+    freeze_survivors()  # what earlier stages imported and kept lives as long as the process
     started = time.monotonic()
     try:
         with guard_dataset(run, name, interrupted):
