@@ -126,3 +126,25 @@ def test_many_feature_rows_are_read_on_worker_processes_and_remembered(settings,
 
     monkeypatch.setattr(acquisition, "features", unread)
     assert acquisition.features_of(files) == rows
+
+
+def test_file_digests_are_remembered_by_path_size_mtime_and_inode(tmp_path):
+    import hashlib
+    import sqlite3
+
+    from medbuilder.cache.digests import DigestMemo
+
+    files = [tmp_path / f"{i}.bin" for i in range(50)]
+    for i, file in enumerate(files):
+        file.write_bytes(bytes([i]) * 1000)
+    memo = DigestMemo(tmp_path / "digests.sqlite")
+    assert [memo.digest(f) for f in files] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    memo.close()  # the 50 rows written in one transaction
+    with sqlite3.connect(tmp_path / "digests.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM digests").fetchone()[0] == 50
+        db.execute("UPDATE digests SET sha256 = 'remembered' WHERE path = ?", (str(files[0]),))
+    memo = DigestMemo(tmp_path / "digests.sqlite")
+    assert memo.digest(files[0]) == "remembered"  # read from the table, not from the file
+    files[0].write_bytes(b"changed")  # another size and mtime: read again
+    assert memo.digest(files[0]) == hashlib.sha256(b"changed").hexdigest()
+    memo.close()
