@@ -18,8 +18,8 @@ mixes the ``yes`` and ``no`` classes.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from functools import cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
