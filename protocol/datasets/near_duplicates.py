@@ -96,10 +96,8 @@ def _best_correlation(rows: list[np.ndarray], columns: list[np.ndarray], signs: 
     one_d = [r @ c.T for r, c in zip(rows[:4], columns[:4])]
     plane = {(a, b): rows[4 + a] @ columns[4 + b].T for a in (0, 1) for b in (0, 1)}
     best, total = None, np.empty_like(one_d[0])
-    for one_d_signs, matrix in signs:
-        (first, second), (sign_1, sign_2) = zip(*[(ab, w) for ab, w in np.ndenumerate(matrix) if w])
-        # the plane sum's overall sign does not matter under abs: only whether its two terms agree
-        (np.add if sign_1 == sign_2 else np.subtract)(plane[first], plane[second], out=total)
+    for one_d_signs, (first, second, agree) in signs:
+        (np.add if agree else np.subtract)(plane[first], plane[second], out=total)
         np.abs(total, out=total)
         for sign, part in zip(one_d_signs, one_d):
             (np.add if sign > 0 else np.subtract)(total, part, out=total)
@@ -113,7 +111,10 @@ def _best_correlation(rows: list[np.ndarray], columns: list[np.ndarray], signs: 
 @cache
 def _d4_layout(side: int) -> tuple[list[np.ndarray], list[tuple]]:
     """The bases (pixels x coordinates: the 4 one-dimensional parts, then the plane part's x and y blocks),
-    and per move of COSET_MOVES the sign it gives each one-dimensional part and its 2 x 2 matrix on (x, y).
+    and per move of COSET_MOVES the sign it gives each one-dimensional part and its plane sum: the move's
+    2 x 2 matrix on (x, y) has two entries of +-1, so the sum is the products of (row block, column block)
+    `first` and `second`, added when the entries agree in sign and subtracted otherwise (the sum's own sign
+    does not matter under abs).
 
     Built pixel orbit by pixel orbit: a basis vector is a projection of one pixel's indicator, so vectors of
     different orbits never overlap, and those of one orbit are made orthonormal there."""
@@ -144,7 +145,8 @@ def _d4_layout(side: int) -> tuple[list[np.ndarray], list[tuple]]:
         one_d_signs = tuple(rt ** t * (fl if f else 1) for rt, fl in characters)
         moved_x, moved_y = (_move(v[:, 0].reshape(side, side), t, f).ravel() for v in (x, y))
         matrix = np.rint([[x[:, 0] @ moved_x, x[:, 0] @ moved_y], [y[:, 0] @ moved_x, y[:, 0] @ moved_y]])
-        signs.append((one_d_signs, matrix.astype(int)))
+        (first, second), (sign_1, sign_2) = zip(*[(ab, w) for ab, w in np.ndenumerate(matrix.astype(int)) if w])
+        signs.append((one_d_signs, (first, second, sign_1 == sign_2)))
     return bases, signs
 
 
