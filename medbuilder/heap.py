@@ -1,7 +1,7 @@
 """The build process's heap and Python's garbage collector.
 
 A build's process holds millions of objects once torch, MONAI, scikit-learn and Prefect are imported, and
-each full collection walks all of them: on Br35H a first build ran 11 of them, 0.1-0.45 s each, 2.1 s in
+each full collection walks all of them: on Br35H a first build ran 11 of them, 0.08-0.45 s each, 2.1 s in
 all, most inside the stages (a collection at the evaluation's start took 0.45 s). Objects that outlived a
 stage are nearly all modules, classes and caches that live as long as the process, so each stage starts by
 moving them out of the collector's sight (``gc.freeze``): later collections walk only what the stage made.
