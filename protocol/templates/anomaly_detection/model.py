@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from common import channels_last
+
 
 class ConvAutoencoder(nn.Module):
     """Encoder: stride-2 conv-BN-LeakyReLU blocks; dense code of latent_dim; mirrored decoder.
@@ -49,8 +51,10 @@ class ConvAutoencoder(nn.Module):
 
 
 def build_model(cfg: dict) -> nn.Module:
-    return ConvAutoencoder(int(cfg["spatial_dims"]), int(cfg["in_channels"]), cfg["image_size"],
-                           tuple(cfg.get("channels") or (16, 32, 64, 128)), int(cfg.get("latent_dim", 128)))
+    """The autoencoder, randomly initialised; a 2D one in channels-last memory layout (common.channels_last)."""
+    net = ConvAutoencoder(int(cfg["spatial_dims"]), int(cfg["in_channels"]), cfg["image_size"],
+                          tuple(cfg.get("channels") or (16, 32, 64, 128)), int(cfg.get("latent_dim", 128)))
+    return channels_last(net) if int(cfg["spatial_dims"]) == 2 else net
 
 
 def anomaly_scores(x: torch.Tensor, recon: torch.Tensor, how: str = "mae") -> torch.Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common import channels_last
+
 
 class CompactCNN(nn.Module):
     """A stride-2 stem conv, then one [max-pool, conv3-BN-ReLU] block per further channel count,
@@ -33,7 +35,13 @@ class CompactCNN(nn.Module):
 
 
 def build_model(cfg: dict) -> nn.Module:
-    """The network named by cfg['model'], randomly initialised (no downloads)."""
+    """The network named by cfg['model'], randomly initialised (no downloads); a 2D one in channels-last
+    memory layout (common.channels_last)."""
+    net = _network(cfg)
+    return channels_last(net) if int(cfg["spatial_dims"]) == 2 else net
+
+
+def _network(cfg: dict) -> nn.Module:
     dims, cin, n = int(cfg["spatial_dims"]), int(cfg["in_channels"]), int(cfg["num_classes"])
     name = cfg.get("model", "cnn")
     if name == "cnn":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common import channels_last
+
 BOS_ID, EOS_ID = 1, 2
 
 
@@ -92,10 +94,12 @@ class ReportGenerator(nn.Module):
 
 
 def build_model(cfg: dict, vocab_size: int) -> ReportGenerator:
-    return ReportGenerator(vocab_size, int(cfg["in_channels"]), tuple(cfg.get("encoder_channels") or (16, 32, 64, 128)),
-                           int(cfg.get("embed_dim", 128)), int(cfg.get("hidden_dim", 256)),
-                           int(cfg.get("num_layers", 1)), float(cfg.get("dropout", 0.1)),
-                           int(cfg.get("encoder_pool", 1)))
+    """The generator, randomly initialised, in channels-last memory layout (common.channels_last)."""
+    net = ReportGenerator(vocab_size, int(cfg["in_channels"]), tuple(cfg.get("encoder_channels") or (16, 32, 64, 128)),
+                          int(cfg.get("embed_dim", 128)), int(cfg.get("hidden_dim", 256)),
+                          int(cfg.get("num_layers", 1)), float(cfg.get("dropout", 0.1)),
+                          int(cfg.get("encoder_pool", 1)))
+    return channels_last(net)
 
 
 if __name__ == "__main__":
