@@ -261,3 +261,41 @@ def test_bleu4_matches_hand_computed_values():
     ids = vocab.encode("Mild effusion, unseen.", 10)
     assert ids[0] == 1 and ids[-1] == 2 and vocab.stoi["<unk>"] in ids
     assert vocab.decode(ids) == "mild effusion <unk> <unk> ."
+
+
+def _template_model(template: str):
+    """The template's model.py as its own module (common.py importable beside it, as in a workspace)."""
+    import importlib.util
+
+    sys.path.insert(0, str(COMMON_DIR))
+    try:
+        spec = importlib.util.spec_from_file_location(f"model_{template}", TEMPLATES_DIR / template / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(COMMON_DIR))
+
+
+@pytest.mark.parametrize("template, dims, channels_last", [
+    ("diagnosis", 2, True), ("anomaly_detection", 2, True), ("report_generation", 2, True),
+    ("diagnosis", 3, False), ("segmentation", 2, False), ("segmentation", 3, False)])
+def test_2d_networks_are_built_channels_last_and_compute_the_same(template, dims, channels_last):
+    import torch
+
+    module = _template_model(template)
+    cfg = {"spatial_dims": dims, "in_channels": 1, "num_classes": 2, "image_size": [32] * dims,
+           "channels": [8, 16, 32, 64]}
+    net = module.build_model(cfg, 20) if template == "report_generation" else module.build_model(cfg)
+    # convolution kernels whose two layouts differ in memory (more than one input channel and pixel)
+    kernels = [p for p in net.parameters() if p.ndim >= 4 and p.shape[1] > 1 and p[0, 0].numel() > 1]
+    assert kernels
+    if channels_last:
+        assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in kernels)
+    else:
+        assert all(w.is_contiguous() for w in kernels)
+    if template == "diagnosis" and dims == 2:
+        plain = module.build_model(cfg).to(memory_format=torch.contiguous_format)
+        plain.load_state_dict(net.state_dict())
+        x = torch.rand(4, 1, 32, 32)
+        assert torch.allclose(net.eval()(x), plain.eval()(x), atol=1e-5)
